@@ -1,0 +1,32 @@
+# Two entry points a fresh machine needs: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.12 || ls -d $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n 1)
+VENV := .venv
+READY := $(VENV)/.ready
+
+.PHONY: setup demo test stack-up stack-down clean
+
+$(READY): requirements.txt requirements-dev.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	$(VENV)/bin/matrix-sync stack install
+	touch $(READY)
+
+setup: $(READY)
+
+demo: $(READY)
+	$(VENV)/bin/matrix-sync demo
+
+test: $(READY)
+	$(VENV)/bin/python -m pytest tests
+
+stack-up: $(READY)
+	$(VENV)/bin/matrix-sync stack up
+
+stack-down: $(READY)
+	$(VENV)/bin/matrix-sync stack down
+
+clean:
+	-$(VENV)/bin/matrix-sync stack down
+	rm -rf $(VENV) .matrix-sync
