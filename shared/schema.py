@@ -1,0 +1,57 @@
+"""The discovered shape of a source table, shared by extractor, manifest, loader and checks."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+KEY_HASH_COLUMN = "_key_hash"
+ROW_HASH_COLUMN = "_row_hash"
+HASH_COLUMNS = (KEY_HASH_COLUMN, ROW_HASH_COLUMN)
+
+
+class Column(BaseModel):
+    """One source column and where it lands in BigQuery."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="column name in the source")
+    bq_name: str = Field(description="column name in BigQuery")
+    source_type: str = Field(description="the source's own type name, e.g. decimal(12,2)")
+    bq_type: str = Field(description="BigQuery standard SQL type: INT64, NUMERIC, STRING, ...")
+    nullable: bool = True
+    precision: int | None = None
+    scale: int | None = None
+    length: int | None = None
+
+
+class TableSchema(BaseModel):
+    """Columns in source ordinal order plus the key; the order is part of the row hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    columns: list[Column]
+    key: list[str] = Field(description="key column names, source names")
+
+    @model_validator(mode="after")
+    def _key_columns_exist(self) -> "TableSchema":
+        names = {c.name for c in self.columns}
+        missing = [k for k in self.key if k not in names]
+        if missing:
+            raise ValueError(f"key columns {missing} are not columns of the table")
+        if not self.key:
+            raise ValueError("a table needs at least one key column")
+        bq_names = [c.bq_name.lower() for c in self.columns]
+        if len(set(bq_names)) != len(bq_names):
+            raise ValueError("two source columns map to the same BigQuery column name")
+        return self
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    @property
+    def key_columns(self) -> list[Column]:
+        return [self.column(k) for k in self.key]
+
+    @property
+    def key_positions(self) -> list[int]:
+        names = [c.name for c in self.columns]
+        return [names.index(k) for k in self.key]

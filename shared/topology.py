@@ -1,0 +1,35 @@
+"""Names of the topics, subscriptions and BigQuery tables the functions share.
+
+The local stack's bootstrap and Terraform both create exactly these; tests compare them.
+"""
+from __future__ import annotations
+
+GCS_NOTIFICATIONS_TOPIC = "gcs-notifications"
+EXTRACT_REQUESTS_TOPIC = "extract-requests"
+TABLE_LOADED_TOPIC = "table-loaded"
+ALERTS_TOPIC = "alerts"
+DEAD_LETTER_SUFFIX = "-dead-letter"
+
+SNAPSHOT_PREFIX = "snapshots"
+MANIFEST_NAME = "_manifest.json"
+
+LEDGER_TABLE = "_sync_ledger"
+RECONCILIATION_TABLE = "_sync_reconciliations"
+VALIDATION_TABLE = "_sync_validations"
+STAGING_DATASET_SUFFIX = "_staging"
+
+# function name -> (entry point, topic that triggers it)
+FUNCTIONS: dict[str, tuple[str, str]] = {
+    "loader": ("on_snapshot_event", GCS_NOTIFICATIONS_TOPIC),
+    "reconciler": ("on_table_loaded", TABLE_LOADED_TOPIC),
+    "validator": ("on_table_loaded", TABLE_LOADED_TOPIC),
+    "extractor": ("on_extract_request", EXTRACT_REQUESTS_TOPIC),
+}
+
+
+def subscription_name(function: str) -> str:
+    return f"{function}-push"
+
+
+def dead_letter_topic(function: str) -> str:
+    return f"{function}{DEAD_LETTER_SUFFIX}"
