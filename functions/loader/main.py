@@ -1,0 +1,11 @@
+"""Loader: a finished snapshot's manifest arrives (GCS notification through Pub/Sub, or Eventarc's
+storage event); its parts are staged and MERGEd into the BigQuery table."""
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from shared.loader.handler import handle_snapshot_event
+
+
+@functions_framework.cloud_event
+def on_snapshot_event(event: CloudEvent) -> None:
+    handle_snapshot_event(event)

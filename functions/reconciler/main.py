@@ -1,0 +1,10 @@
+"""Reconciler: after each load, proves the BigQuery table equals the snapshot."""
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from shared.reconciler.handler import handle_table_loaded
+
+
+@functions_framework.cloud_event
+def on_table_loaded(event: CloudEvent) -> None:
+    handle_table_loaded(event)

@@ -1,0 +1,166 @@
+"""`matrix-sync`: operator commands in the original scripts' vocabulary, plus the local stack."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from matrix_sync import sample as sample_db
+from matrix_sync.console import console, errors, run_and_report
+from matrix_sync.environment import local_stack, target_config
+from matrix_sync.stack import StackError
+from shared import logs
+from shared.config import ConfigError, load_config
+from shared.extractor.source import SourceError
+
+EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError)
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one line and exit 2; no traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED_ERRORS as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--log-file", type=click.Path(path_type=Path), default=Path(".matrix-sync/logs/matrix-sync.jsonl"),
+              show_default=True, help="JSON log lines (Cloud Logging format); warnings also go to stderr.")
+def main(log_file: Path) -> None:
+    """Keeps BigQuery an exact, verified copy of the Matrix SQL Server."""
+    logs.configure(log_file=log_file)
+
+
+@main.group()
+def stack() -> None:
+    """The local stack: Pub/Sub, GCS and BigQuery emulators plus the function servers."""
+
+
+@stack.command("install")
+@friendly_errors
+def stack_install() -> None:
+    """Checks the emulator binaries and installs DuckDB's extensions (idempotent)."""
+    local_stack().install()
+    console.print("stack prerequisites ready")
+
+
+@stack.command("up")
+@friendly_errors
+def stack_up() -> None:
+    """Starts what is not running yet and creates the default topics, bucket and dataset."""
+    stack_ = local_stack()
+    stack_.up(progress=lambda message: console.print(f"  {message}"))
+    _print_status(stack_)
+
+
+@stack.command("down")
+@friendly_errors
+def stack_down() -> None:
+    """Stops exactly the processes `up` started."""
+    stopped = local_stack().down()
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@stack.command("status")
+@friendly_errors
+def stack_status() -> None:
+    """Each service with its pid, port and whether it runs; exits 1 when something is down."""
+    if not _print_status(local_stack()):
+        sys.exit(1)
+
+
+@stack.command("env")
+@friendly_errors
+def stack_env() -> None:
+    """`export` lines that point any google-cloud client at the stack: eval "$(matrix-sync stack env)"."""
+    for name, value in local_stack().env().items():
+        click.echo(f"export {name}={value}")
+
+
+def _print_status(stack_: Any) -> bool:
+    statuses = stack_.status()
+    table = Table(title=f"local stack ({stack_.root})", title_justify="left")
+    for heading in ("service", "pid", "port", "state", "log"):
+        table.add_column(heading)
+    for s in statuses:
+        table.add_row(s.name, str(s.pid or "-"), str(s.port), "[green]running[/]" if s.running else "[red]stopped[/]",
+                      str(s.log))
+    console.print(table if statuses else "the local stack is not running (matrix-sync stack up)")
+    return bool(statuses) and all(s.running for s in statuses)
+
+
+@main.group()
+def sample() -> None:
+    """The sample Matrix source: a SQLite file modelled on a print-subscription business."""
+
+
+@sample.command("create")
+@click.option("--path", type=click.Path(path_type=Path), default=Path(".matrix-sync/demo/matrix.db"), show_default=True)
+@click.option("--size", default="small", show_default=True, help=f"one of {', '.join(sample_db.SIZES)} or a customer count")
+@click.option("--seed", type=int, default=7, show_default=True)
+@friendly_errors
+def sample_create(path: Path, size: str, seed: int) -> None:
+    """(Re)creates the sample database."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = sample_db.create_sample(path, int(size) if size.isdigit() else size, seed)
+    table = Table(title=f"sample source {path}", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in counts.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+@sample.command("mutate")
+@click.option("--path", type=click.Path(path_type=Path), default=Path(".matrix-sync/demo/matrix.db"), show_default=True)
+@click.option("--fraction", type=float, default=0.05, show_default=True, help="share of rows changed per table")
+@click.option("--seed", type=int, default=None)
+@friendly_errors
+def sample_mutate(path: Path, fraction: float, seed: int | None) -> None:
+    """Applies a random batch of inserts, updates and deletes."""
+    changes = sample_db.mutate(path, fraction, seed)
+    table = Table(title=f"changes applied to {path}", title_justify="left")
+    for heading in ("table", "inserted", "updated", "deleted"):
+        table.add_column(heading, justify="left" if heading == "table" else "right")
+    for name, change in changes.items():
+        table.add_row(name, str(change.inserted), str(change.updated), str(change.deleted))
+    console.print(table)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
+@click.option("--timeout", type=int, default=None, help="seconds to wait for the chain (default from config)")
+@friendly_errors
+def run(config_path: Path, tables: tuple[str, ...], timeout: int | None) -> None:
+    """Runs one cycle: snapshot every table, then wait until each is loaded, reconciled and validated."""
+    config = load_config(config_path)
+    where = target_config(config)
+    console.print(f"cycle for {config_path} -> {config.bigquery.project}.{config.bigquery.dataset} ({where})")
+    if not run_and_report(config, list(tables), timeout or config.run.wait_timeout_s, title=f"cycle {config_path}"):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--size", default="small", show_default=True, help=f"sample size: {', '.join(sample_db.SIZES)}")
+@click.option("--fraction", type=float, default=0.05, show_default=True, help="share of rows changed between cycles")
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path(".matrix-sync/demo"), show_default=True)
+@friendly_errors
+def demo(size: str, fraction: float, workdir: Path) -> None:
+    """Stack up, sample source, a full cycle, a batch of changes, a second cycle, and the verdicts."""
+    from matrix_sync.demo import run_demo
+
+    if not run_demo(size=size, fraction=fraction, workdir=workdir):
+        sys.exit(1)

@@ -1,0 +1,73 @@
+"""What people see: progress bars while work runs, and tables to compare at a glance."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from matrix_sync.cycle import Progress as CycleProgress
+from matrix_sync.cycle import TableReport, extract_all, wait_for_chain
+from shared.config import Config
+from shared.extractor.snapshot import ExtractResult
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class RichProgress(CycleProgress):
+    """Bars for extraction (rows per table) and for the wait on the event chain."""
+
+    def __init__(self, expected_rows: dict[str, int | None] | None = None) -> None:
+        self._expected = expected_rows or {}
+        self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), console=console, transient=False)
+        self._tasks: dict[str, TaskID] = {}
+        self._wait: TaskID | None = None
+
+    def __enter__(self) -> "RichProgress":
+        self._bars.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.__exit__(*exc)
+
+    def table_started(self, table: str) -> None:
+        self._tasks[table] = self._bars.add_task(f"extract {table}", total=self._expected.get(table))
+
+    def rows(self, table: str, count: int) -> None:
+        self._bars.advance(self._tasks[table], count)
+
+    def table_done(self, result: ExtractResult) -> None:
+        task = self._tasks[result.table]
+        self._bars.update(task, total=result.rows + result.quarantined, completed=result.rows + result.quarantined)
+
+    def waiting(self, done: int, total: int) -> None:
+        if self._wait is None:
+            self._wait = self._bars.add_task("load, reconcile, validate", total=total)
+        self._bars.update(self._wait, completed=done)
+
+
+def summary_table(reports: list[TableReport], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for heading, justify in [("table", "left"), ("source rows", "right"), ("load", "left"), ("inserted", "right"),
+                             ("updated", "right"), ("deleted", "right"), ("reconciliation", "left"),
+                             ("validation", "left")]:
+        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+    for r in reports:
+        style = "" if r.ok else "bold red"
+        validation = r.validation if not r.failed_checks else f"failed: {', '.join(r.failed_checks)}"
+        table.add_row(r.table, f"{r.source_rows:,}", r.load_status, f"{r.rows_inserted:,}", f"{r.rows_updated:,}",
+                      f"{r.rows_deleted:,}", r.reconciliation, validation, style=style)
+    return table
+
+
+def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str) -> bool:
+    """One cycle with progress bars and a summary table; True when every table reconciled."""
+    with RichProgress() as progress:
+        extracted = extract_all(config, progress, tables or None)
+        reports = wait_for_chain(config, extracted, timeout_s, progress)
+    console.print(summary_table(reports, title))
+    failed = [r.table for r in reports if not r.ok]
+    if failed:
+        errors.print(f"[bold red]not reconciled:[/] {', '.join(failed)}", highlight=False)
+    return not failed

@@ -1,0 +1,124 @@
+"""One replication cycle for a config: extract every table, then wait for the chain's verdicts."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from google.cloud import bigquery
+
+from shared import bigquery as bq
+from shared import ledger
+from shared.config import Config
+from shared.extractor.snapshot import ExtractResult, extract_table
+from shared.extractor.source import connect, discover
+from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
+
+
+@dataclass
+class TableReport:
+    """What happened to one table in one cycle, as the chain reported it in BigQuery."""
+
+    table: str
+    target: str
+    run_id: str
+    source_rows: int = 0
+    quarantined: int = 0
+    load_status: str = "pending"
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    reconciliation: str = "pending"
+    validation: str = "pending"
+    failed_checks: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        if self.load_status in (ledger.REFUSED, ledger.STALE):
+            return True
+        return self.load_status != "pending" and "pending" not in (self.reconciliation, self.validation)
+
+    @property
+    def ok(self) -> bool:
+        return (self.load_status in (ledger.APPLIED, ledger.DUPLICATE) and self.reconciliation == "match"
+                and self.validation == "passed")
+
+
+class Progress:
+    """Callbacks the CLI turns into progress bars; tests pass nothing."""
+
+    def table_started(self, table: str) -> None: ...
+    def rows(self, table: str, count: int) -> None: ...
+    def table_done(self, result: ExtractResult) -> None: ...
+    def waiting(self, done: int, total: int) -> None: ...
+
+
+def extract_all(config: Config, progress: Progress | None = None, tables: list[str] | None = None) -> list[ExtractResult]:
+    progress = progress or Progress()
+    engine = connect(config.source)
+    chosen = [config.table(name) for name in tables] if tables else config.tables
+    results = []
+    try:
+        for table in chosen:
+            progress.table_started(table.name)
+            source = discover(engine, table)
+            result = extract_table(config, engine, source, on_rows=lambda n, t=table.name: progress.rows(t, n))
+            progress.table_done(result)
+            results.append(result)
+    finally:
+        engine.dispose()
+    return results
+
+
+def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: float,
+                   progress: Progress | None = None, poll_s: float = 1.0) -> list[TableReport]:
+    """Polls the ledger and results tables until every snapshot is loaded, reconciled and validated."""
+    progress = progress or Progress()
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    reports = {
+        r.run_id: TableReport(r.table, f"{project}.{dataset}.{config.table(r.table).target_table}", r.run_id,
+                              source_rows=r.rows, quarantined=r.quarantined)
+        for r in extracted
+    }
+    deadline = time.monotonic() + timeout_s
+    while True:
+        _refresh(project, dataset, reports)
+        done = sum(r.done for r in reports.values())
+        progress.waiting(done, len(reports))
+        if done == len(reports) or time.monotonic() > deadline:
+            return list(reports.values())
+        time.sleep(poll_s)
+
+
+def _refresh(project: str, dataset: str, reports: dict[str, TableReport]) -> None:
+    run_ids = bigquery.ArrayQueryParameter("run_ids", "STRING", list(reports))
+    for row in _rows_if_table_exists(project, dataset, LEDGER_TABLE,
+                                     "SELECT run_id, status, rows_inserted, rows_updated, rows_deleted FROM {t} "
+                                     "WHERE run_id IN UNNEST(@run_ids)", run_ids):
+        report = reports[row["run_id"]]
+        if report.load_status in ("pending", ledger.DUPLICATE) or row["status"] == ledger.APPLIED:
+            report.load_status = row["status"]
+            report.rows_inserted = row["rows_inserted"] or 0
+            report.rows_updated = row["rows_updated"] or 0
+            report.rows_deleted = row["rows_deleted"] or 0
+    for row in _rows_if_table_exists(project, dataset, RECONCILIATION_TABLE,
+                                     "SELECT run_id, verdict FROM {t} WHERE run_id IN UNNEST(@run_ids)", run_ids):
+        reports[row["run_id"]].reconciliation = row["verdict"]
+    checks: dict[str, list[str]] = {}
+    for row in _rows_if_table_exists(project, dataset, VALIDATION_TABLE,
+                                     "SELECT run_id, check_name, passed FROM {t} WHERE run_id IN UNNEST(@run_ids)",
+                                     run_ids):
+        failed = checks.setdefault(row["run_id"], [])
+        if not row["passed"]:
+            failed.append(row["check_name"])
+    for run_id, failed in checks.items():
+        reports[run_id].validation = "failed" if failed else "passed"
+        reports[run_id].failed_checks = sorted(set(failed))
+
+
+def _rows_if_table_exists(project: str, dataset: str, table: str, sql: str,
+                          param: bigquery.ArrayQueryParameter) -> list[bigquery.Row]:
+    table_id = f"{project}.{dataset}.{table}"
+    if bq.get_table(table_id) is None:
+        return []
+    return bq.query(project, sql.format(t=f"`{table_id}`"), [param])

@@ -1,0 +1,41 @@
+"""Which Google Cloud a command talks to: the emulators named by the environment, a running
+local stack, or the real services."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from matrix_sync.stack import LocalStack
+from shared.clients import reset_clients
+from shared.config import Config
+
+STACK_DIR_VARIABLE = "MATRIX_STACK_DIR"
+
+
+def stack_root() -> Path:
+    return Path(os.environ.get(STACK_DIR_VARIABLE, ".matrix-sync/stack"))
+
+
+def local_stack() -> LocalStack:
+    return LocalStack(root=stack_root())
+
+
+def running_stack() -> LocalStack | None:
+    stack = local_stack()
+    statuses = stack.status()
+    return stack if statuses and all(s.running for s in statuses) else None
+
+
+def target_config(config: Config) -> str:
+    """Points the clients at the local stack when one runs and no emulator variables are set, and
+    creates there what the config names; returns a word for where the data goes."""
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        return "emulators from the environment"
+    stack = running_stack()
+    if stack is None:
+        return "Google Cloud"
+    os.environ.update(stack.env())
+    reset_clients()
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    return f"local stack in {stack.root}"

@@ -1,0 +1,211 @@
+"""The one YAML file that says what is replicated where, plus environment overrides.
+
+Environment variables `MATRIX_<SECTION>__<FIELD>` override the file, e.g. `MATRIX_SOURCE__URL` or
+`MATRIX_GCS__BUCKET`, so secrets such as the source password need never be written into it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared import identifiers
+
+ENV_PREFIX = "MATRIX_"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    url: str = Field(description="SQLAlchemy URL, e.g. mssql+pymssql://user@host/Matrix or sqlite:///matrix.db")
+    connect_timeout_s: int = Field(default=15, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _looks_like_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a SQLAlchemy URL such as sqlite:///matrix.db")
+        return value
+
+
+class TableConfig(_Strict):
+    name: str = Field(description="[schema.]table in the source")
+    key: list[str] = Field(min_length=1, description="key columns")
+    target: str | None = Field(default=None, description="BigQuery table name; default: the table part of name")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        parts = value.split(".")
+        if len(parts) > 2:
+            raise ValueError(f"{value!r} has more than schema.table")
+        for part in parts:
+            identifiers.source_part(part)
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _valid_key(cls, value: list[str]) -> list[str]:
+        for column in value:
+            identifiers.source_part(column)
+        if len(set(value)) != len(value):
+            raise ValueError("key lists a column twice")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _valid_target(cls, value: str | None) -> str | None:
+        return None if value is None else identifiers.bigquery_table(value)
+
+    @property
+    def schema_name(self) -> str | None:
+        return self.name.split(".")[0] if "." in self.name else None
+
+    @property
+    def table_name(self) -> str:
+        return self.name.split(".")[-1]
+
+    @property
+    def target_table(self) -> str:
+        return self.target or identifiers.bigquery_column_for(self.table_name)
+
+
+class GcsConfig(_Strict):
+    bucket: str
+    prefix: str = "snapshots"
+
+    @field_validator("bucket")
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        return identifiers.gcs_bucket(value)
+
+    @field_validator("prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        cleaned = value.strip("/")
+        if not cleaned or ".." in cleaned.split("/") or not all(p for p in cleaned.split("/")):
+            raise ValueError(f"invalid object prefix {value!r}")
+        return cleaned
+
+
+class BigQueryConfig(_Strict):
+    project: str
+    dataset: str
+    location: str = "US"
+
+    @field_validator("project")
+    @classmethod
+    def _valid_project(cls, value: str) -> str:
+        return identifiers.gcp_project(value)
+
+    @field_validator("dataset")
+    @classmethod
+    def _valid_dataset(cls, value: str) -> str:
+        return identifiers.bigquery_dataset(value)
+
+
+class PubSubConfig(_Strict):
+    project: str
+
+    @field_validator("project")
+    @classmethod
+    def _valid_project(cls, value: str) -> str:
+        return identifiers.gcp_project(value)
+
+
+class ExtractConfig(_Strict):
+    chunk_rows: int = Field(default=50_000, ge=1, le=5_000_000, description="rows held in memory at once")
+    mode: Literal["full"] = "full"
+
+
+class RunConfig(_Strict):
+    wait_timeout_s: int = Field(default=600, ge=1, description="how long `run` waits for reconciliation")
+
+
+class Config(_Strict):
+    source: SourceConfig
+    tables: list[TableConfig] = Field(min_length=1)
+    gcs: GcsConfig
+    bigquery: BigQueryConfig
+    pubsub: PubSubConfig
+    extract: ExtractConfig = ExtractConfig()
+    run: RunConfig = RunConfig()
+
+    @model_validator(mode="after")
+    def _unique_tables(self) -> "Config":
+        for attribute in ("name", "target_table"):
+            seen: set[str] = set()
+            for table in self.tables:
+                value = getattr(table, attribute).lower()
+                if value in seen:
+                    raise ValueError(f"two tables share the {attribute.replace('_', ' ')} {value!r}")
+                seen.add(value)
+        return self
+
+    def table(self, name: str) -> TableConfig:
+        for table in self.tables:
+            if name in (table.name, table.target_table):
+                return table
+        raise ConfigError(f"table {name!r} is not in the config")
+
+
+def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    merged = _apply_overrides(raw, os.environ if environ is None else environ)
+    _resolve_sqlite_path(merged, path.parent)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_describe(error)}") from None
+
+
+def _apply_overrides(raw: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, field = name[len(ENV_PREFIX):].lower().partition("__")
+        if section in Config.model_fields and section != "tables":
+            merged.setdefault(section, {})
+            if isinstance(merged[section], dict):
+                merged[section][field] = value
+    return merged
+
+
+def _resolve_sqlite_path(merged: dict[str, Any], base: Path) -> None:
+    """A relative SQLite path is relative to the config file, not to wherever the command runs."""
+    source = merged.get("source")
+    if not isinstance(source, dict) or not isinstance(source.get("url"), str):
+        return
+    url: str = source["url"]
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        source["url"] = prefix + str((base / url[len(prefix):]).resolve())
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{location or '(top level)'}: {message}")
+    return "; ".join(problems)

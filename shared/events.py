@@ -1,0 +1,68 @@
+"""Turning CloudEvents into what the stages act on.
+
+The loader accepts both ways a finished object is announced: a Pub/Sub message carrying GCS's
+notification attributes (bucket notification path) and Eventarc's direct storage event.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cloudevents.http import CloudEvent
+
+PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+class EventError(ValueError):
+    """An event this function cannot act on; acknowledged, never retried."""
+
+
+@dataclass(frozen=True)
+class StorageObject:
+    bucket: str
+    name: str
+    generation: str
+    event_type: str
+
+
+@dataclass(frozen=True)
+class Message:
+    data: dict[str, Any]
+    attributes: dict[str, str]
+    message_id: str
+
+
+def event_id(event: CloudEvent) -> str:
+    return str(event["id"])
+
+
+def pubsub_message(event: CloudEvent) -> Message:
+    if event["type"] != PUBSUB_EVENT:
+        raise EventError(f"expected a Pub/Sub event, got {event['type']}")
+    message = (event.data or {}).get("message") or {}
+    raw = message.get("data") or ""
+    try:
+        data = json.loads(base64.b64decode(raw)) if raw else {}
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EventError(f"message body is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise EventError("message body is not a JSON object")
+    return Message(data, dict(message.get("attributes") or {}), str(message.get("messageId") or event["id"]))
+
+
+def storage_object(event: CloudEvent) -> StorageObject | None:
+    """The finalized object an event announces, or None for events about anything else."""
+    if event["type"] == STORAGE_FINALIZED:
+        data = event.data or {}
+        return StorageObject(str(data.get("bucket", "")), str(data.get("name", "")),
+                             str(data.get("generation", "")), "OBJECT_FINALIZE")
+    if event["type"] == PUBSUB_EVENT:
+        attributes = ((event.data or {}).get("message") or {}).get("attributes") or {}
+        if attributes.get("eventType") != "OBJECT_FINALIZE":
+            return None
+        return StorageObject(attributes.get("bucketId", ""), attributes.get("objectId", ""),
+                             attributes.get("objectGeneration", ""), "OBJECT_FINALIZE")
+    raise EventError(f"unsupported event type {event['type']}")

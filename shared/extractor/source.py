@@ -1,0 +1,90 @@
+"""Reading a source table: its schema from the catalog, its rows as a bounded stream of chunks."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from shared import identifiers
+from shared.config import SourceConfig, TableConfig
+from shared.schema import Column, TableSchema
+from shared.secrets import redact
+from shared.types import bigquery_type_for_sqlalchemy, type_parameters
+
+
+class SourceError(RuntimeError):
+    """The source cannot be reached or does not hold what the config names."""
+
+
+def connect(source: SourceConfig) -> Engine:
+    """An engine whose first connection is tried now, so an unreachable source fails early and clearly."""
+    connect_args: dict[str, object] = {}
+    if source.url.startswith("mssql+pymssql"):
+        connect_args = {"login_timeout": source.connect_timeout_s, "timeout": 0}
+    elif source.url.startswith(("postgresql", "mysql", "mariadb")):
+        connect_args = {"connect_timeout": source.connect_timeout_s}
+    try:
+        engine = sa.create_engine(source.url, connect_args=connect_args, pool_pre_ping=True)
+        with engine.connect():
+            pass
+    except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
+        url = sa.engine.make_url(source.url).render_as_string(hide_password=True)
+        raise SourceError(f"cannot connect to source {url}: {redact(_first_line(error))}") from None
+    return engine
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    """A reflected table: SQLAlchemy's view (typed result processing) and ours (the contract)."""
+
+    config: TableConfig
+    table: sa.Table
+    schema: TableSchema
+
+
+def discover(engine: Engine, table: TableConfig) -> SourceTable:
+    """The table's columns in ordinal order with their BigQuery types; the key from the config."""
+    try:
+        reflected = sa.Table(table.table_name, sa.MetaData(), schema=table.schema_name, autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise SourceError(f"table {table.name!r} not found in the source") from None
+    columns = []
+    for source_column in reflected.columns:
+        identifiers.source_part(source_column.name)
+        precision, scale, length = type_parameters(source_column.type)
+        columns.append(Column(
+            name=source_column.name,
+            bq_name=identifiers.bigquery_column_for(source_column.name),
+            source_type=_type_name(source_column.type, engine),
+            bq_type=bigquery_type_for_sqlalchemy(source_column.type),
+            nullable=bool(source_column.nullable) and source_column.name not in table.key,
+            precision=precision, scale=scale, length=length,
+        ))
+    missing = [k for k in table.key if k not in {c.name for c in columns}]
+    if missing:
+        raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
+    return SourceTable(table, reflected, TableSchema(columns=columns, key=list(table.key)))
+
+
+def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[Sequence[tuple]]:
+    """Rows ordered by key, at most chunk_rows of them in memory at a time (server-side cursor)."""
+    columns = source.table.columns
+    query = sa.select(*columns).order_by(*(columns[k] for k in source.schema.key))
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+        for partition in result.partitions(chunk_rows):
+            yield [tuple(row) for row in partition]
+
+
+def _type_name(sa_type: sa.types.TypeEngine, engine: Engine) -> str:
+    try:
+        return sa_type.compile(dialect=engine.dialect).lower()
+    except Exception:  # a reflected type the dialect cannot print back still has a class name
+        return type(sa_type).__name__.lower()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -1,0 +1,65 @@
+"""GCS adapter: the few object operations the stages need, with checksums."""
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from google.api_core import exceptions as gexc
+
+from shared.clients import storage_client
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+    md5: str
+
+
+def uri(bucket: str, name: str) -> str:
+    return f"gs://{bucket}/{name}"
+
+
+def split_uri(value: str) -> tuple[str, str]:
+    if not value.startswith("gs://") or "/" not in value[5:]:
+        raise ValueError(f"not a gs:// object URI: {value!r}")
+    bucket, _, name = value[5:].partition("/")
+    return bucket, name
+
+
+def md5_base64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def upload(bucket: str, name: str, data: bytes, content_type: str, *, only_if_new: bool = False) -> ObjectInfo:
+    """Uploads and returns what GCS confirms; the MD5 sent along makes GCS reject a corrupted body."""
+    blob = storage_client().bucket(bucket).blob(name)
+    blob.md5_hash = md5_base64(data)
+    blob.upload_from_string(
+        data, content_type=content_type, if_generation_match=0 if only_if_new else None, checksum=None
+    )
+    if blob.md5_hash != md5_base64(data):
+        raise IOError(f"{uri(bucket, name)}: GCS reports MD5 {blob.md5_hash}, expected {md5_base64(data)}")
+    return ObjectInfo(uri(bucket, name), len(data), blob.md5_hash)
+
+
+def read(bucket: str, name: str) -> bytes:
+    return storage_client().bucket(bucket).blob(name).download_as_bytes()
+
+
+def info(object_uri: str) -> ObjectInfo | None:
+    """Size and MD5 of an object, or None when it does not exist (metadata only, no download)."""
+    bucket, name = split_uri(object_uri)
+    blob = storage_client().bucket(bucket).get_blob(name)
+    if blob is None:
+        return None
+    return ObjectInfo(object_uri, int(blob.size or 0), blob.md5_hash or "")
+
+
+def ensure_bucket(bucket: str, project: str | None = None) -> None:
+    client = storage_client(project)
+    try:
+        client.create_bucket(bucket)
+    except gexc.Conflict:
+        pass

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import ConfigError, load_config
+
+VALID = """
+source:
+  url: sqlite:///matrix.db
+tables:
+  - name: dbo.customers
+    key: [customer_id]
+  - name: deliveries
+    key: [subscription_id, delivery_date]
+    target: deliveries_v2
+gcs: {bucket: matrix-snapshots}
+bigquery: {project: acme-dwh, dataset: matrix}
+pubsub: {project: acme-dwh}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "matrix-sync.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_parses_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), environ={})
+    assert config.tables[0].schema_name == "dbo"
+    assert config.tables[0].target_table == "customers"
+    assert config.tables[1].target_table == "deliveries_v2"
+    assert config.gcs.prefix == "snapshots"
+    assert config.extract.chunk_rows == 50_000
+    assert config.source.url == f"sqlite:///{(tmp_path / 'matrix.db').resolve()}"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), environ={
+        "MATRIX_SOURCE__URL": "mssql+pymssql://etl:pw@matrix-db/Matrix",
+        "MATRIX_GCS__BUCKET": "other-bucket", "MATRIX_EXTRACT__CHUNK_ROWS": "1000", "UNRELATED": "x",
+    })
+    assert config.source.url.startswith("mssql+pymssql://")
+    assert config.gcs.bucket == "other-bucket"
+    assert config.extract.chunk_rows == 1000
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (("gcs: {bucket: matrix-snapshots}", "gcs: {bucket: matrix-snapshots, colour: red}"), "gcs.colour: unknown key"),
+    (("name: dbo.customers", "name: 'dbo.customers; DROP TABLE x'"), "tables[0].name"),
+    (("key: [customer_id]", "key: ['id`']"), "tables[0].key"),
+    (("dataset: matrix", "dataset: 'matrix-prod'"), "bigquery.dataset"),
+    (("bucket: matrix-snapshots", "bucket: Matrix_Snapshots!"), "gcs.bucket"),
+    (("key: [customer_id]", "key: []"), "tables[0].key"),
+    (("target: deliveries_v2", "target: customers"), "two tables share the target table"),
+])
+def test_bad_config_names_file_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    path = write(tmp_path, VALID.replace(*change))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_missing_section_and_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="pubsub: Field required"):
+        load_config(write(tmp_path, VALID.replace("pubsub: {project: acme-dwh}", "")), environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml", environ={})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "source: [unclosed"), environ={})
