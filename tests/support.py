@@ -1,0 +1,79 @@
+"""Helpers for tests that compare BigQuery with the source row by row."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from shared import bigquery as bq
+from shared.config import Config, load_config
+from shared.extractor.source import connect, discover
+from shared.hashing import canonical_text
+from shared.identifiers import quote_bigquery
+from shared.types import arrow_value_converter
+
+
+def write_config(path: Path, *, url: str, tables: dict[str, list[str]], suffix: str, chunk_rows: int = 500) -> Config:
+    project = f"proj-{suffix}"
+    path.write_text(yaml.safe_dump({
+        "source": {"url": url},
+        "tables": [{"name": name, "key": key} for name, key in tables.items()],
+        "gcs": {"bucket": f"bucket-{suffix}"},
+        "bigquery": {"project": project, "dataset": f"ds_{suffix}"},
+        "pubsub": {"project": project},
+        "extract": {"chunk_rows": chunk_rows},
+        "run": {"wait_timeout_s": 120},
+    }))
+    return load_config(path)
+
+
+def _canonical(values: Sequence[object]) -> tuple[str | None, ...]:
+    return tuple(canonical_text(v) for v in values)
+
+
+def source_rows(config: Config, table_name: str) -> dict[tuple, tuple]:
+    """Every source row by key, values converted as the extractor converts them, in canonical text."""
+    engine = connect(config.source)
+    try:
+        source = discover(engine, config.table(table_name))
+        converters = [arrow_value_converter(c.bq_type) for c in source.schema.columns]
+        positions = source.schema.key_positions
+        with engine.connect() as connection:
+            rows = connection.execute(sa.select(*source.table.columns)).all()
+        out = {}
+        for row in rows:
+            converted = [convert(v) for convert, v in zip(converters, row, strict=True)]
+            out[tuple(canonical_text(converted[p]) for p in positions)] = _canonical(converted)
+        return out
+    finally:
+        engine.dispose()
+
+
+def bigquery_rows(config: Config, table_name: str) -> dict[tuple, tuple]:
+    """Every row of the BigQuery table by key, the source's columns only, in canonical text."""
+    engine = connect(config.source)
+    try:
+        schema = discover(engine, config.table(table_name)).schema
+    finally:
+        engine.dispose()
+    target = config.table(table_name).target_table
+    columns = ", ".join(quote_bigquery(c.bq_name) for c in schema.columns)
+    table = quote_bigquery(config.bigquery.project, config.bigquery.dataset, target)
+    rows = bq.query(config.bigquery.project, f"SELECT {columns} FROM {table}")
+    positions = schema.key_positions
+    return {tuple(canonical_text(row[p]) for p in positions): _canonical(tuple(row.values())) for row in rows}
+
+
+def assert_tables_equal(config: Config) -> None:
+    for table in config.tables:
+        expected = source_rows(config, table.name)
+        actual = bigquery_rows(config, table.name)
+        missing = expected.keys() - actual.keys()
+        extra = actual.keys() - expected.keys()
+        changed = [k for k in expected.keys() & actual.keys() if expected[k] != actual[k]]
+        assert not (missing or extra or changed), (
+            f"{table.name}: {len(missing)} missing, {len(extra)} extra, {len(changed)} changed; "
+            f"e.g. {[(k, expected.get(k), actual.get(k)) for k in (list(missing) + list(extra) + changed)[:3]]}"
+        )
