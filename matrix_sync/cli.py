@@ -97,7 +97,7 @@ def _print_status(stack_: Any) -> bool:
     for s in statuses:
         table.add_row(s.name, str(s.pid or "-"), str(s.port), "[green]running[/]" if s.running else "[red]stopped[/]",
                       str(s.log))
-    console.print(table if statuses else "the local stack is not running (matrix-sync stack up)")
+    console.print(table if any(s.running for s in statuses) else "the local stack is not running (matrix-sync stack up)")
     return bool(statuses) and all(s.running for s in statuses)
 
 

@@ -1,0 +1,1 @@
+"""matrix-sync: keeps BigQuery an exact, verified copy of the on-prem SQL Server."""
