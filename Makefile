@@ -1,6 +1,7 @@
 # Two entry points a fresh machine needs: `make demo` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.12 || ls -d $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n 1)
+# Python 3.12 (what Cloud Functions runs): pyenv's install first, then whatever python3.12 really runs.
+PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python python3.12; do $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 READY := $(VENV)/.ready
 

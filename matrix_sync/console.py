@@ -1,6 +1,8 @@
 """What people see: progress bars while work runs, and tables to compare at a glance."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -10,8 +12,9 @@ from matrix_sync.cycle import TableReport, extract_all, wait_for_chain
 from shared.config import Config
 from shared.extractor.snapshot import ExtractResult
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output (CI, logs) gets a width that fits the summary table instead of rich's default 80.
+console = Console(width=None if sys.stdout.isatty() else 132)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 132)
 
 
 class RichProgress(CycleProgress):

@@ -4,7 +4,10 @@ through `matrix-sync run`."""
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared import logs
 from shared.extractor.handler import handle_extract_request
+
+logs.configure()
 
 
 @functions_framework.cloud_event

@@ -3,7 +3,10 @@ storage event); its parts are staged and MERGEd into the BigQuery table."""
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared import logs
 from shared.loader.handler import handle_snapshot_event
+
+logs.configure()
 
 
 @functions_framework.cloud_event

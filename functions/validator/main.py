@@ -2,7 +2,10 @@
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from shared import logs
 from shared.validator.handler import handle_table_loaded
+
+logs.configure()
 
 
 @functions_framework.cloud_event

@@ -12,7 +12,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import gcs, ledger, logs
 from shared.identifiers import quote_bigquery
-from shared.loader.merge_sql import load_script
+from shared.loader.merge_sql import LoadValues, load_script
 from shared.manifest import Manifest, ManifestError
 from shared.topology import STAGING_DATASET_SUFFIX
 
@@ -113,24 +113,19 @@ def stage(manifest: Manifest) -> str:
 
 def merge(manifest: Manifest, staging_id: str, manifest_uri: str) -> LoadOutcome:
     target = manifest.target
+    values = LoadValues(
+        table_id=target.table_id, source_table=manifest.source_table, run_id=manifest.run_id,
+        sequence=manifest.sequence, mode=manifest.mode, manifest_uri=manifest_uri, source_rows=manifest.row_count,
+        bytes=sum(p.bytes for p in manifest.parts), extracted_at=manifest.extracted_at,
+    )
     script = load_script(
         manifest.table_schema,
         target=quote_bigquery(*target.table_id.split(".")),
         staging=quote_bigquery(*staging_id.split(".")),
         ledger=ledger.quoted(target.project, target.dataset),
+        values=values,
     )
-    params = [
-        bigquery.ScalarQueryParameter("table_id", "STRING", target.table_id),
-        bigquery.ScalarQueryParameter("source_table", "STRING", manifest.source_table),
-        bigquery.ScalarQueryParameter("run_id", "STRING", manifest.run_id),
-        bigquery.ScalarQueryParameter("sequence", "INT64", manifest.sequence),
-        bigquery.ScalarQueryParameter("mode", "STRING", manifest.mode),
-        bigquery.ScalarQueryParameter("manifest_uri", "STRING", manifest_uri),
-        bigquery.ScalarQueryParameter("source_rows", "INT64", manifest.row_count),
-        bigquery.ScalarQueryParameter("bytes", "INT64", sum(p.bytes for p in manifest.parts)),
-        bigquery.ScalarQueryParameter("extracted_at", "TIMESTAMP", manifest.extracted_at),
-    ]
-    rows = bq.query(target.project, script, params)
+    rows = bq.query(target.project, script)
     status = rows[-1]["outcome"] if rows else ledger.APPLIED
     if status != ledger.APPLIED:
         return LoadOutcome(status)

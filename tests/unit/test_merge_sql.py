@@ -2,7 +2,9 @@ import sqlglot
 from sqlglot import exp
 
 from shared.identifiers import quote_bigquery
-from shared.loader.merge_sql import load_script, merge_statement
+import datetime as dt
+
+from shared.loader.merge_sql import LoadValues, load_script, merge_statement
 from shared.schema import Column, TableSchema
 
 SCHEMA = TableSchema(
@@ -16,6 +18,10 @@ SCHEMA = TableSchema(
 TARGET = quote_bigquery("acme-dwh", "matrix", "deliveries")
 STAGING = quote_bigquery("acme-dwh", "matrix_staging", "deliveries_run")
 LEDGER = quote_bigquery("acme-dwh", "matrix", "_sync_ledger")
+VALUES = LoadValues(table_id="acme-dwh.matrix.deliveries", source_table="dbo.Deliveries",
+                    run_id="20261125T101010000001Z-abcdef", sequence=17, mode="full",
+                    manifest_uri="gs://b/snapshots/deliveries/x/_manifest.json", source_rows=3, bytes=100,
+                    extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
 
 
 def test_merge_is_valid_bigquery_with_three_branches() -> None:
@@ -30,7 +36,7 @@ def test_merge_is_valid_bigquery_with_three_branches() -> None:
 
 
 def test_every_statement_of_the_load_script_parses_as_bigquery() -> None:
-    script = load_script(SCHEMA, TARGET, STAGING, LEDGER)
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, VALUES)
     statements = [s for s in sqlglot.parse(script, read="bigquery") if s is not None]
     kinds = [type(s).__name__ for s in statements]
     assert "Merge" in kinds and "Insert" in kinds
@@ -39,7 +45,8 @@ def test_every_statement_of_the_load_script_parses_as_bigquery() -> None:
     assert script.rstrip().endswith("AS outcome;")
 
 
-def test_values_travel_as_parameters_not_text() -> None:
-    script = load_script(SCHEMA, TARGET, STAGING, LEDGER)
-    for parameter in ("@table_id", "@run_id", "@sequence", "@manifest_uri", "@extracted_at"):
-        assert parameter in script
+def test_values_are_declared_once_as_script_variables() -> None:
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, VALUES)
+    assert "DECLARE v_run_id STRING DEFAULT '20261125T101010000001Z-abcdef';" in script
+    assert "DECLARE v_sequence INT64 DEFAULT 17;" in script
+    assert "20261125T101010000001Z-abcdef" not in script.split("DECLARE seen_before")[1]
