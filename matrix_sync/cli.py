@@ -29,7 +29,7 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except EXPECTED_ERRORS as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False)
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
@@ -164,3 +164,5 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
 
     if not run_demo(size=size, fraction=fraction, workdir=workdir):
         sys.exit(1)
+if __name__ == "__main__":
+    main()

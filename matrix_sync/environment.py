@@ -29,11 +29,9 @@ def running_stack() -> LocalStack | None:
 def target_config(config: Config) -> str:
     """Points the clients at the local stack when one runs and no emulator variables are set, and
     creates there what the config names; returns a word for where the data goes."""
-    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
-        return "emulators from the environment"
     stack = running_stack()
     if stack is None:
-        return "Google Cloud"
+        return "emulators from the environment" if os.environ.get("BIGQUERY_EMULATOR_HOST") else "Google Cloud"
     os.environ.update(stack.env())
     reset_clients()
     stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,

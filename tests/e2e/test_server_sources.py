@@ -48,9 +48,9 @@ CREATE TABLE {name} (
   ratio FLOAT NULL)
 """
 MARIADB_ROWS = """
-INSERT INTO {name} SELECT seq, seq * 1.2345, seq % 2, '2024-03-01 10:00:00.000001' + INTERVAL seq SECOND,
-  IF(seq % 4 = 0, NULL, '2024-03-01' + INTERVAL seq DAY), IF(seq % 3 = 0, 'Grüße 東京', CONCAT('label ', seq)),
-  IF(seq % 6 = 0, NULL, seq / 3)
+INSERT INTO {name} SELECT seq, seq * 1.2345, MOD(seq, 2), '2024-03-01 10:00:00.000001' + INTERVAL seq SECOND,
+  IF(MOD(seq, 4) = 0, NULL, '2024-03-01' + INTERVAL seq DAY), IF(MOD(seq, 3) = 0, 'Grüße 東京', CONCAT('label ', seq)),
+  IF(MOD(seq, 6) = 0, NULL, seq / 3)
 FROM seq_1_to_250
 """
 
@@ -61,17 +61,23 @@ SERVERS = {
                    "DELETE FROM {name} WHERE account_id % 25 = 0; "
                    "INSERT INTO {name} (region_code, account_id, active) VALUES ('NEW', 1000, true)"),
     "mariadb": ("mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4", MARIADB_DDL, MARIADB_ROWS, ["id"],
-                "UPDATE {name} SET label = NULL WHERE id % 10 = 1; DELETE FROM {name} WHERE id % 25 = 0; "
+                "UPDATE {name} SET label = NULL WHERE MOD(id, 10) = 1; DELETE FROM {name} WHERE MOD(id, 25) = 0; "
                 "INSERT INTO {name} (id, amount, flag, created) VALUES (1000, -0.5, 1, '2025-01-01 00:00:00')"),
 }
 
 
 def _execute(url: str, statements: str) -> None:
+    """Through the DB-API cursor without parameters, so '%' in SQL stays an operator."""
     engine = sa.create_engine(url)
-    with engine.begin() as connection:
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
         for statement in statements.split("; "):
-            connection.exec_driver_sql(statement)
-    engine.dispose()
+            cursor.execute(statement)
+        connection.commit()
+    finally:
+        connection.close()
+        engine.dispose()
 
 
 @pytest.mark.parametrize("server", sorted(SERVERS))

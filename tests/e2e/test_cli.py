@@ -1,0 +1,105 @@
+"""The commands a user types, as subprocesses: exit codes, one-line errors, summary tables."""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from matrix_sync import sample
+from matrix_sync.stack import LocalStack
+from tests.support import assert_tables_equal, write_config
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+CLI = [sys.executable, "-m", "matrix_sync.cli"]
+
+
+def matrix_sync(*args: str, stack: LocalStack | None = None, cwd: Path | None = None,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")}
+    if stack is not None:
+        env["MATRIX_STACK_DIR"] = str(stack.root)
+    env.update(extra_env or {})
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_run_syncs_a_config_the_stack_has_never_seen(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=3)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables=sample.TABLE_KEYS,
+                          suffix=unique_name)
+    result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for table in sample.TABLE_KEYS:
+        assert table in result.stdout
+    assert "match" in result.stdout and "passed" in result.stdout
+    assert_tables_equal(config)
+
+
+def test_run_exits_nonzero_when_a_table_fails(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=4)
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                 suffix=unique_name)
+    # Two rows per key in the source: the validator's key check must fail and `run` must say so.
+    with sqlite3.connect(database) as connection:
+        ddl = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'customers'").fetchone()[0]
+        connection.execute("ALTER TABLE customers RENAME TO original")
+        connection.execute(ddl.replace(",\n    PRIMARY KEY (customer_id)", ""))
+        connection.execute("INSERT INTO customers SELECT * FROM original UNION ALL SELECT * FROM original")
+    result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "key_unique" in result.stdout
+    assert "not reconciled: customers" in result.stderr
+
+
+@pytest.mark.parametrize(("config_text", "message"), [
+    ("source: {url: 'sqlite:///x.db'}\n", "pubsub: Field required"),
+    ("source: {url: 'sqlite:///x.db', pasword: x}\ntables: []\n", "source.pasword: unknown key"),
+])
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, config_text: str, message: str) -> None:
+    (tmp_path / "bad.yaml").write_text(config_text)
+    result = matrix_sync("run", "--config", str(tmp_path / "bad.yaml"), cwd=tmp_path,
+                         extra_env={"MATRIX_STACK_DIR": str(tmp_path / "no-stack")})
+    assert result.returncode == 2
+    assert message in result.stderr and str(tmp_path / "bad.yaml") in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_source_is_one_line_without_the_password(tmp_path: Path, unique_name: str) -> None:
+    write_config(tmp_path / "config.yaml", url="postgresql+psycopg2://etl:S3cretPw@127.0.0.1:1/matrix",
+                 tables={"customers": ["customer_id"]}, suffix=unique_name)
+    result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), cwd=tmp_path,
+                         extra_env={"MATRIX_STACK_DIR": str(tmp_path / "no-stack"),
+                                    "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:1"})
+    assert result.returncode == 2, result.stderr
+    assert "cannot connect to source" in result.stderr
+    assert "S3cretPw" not in result.stderr + result.stdout
+    assert "S3cretPw" not in (tmp_path / ".matrix-sync/logs/matrix-sync.jsonl").read_text()
+    assert "Traceback" not in result.stderr
+
+
+def test_stack_env_prints_exports_for_every_client(stack: LocalStack) -> None:
+    result = matrix_sync("stack", "env", stack=stack)
+    assert result.returncode == 0
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in result.stdout.splitlines())
+    assert exports["BIGQUERY_EMULATOR_HOST"] == f"http://127.0.0.1:{stack.ports.bigquery}"
+    assert exports["STORAGE_EMULATOR_HOST"] == f"http://127.0.0.1:{stack.ports.gcs}"
+    assert exports["PUBSUB_EMULATOR_HOST"] == f"127.0.0.1:{stack.ports.pubsub}"
+
+
+def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        result = matrix_sync("stack", "up", cwd=tmp_path, extra_env={
+            "MATRIX_STACK_DIR": str(tmp_path / "stack"), "MATRIX_STACK_PUBSUB_PORT": str(port)})
+    assert result.returncode == 2
+    assert f"port {port} (pubsub) is in use" in result.stderr
+    assert "Traceback" not in result.stderr
