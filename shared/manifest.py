@@ -70,12 +70,21 @@ class Quarantine(_Strict):
     uris: list[str] = []
 
 
+class Delta(_Strict):
+    """What a delta snapshot carries beyond its parts (which hold only new and changed rows)."""
+
+    base_run_id: str = Field(description="the snapshot this delta applies on top of")
+    deleted_parts: list[Part] = Field(description="Parquet files of key columns + _key_hash of deleted rows")
+    deleted_rows: int = Field(ge=0)
+    index_uri: str = Field(description="Parquet key/hash index of the whole table after this run")
+
+
 class Manifest(_Strict):
     format_version: Literal[1]
     run_id: str
     source_table: str
     target: Target
-    mode: Literal["full"]
+    mode: Literal["full", "delta"]
     sequence: int = Field(ge=0)
     extracted_at: datetime
     table_schema: TableSchema = Field(alias="schema")
@@ -84,6 +93,8 @@ class Manifest(_Strict):
     row_count: int = Field(ge=0)
     fingerprint: Fingerprint
     quarantine: Quarantine = Quarantine()
+    index_uri: str | None = Field(default=None, description="key/hash index written with a full snapshot")
+    delta: Delta | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -96,11 +107,21 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":
-        if sum(p.rows for p in self.parts) != self.row_count:
+        shipped = sum(p.rows for p in self.parts)
+        if (self.mode == "delta") != (self.delta is not None):
+            raise ValueError("a delta manifest needs its delta section, and only a delta manifest has one")
+        if self.mode == "full" and shipped != self.row_count:
             raise ValueError("row_count differs from the sum of the parts' rows")
+        if self.delta is not None and self.delta.deleted_rows != sum(p.rows for p in self.delta.deleted_parts):
+            raise ValueError("deleted_rows differs from the sum of the deleted parts' rows")
         if self.fingerprint.count != self.row_count:
             raise ValueError("fingerprint count differs from row_count")
         return self
+
+    @property
+    def all_parts(self) -> list[Part]:
+        """Every object the load reads: row parts, and for a delta the deleted-key parts."""
+        return self.parts + (self.delta.deleted_parts if self.delta else [])
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)
@@ -125,9 +146,9 @@ def parse_manifest(text: str | bytes, *, bucket: str, prefix: str) -> Manifest:
         )
         raise ManifestError(f"invalid manifest: {problems}") from None
     expected = f"gs://{bucket}/{prefix.rstrip('/')}/"
-    for part in manifest.parts:
+    for part in manifest.all_parts:
         if not part.uri.startswith(expected) or "/../" in part.uri or part.uri.endswith("/"):
             raise ManifestError(f"part {part.uri!r} is outside the snapshot folder {expected}")
-    if len({p.uri for p in manifest.parts}) != len(manifest.parts):
+    if len({p.uri for p in manifest.all_parts}) != len(manifest.all_parts):
         raise ManifestError("manifest lists a part twice")
     return manifest
