@@ -124,7 +124,9 @@ class PubSubConfig(_Strict):
 
 class ExtractConfig(_Strict):
     chunk_rows: int = Field(default=50_000, ge=1, le=5_000_000, description="rows held in memory at once")
-    mode: Literal["full"] = "full"
+    mode: Literal["full", "delta"] = Field(
+        default="full", description="delta ships only changed rows and deleted keys; full ships everything")
+    full_every: int = Field(default=24, ge=1, description="every Nth snapshot of a table is full, to re-anchor")
 
 
 class RunConfig(_Strict):

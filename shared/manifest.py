@@ -76,7 +76,7 @@ class Delta(_Strict):
     base_run_id: str = Field(description="the snapshot this delta applies on top of")
     deleted_parts: list[Part] = Field(description="Parquet files of key columns + _key_hash of deleted rows")
     deleted_rows: int = Field(ge=0)
-    index_uri: str = Field(description="Parquet key/hash index of the whole table after this run")
+    chain_length: int = Field(ge=1, description="deltas since the last full snapshot, this one included")
 
 
 class Manifest(_Strict):
@@ -93,7 +93,8 @@ class Manifest(_Strict):
     row_count: int = Field(ge=0)
     fingerprint: Fingerprint
     quarantine: Quarantine = Quarantine()
-    index_uri: str | None = Field(default=None, description="key/hash index written with a full snapshot")
+    index_parts: list[Part] = Field(
+        default=[], description="key columns + hashes of every row after this run, in key order; the next delta's base")
     delta: Delta | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -120,8 +121,8 @@ class Manifest(_Strict):
 
     @property
     def all_parts(self) -> list[Part]:
-        """Every object the load reads: row parts, and for a delta the deleted-key parts."""
-        return self.parts + (self.delta.deleted_parts if self.delta else [])
+        """Every object the snapshot consists of: row parts, deleted-key parts and index parts."""
+        return self.parts + (self.delta.deleted_parts if self.delta else []) + self.index_parts
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)

@@ -11,18 +11,20 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from shared import gcs, logs
-from shared.config import Config
 from sqlalchemy.engine import Engine
 
+from shared import gcs, logs
+from shared.config import Config
+from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, previous_index
 from shared.extractor.source import SourceTable, stream_rows
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
-from shared.manifest import FORMAT_VERSION, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
+from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
 from shared.types import arrow_type, arrow_value_converter
 
 log = logs.get(__name__)
+PARQUET = "application/vnd.apache.parquet"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -35,20 +37,51 @@ def snapshot_folder(config: Config, target_table: str, run_id: str) -> str:
     return f"{config.gcs.prefix}/{target_table}/{run_id}"
 
 
+def _hash_fields() -> list[pa.Field]:
+    return [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False), pa.field(ROW_HASH_COLUMN, pa.string(), nullable=False)]
+
+
 def arrow_schema(schema: TableSchema) -> pa.Schema:
     fields = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=c.nullable) for c in schema.columns]
-    fields += [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False), pa.field(ROW_HASH_COLUMN, pa.string(), nullable=False)]
-    return pa.schema(fields)
+    return pa.schema(fields + _hash_fields())
+
+
+def index_schema(schema: TableSchema) -> pa.Schema:
+    """Key columns and both hashes: what the next delta joins against."""
+    keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
+    return pa.schema(keys + _hash_fields())
+
+
+def deleted_schema(schema: TableSchema) -> pa.Schema:
+    keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
+    return pa.schema(keys + [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False)])
+
+
+def _parquet(table_schema: pa.Schema, columns: Sequence[Sequence[object]]) -> bytes:
+    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, table_schema, strict=True)]
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_arrays(arrays, schema=table_schema), buffer, compression="snappy")
+    return buffer.getvalue()
+
+
+@dataclass
+class Prepared:
+    """A chunk converted for BigQuery and hashed; rows that could not be converted are gone."""
+
+    rows: list[tuple]
+    hashes: list[tuple[str, str]]
 
 
 @dataclass
 class SnapshotWriter:
-    """Turns chunks of source rows into uploaded parts; holds one chunk at a time."""
+    """Uploads parts as rows arrive; holds at most about two chunks at a time."""
 
     config: Config
     source: SourceTable
     run_id: str
     parts: list[Part] = field(default_factory=list)
+    deleted_parts: list[Part] = field(default_factory=list)
+    index_parts: list[Part] = field(default_factory=list)
     quarantine_uris: list[str] = field(default_factory=list)
     quarantined: int = 0
     fingerprint: TableFingerprint = field(default_factory=TableFingerprint)
@@ -57,10 +90,13 @@ class SnapshotWriter:
         schema = self.source.schema
         self._converters = [arrow_value_converter(c.bq_type) for c in schema.columns]
         self._hasher = RowHasher(schema.key_positions)
-        self._arrow_schema = arrow_schema(schema)
+        self._key_positions = schema.key_positions
         self.folder = snapshot_folder(self.config, self.source.config.target_table, self.run_id)
+        self._rows_buffer: list[tuple] = []
+        self._hashes_buffer: list[tuple[str, str]] = []
+        self._deleted_buffer: list[tuple[tuple, str]] = []
 
-    def write_chunk(self, rows: Sequence[tuple]) -> int:
+    def prepare(self, rows: Sequence[tuple]) -> Prepared:
         good: list[tuple] = []
         rejected: list[dict[str, object]] = []
         for row in rows:
@@ -71,22 +107,52 @@ class SnapshotWriter:
         hashes = [self._hasher(row) for row in good]
         for _, row_hash in hashes:
             self.fingerprint.add(row_hash)
-        if good:
-            self._upload_part(good, hashes)
         if rejected:
             self._upload_quarantine(rejected)
-        return len(good)
+        return Prepared(good, hashes)
 
-    def _upload_part(self, rows: list[tuple], hashes: list[tuple[str, str]]) -> None:
-        columns = list(zip(*rows, strict=True))
-        key_hashes, row_hashes = zip(*hashes, strict=True)
-        arrays = [pa.array(values, type=f.type) for values, f in zip(columns, self._arrow_schema, strict=False)]
-        arrays += [pa.array(key_hashes, pa.string()), pa.array(row_hashes, pa.string())]
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_arrays(arrays, schema=self._arrow_schema), buffer, compression="snappy")
-        name = f"{self.folder}/part-{len(self.parts):05d}.parquet"
-        stored = gcs.upload(self.config.gcs.bucket, name, buffer.getvalue(), "application/vnd.apache.parquet")
-        self.parts.append(Part(uri=stored.uri, rows=len(rows), bytes=stored.size, md5=stored.md5))
+    def keys(self, prepared: Prepared) -> list[tuple]:
+        return [tuple(row[p] for p in self._key_positions) for row in prepared.rows]
+
+    def add_rows(self, rows: Sequence[tuple], hashes: Sequence[tuple[str, str]]) -> None:
+        self._rows_buffer.extend(rows)
+        self._hashes_buffer.extend(hashes)
+        if len(self._rows_buffer) >= self.config.extract.chunk_rows:
+            self._flush_rows()
+
+    def add_deleted(self, deleted: Sequence[tuple[tuple, str]]) -> None:
+        self._deleted_buffer.extend(deleted)
+        if len(self._deleted_buffer) >= self.config.extract.chunk_rows:
+            self._flush_deleted()
+
+    def add_index(self, prepared: Prepared) -> None:
+        if not prepared.rows:
+            return
+        keys = self.keys(prepared)
+        columns = [*zip(*keys, strict=True), *zip(*prepared.hashes, strict=True)]
+        self.index_parts.append(self._upload(f"_index/index-{len(self.index_parts):05d}.parquet",
+                                             _parquet(index_schema(self.source.schema), columns), len(keys)))
+
+    def _flush_rows(self) -> None:
+        if not self._rows_buffer:
+            return
+        columns = [*zip(*self._rows_buffer, strict=True), *zip(*self._hashes_buffer, strict=True)]
+        data = _parquet(arrow_schema(self.source.schema), columns)
+        self.parts.append(self._upload(f"part-{len(self.parts):05d}.parquet", data, len(self._rows_buffer)))
+        self._rows_buffer, self._hashes_buffer = [], []
+
+    def _flush_deleted(self) -> None:
+        if not self._deleted_buffer:
+            return
+        keys = [key for key, _ in self._deleted_buffer]
+        columns = [*zip(*keys, strict=True), [key_hash for _, key_hash in self._deleted_buffer]]
+        data = _parquet(deleted_schema(self.source.schema), columns)
+        self.deleted_parts.append(self._upload(f"deleted-{len(self.deleted_parts):05d}.parquet", data, len(keys)))
+        self._deleted_buffer = []
+
+    def _upload(self, name: str, data: bytes, rows: int) -> Part:
+        stored = gcs.upload(self.config.gcs.bucket, f"{self.folder}/{name}", data, PARQUET)
+        return Part(uri=stored.uri, rows=rows, bytes=stored.size, md5=stored.md5)
 
     def _quarantine_entry(self, row: tuple, error: Exception) -> dict[str, object]:
         names = [c.name for c in self.source.schema.columns]
@@ -100,26 +166,32 @@ class SnapshotWriter:
         self.quarantined += len(rejected)
         log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
 
-    def finish(self, extracted_at: datetime, sequence: int) -> Manifest:
-        """Writes the manifest, last; its finalize event is what starts the load."""
+    def finish(self, extracted_at: datetime, sequence: int, base: Base | None) -> Manifest:
+        """Writes the manifest, last and only once; its finalize event is what starts the load."""
+        self._flush_rows()
+        self._flush_deleted()
         config, table = self.config, self.source.config
+        delta = None
+        if base is not None:
+            delta = Delta(base_run_id=base.run_id, deleted_parts=self.deleted_parts,
+                          deleted_rows=sum(p.rows for p in self.deleted_parts), chain_length=base.chain_length + 1)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             run_id=self.run_id,
             source_table=table.name,
-            target=Target(
-                project=config.bigquery.project, dataset=config.bigquery.dataset,
-                table=table.target_table, pubsub_project=config.pubsub.project,
-            ),
-            mode="full",
+            target=Target(project=config.bigquery.project, dataset=config.bigquery.dataset,
+                          table=table.target_table, pubsub_project=config.pubsub.project),
+            mode="delta" if delta else "full",
             sequence=sequence,
             extracted_at=extracted_at,
             schema=self.source.schema,
             hash=HashSpec(algorithm=HASH_ALGORITHM, encoding_version=ENCODING_VERSION),
             parts=self.parts,
-            row_count=sum(p.rows for p in self.parts),
+            row_count=self.fingerprint.count,
             fingerprint=Fingerprint(**self.fingerprint.to_dict()),
             quarantine=Quarantine(rows=self.quarantined, uris=self.quarantine_uris),
+            index_parts=self.index_parts,
+            delta=delta,
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),
                    "application/json", only_if_new=True)
@@ -130,8 +202,11 @@ class SnapshotWriter:
 class ExtractResult:
     table: str
     run_id: str
+    mode: str
     manifest_uri: str
     rows: int
+    shipped_rows: int
+    deleted_rows: int
     parts: int
     bytes: int
     quarantined: int
@@ -140,24 +215,62 @@ class ExtractResult:
 
 def extract_table(config: Config, engine: Engine, source: SourceTable,
                   on_rows: Callable[[int], None] | None = None) -> ExtractResult:
-    """Streams the table into a snapshot; a failure before the manifest leaves no manifest behind."""
+    """Streams the table into a snapshot, a delta against the last applied one when possible.
+
+    A failure before the manifest leaves no manifest behind, so nothing is loaded and the run
+    can simply be repeated.
+    """
+    base = _delta_base(config, source)
+    try:
+        return _extract(config, engine, source, base, on_rows)
+    except KeyOrderError as error:
+        log.warning("delta of %s abandoned, taking a full snapshot: %s", source.config.name, error)
+        return _extract(config, engine, source, None, on_rows)
+
+
+def _delta_base(config: Config, source: SourceTable) -> Base | None:
+    if config.extract.mode != "delta":
+        return None
+    table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{source.config.target_table}"
+    base = find_base(config.bigquery.project, config.bigquery.dataset, table_id, source.schema)
+    if base is not None and base.chain_length + 1 >= config.extract.full_every:
+        return None
+    return base
+
+
+def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | None,
+             on_rows: Callable[[int], None] | None) -> ExtractResult:
     started = time.monotonic()
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
     writer = SnapshotWriter(config, source, run_id)
+    key_names = [c.bq_name for c in source.schema.key_columns]
+    diff = KeyDiff(previous_index(base.manifest.index_parts, key_names)) if base else None
     with logs.labels(run_id=run_id, table=source.config.name):
         for chunk in stream_rows(engine, source, config.extract.chunk_rows):
-            writer.write_chunk(chunk)
+            prepared = writer.prepare(chunk)
+            writer.add_index(prepared)
+            if diff is None:
+                writer.add_rows(prepared.rows, prepared.hashes)
+            else:
+                changes = diff.feed(writer.keys(prepared), [row_hash for _, row_hash in prepared.hashes])
+                writer.add_rows([prepared.rows[i] for i in changes.changed], [prepared.hashes[i] for i in changes.changed])
+                writer.add_deleted(changes.deleted)
             if on_rows:
                 on_rows(len(chunk))
-        manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000)
+        if diff is not None:
+            writer.add_deleted(diff.finish())
+        manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
         result = ExtractResult(
-            table=source.config.name, run_id=run_id,
+            table=source.config.name, run_id=run_id, mode=manifest.mode,
             manifest_uri=gcs.uri(config.gcs.bucket, f"{writer.folder}/{MANIFEST_NAME}"),
-            rows=manifest.row_count, parts=len(manifest.parts), bytes=sum(p.bytes for p in manifest.parts),
+            rows=manifest.row_count, shipped_rows=sum(p.rows for p in manifest.parts),
+            deleted_rows=manifest.delta.deleted_rows if manifest.delta else 0,
+            parts=len(manifest.parts), bytes=sum(p.bytes for p in manifest.parts),
             quarantined=writer.quarantined, seconds=round(time.monotonic() - started, 3),
         )
-        logs.event(log, f"snapshot of {source.config.name} written: {result.rows} rows in {result.parts} parts",
-                   rows=result.rows, parts=result.parts, bytes=result.bytes, quarantined=result.quarantined,
-                   seconds=result.seconds)
+        logs.event(log, f"{result.mode} snapshot of {source.config.name} written: {result.rows} rows, "
+                        f"{result.shipped_rows} shipped, {result.deleted_rows} deleted",
+                   mode=result.mode, rows=result.rows, shipped=result.shipped_rows, deleted=result.deleted_rows,
+                   parts=result.parts, bytes=result.bytes, quarantined=result.quarantined, seconds=result.seconds)
     return result

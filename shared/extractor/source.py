@@ -5,6 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.mysql
 from sqlalchemy.engine import Engine
 
 from shared import identifiers
@@ -71,11 +72,23 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key, at most chunk_rows of them in memory at a time (server-side cursor)."""
     columns = source.table.columns
-    query = sa.select(*columns).order_by(*(columns[k] for k in source.schema.key))
+    order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
+    query = sa.select(*columns).order_by(*order)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for partition in result.partitions(chunk_rows):
             yield [tuple(row) for row in partition]
+
+
+def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
+    """Text keys sorted by code point, the order Python compares strings in (see extractor.delta)."""
+    if not isinstance(column.type, sa.String):
+        return column
+    if dialect == "postgresql":
+        return column.collate("C")
+    if dialect in ("mysql", "mariadb"):
+        return sa.cast(column, sa.dialects.mysql.BINARY())
+    return column
 
 
 def _type_name(sa_type: sa.types.TypeEngine, engine: Engine) -> str:

@@ -1,0 +1,140 @@
+"""Delta snapshots: which rows changed since the last applied snapshot, in bounded memory.
+
+Rows stream in key order and the previous snapshot's index (key columns plus hashes, written in
+the same order) streams beside them: a merge join keeps one chunk of each in memory, whatever the
+table's size. The join needs both sides ordered the same way; the source is asked for binary
+collation on text keys, and every key is checked to be strictly increasing in Python's order. If
+that ever fails (a collation we did not foresee) the run falls back to a full snapshot rather than
+guess.
+"""
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow.parquet as pq
+
+from shared import gcs, ledger, logs
+from shared.clients import storage_client
+from shared.manifest import Manifest, Part, parse_manifest
+from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+
+log = logs.get(__name__)
+INDEX_BATCH_ROWS = 50_000
+
+
+class KeyOrderError(RuntimeError):
+    """The key stream is not strictly increasing in the order the merge join relies on."""
+
+
+@dataclass(frozen=True)
+class Base:
+    """The applied snapshot a delta is computed against."""
+
+    manifest: Manifest
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.run_id
+
+    @property
+    def chain_length(self) -> int:
+        return self.manifest.delta.chain_length if self.manifest.delta else 0
+
+
+def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) -> Base | None:
+    """The latest applied snapshot of the table, if it has an index and the same schema."""
+    try:
+        latest = ledger.latest_applied(project, dataset, table_id)
+    except Exception as error:  # no ledger yet, or BigQuery unreachable: a full snapshot is always safe
+        log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
+        return None
+    if latest is None or not latest.get("manifest_uri"):
+        return None
+    bucket, name = gcs.split_uri(str(latest["manifest_uri"]))
+    manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
+    if not manifest.index_parts or manifest.table_schema != schema:
+        return None
+    return Base(manifest)
+
+
+def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[tuple[tuple, str, str]]:
+    """(key values, key hash, row hash) of the base snapshot in key order, a batch at a time."""
+    for part in parts:
+        bucket, name = gcs.split_uri(part.uri)
+        with storage_client().bucket(bucket).blob(name).open("rb") as stream:
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=INDEX_BATCH_ROWS):
+                columns = [batch.column(n).to_pylist() for n in key_names]
+                key_hashes = batch.column(KEY_HASH_COLUMN).to_pylist()
+                row_hashes = batch.column(ROW_HASH_COLUMN).to_pylist()
+                yield from zip(zip(*columns, strict=True), key_hashes, row_hashes, strict=True)
+
+
+class KeyOrder:
+    """Asserts a stream of keys is strictly increasing."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._last: tuple | None = None
+
+    def check(self, key: tuple) -> None:
+        try:
+            ordered = self._last is None or key > self._last
+        except TypeError:
+            ordered = False
+        if not ordered:
+            raise KeyOrderError(f"{self._what} keys out of order: {self._last!r} then {key!r}")
+        self._last = key
+
+
+@dataclass
+class ChunkDiff:
+    changed: list[int]                       # positions in the chunk of new or changed rows
+    deleted: list[tuple[tuple, str]]         # (key values, key hash) gone from the source
+
+
+class KeyDiff:
+    """Merge join of the current rows (fed chunk by chunk) with the base index."""
+
+    def __init__(self, previous: Iterator[tuple[tuple, str, str]]) -> None:
+        self._previous = previous
+        self._pending = next(previous, None)
+        self._previous_order = KeyOrder("base index")
+        self._current_order = KeyOrder("source")
+        if self._pending is not None:
+            self._previous_order.check(self._pending[0])
+
+    def _advance(self) -> None:
+        self._pending = next(self._previous, None)
+        if self._pending is not None:
+            self._previous_order.check(self._pending[0])
+
+    def feed(self, keys: Sequence[tuple], row_hashes: Sequence[str]) -> ChunkDiff:
+        try:
+            return self._feed(keys, row_hashes)
+        except TypeError as error:  # keys of the two sides that Python cannot even compare
+            raise KeyOrderError(f"keys cannot be ordered: {error}") from None
+
+    def _feed(self, keys: Sequence[tuple], row_hashes: Sequence[str]) -> ChunkDiff:
+        diff = ChunkDiff([], [])
+        for position, (key, row_hash) in enumerate(zip(keys, row_hashes, strict=True)):
+            self._current_order.check(key)
+            while self._pending is not None and self._pending[0] < key:
+                diff.deleted.append((self._pending[0], self._pending[1]))
+                self._advance()
+            if self._pending is not None and self._pending[0] == key:
+                if self._pending[2] != row_hash:
+                    diff.changed.append(position)
+                self._advance()
+            else:
+                diff.changed.append(position)
+        return diff
+
+    def finish(self) -> list[tuple[tuple, str]]:
+        """Keys of the base after the last current key: all deleted."""
+        deleted = []
+        while self._pending is not None:
+            deleted.append((self._pending[0], self._pending[1]))
+            self._advance()
+        return deleted
