@@ -52,14 +52,15 @@ class RichProgress(CycleProgress):
 
 def summary_table(reports: list[TableReport], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for heading, justify in [("table", "left"), ("source rows", "right"), ("load", "left"), ("inserted", "right"),
+    for heading, justify in [("table", "left"), ("mode", "left"), ("source rows", "right"), ("shipped", "right"),
+                             ("load", "left"), ("inserted", "right"),
                              ("updated", "right"), ("deleted", "right"), ("reconciliation", "left"),
                              ("validation", "left")]:
         table.add_column(heading, justify=justify)  # type: ignore[arg-type]
     for r in reports:
         style = "" if r.ok else "bold red"
         validation = r.validation if not r.failed_checks else f"failed: {', '.join(r.failed_checks)}"
-        table.add_row(r.table, f"{r.source_rows:,}", r.load_status, f"{r.rows_inserted:,}", f"{r.rows_updated:,}",
+        table.add_row(r.table, r.mode, f"{r.source_rows:,}", f"{r.shipped_rows:,}", r.load_status, f"{r.rows_inserted:,}", f"{r.rows_updated:,}",
                       f"{r.rows_deleted:,}", r.reconciliation, validation, style=style)
     return table
 

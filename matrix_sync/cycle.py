@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.cloud import bigquery
@@ -22,7 +21,9 @@ class TableReport:
     table: str
     target: str
     run_id: str
+    mode: str = "full"
     source_rows: int = 0
+    shipped_rows: int = 0
     quarantined: int = 0
     load_status: str = "pending"
     rows_inserted: int = 0
@@ -77,7 +78,7 @@ def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: fl
     project, dataset = config.bigquery.project, config.bigquery.dataset
     reports = {
         r.run_id: TableReport(r.table, f"{project}.{dataset}.{config.table(r.table).target_table}", r.run_id,
-                              source_rows=r.rows, quarantined=r.quarantined)
+                              mode=r.mode, source_rows=r.rows, shipped_rows=r.shipped_rows, quarantined=r.quarantined)
         for r in extracted
     }
     deadline = time.monotonic() + timeout_s

@@ -54,6 +54,9 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     columns = []
     for source_column in reflected.columns:
         identifiers.source_part(source_column.name)
+        if isinstance(source_column.type, sa.Float):
+            # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
+            source_column.type.asdecimal = False
         precision, scale, length = type_parameters(source_column.type)
         columns.append(Column(
             name=source_column.name,
