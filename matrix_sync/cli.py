@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from matrix_sync import sample as sample_db
+from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import console, errors, run_and_report
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.stack import StackError
@@ -151,6 +152,38 @@ def run(config_path: Path, tables: tuple[str, ...], timeout: int | None) -> None
     console.print(f"cycle for {config_path} -> {config.bigquery.project}.{config.bigquery.dataset} ({where})")
     if not run_and_report(config, list(tables), timeout or config.run.wait_timeout_s, title=f"cycle {config_path}"):
         sys.exit(1)
+
+
+@main.command("request")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable); default all")
+@friendly_errors
+def request(config_path: Path, tables: tuple[str, ...]) -> None:
+    """Publishes an extract request, as Cloud Scheduler does; the agent or extractor function runs it."""
+    config = load_config(config_path)
+    target_config(config)
+    ensure_subscription(config)
+    message_id = request_extract(config, list(tables))
+    console.print(f"extract request {message_id} published for {', '.join(tables) or 'all tables'}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--once", is_flag=True, help="handle at most one request, then exit")
+@click.option("--idle-timeout", type=float, default=None, help="exit after this many idle seconds")
+@friendly_errors
+def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
+    """The on-prem extractor: pulls extract requests and writes the snapshots they ask for."""
+    config = load_config(config_path)
+    where = target_config(config)
+    console.print(f"extractor agent for {config_path} ({where}); waiting for extract requests")
+
+    def show(results: list[Any]) -> None:
+        for r in results:
+            console.print(f"  {r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped")
+
+    handled = serve(config, once=once, idle_timeout_s=idle_timeout, on_results=show)
+    console.print(f"handled {handled} request(s)")
 
 
 @main.command()

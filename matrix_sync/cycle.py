@@ -9,8 +9,8 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import ledger
 from shared.config import Config
-from shared.extractor.snapshot import ExtractResult, extract_table
-from shared.extractor.source import connect, discover
+from shared.extractor.run import ExtractProgress, extract_tables
+from shared.extractor.snapshot import ExtractResult
 from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
 
 
@@ -45,30 +45,14 @@ class TableReport:
                 and self.validation == "passed")
 
 
-class Progress:
+class Progress(ExtractProgress):
     """Callbacks the CLI turns into progress bars; tests pass nothing."""
 
-    def table_started(self, table: str) -> None: ...
-    def rows(self, table: str, count: int) -> None: ...
-    def table_done(self, result: ExtractResult) -> None: ...
     def waiting(self, done: int, total: int) -> None: ...
 
 
 def extract_all(config: Config, progress: Progress | None = None, tables: list[str] | None = None) -> list[ExtractResult]:
-    progress = progress or Progress()
-    engine = connect(config.source)
-    chosen = [config.table(name) for name in tables] if tables else config.tables
-    results = []
-    try:
-        for table in chosen:
-            progress.table_started(table.name)
-            source = discover(engine, table)
-            result = extract_table(config, engine, source, on_rows=lambda n, t=table.name: progress.rows(t, n))
-            progress.table_done(result)
-            results.append(result)
-    finally:
-        engine.dispose()
-    return results
+    return extract_tables(config, tables, progress)
 
 
 def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: float,

@@ -33,3 +33,6 @@ def subscription_name(function: str) -> str:
 
 def dead_letter_topic(function: str) -> str:
     return f"{function}{DEAD_LETTER_SUFFIX}"
+
+# The on-prem extractor agent pulls extract requests instead of receiving pushes.
+EXTRACTOR_PULL_SUBSCRIPTION = "extractor-pull"

@@ -77,3 +77,20 @@ def assert_tables_equal(config: Config) -> None:
             f"{table.name}: {len(missing)} missing, {len(extra)} extra, {len(changed)} changed; "
             f"e.g. {[(k, expected.get(k), actual.get(k)) for k in (list(missing) + list(extra) + changed)[:3]]}"
         )
+
+
+def wait_for_applied(config: Config, table_name: str, timeout_s: float = 120) -> None:
+    """Polls the ledger until some snapshot of the table is applied (for snapshots not written by the test)."""
+    import time
+
+    table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{config.table(table_name).target_table}"
+    ledger = quote_bigquery(config.bigquery.project, config.bigquery.dataset, "_sync_ledger")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if bq.get_table(f"{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger") is not None:
+            rows = bq.query(config.bigquery.project,
+                            f"SELECT COUNT(*) AS n FROM {ledger} WHERE table_id = '{table_id}' AND status = 'applied'")
+            if rows[0]["n"]:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"no applied snapshot of {table_id} within {timeout_s} s")

@@ -1,7 +1,48 @@
-import logging
+"""An extract request (from Cloud Scheduler, or a repair request from the reconciler) names tables
+of the config this extractor was deployed with (`MATRIX_CONFIG`); each is snapshotted to GCS."""
+from __future__ import annotations
+
+import os
 
 from cloudevents.http import CloudEvent
 
+from shared import logs
+from shared.config import Config, ConfigError, load_config
+from shared.events import EventError, Message, event_id, pubsub_message
+from shared.extractor.run import extract_tables
+from shared.extractor.snapshot import ExtractResult
 
-def handle_extract_request(event: CloudEvent) -> None:
-    logging.getLogger(__name__).warning("received %s %s", event["type"], event.data)
+log = logs.get(__name__)
+CONFIG_VARIABLE = "MATRIX_CONFIG"
+
+
+def requested_tables(config: Config, message: Message) -> list[str]:
+    """`{"tables": [...]}`, `{"table": ...}` (a repair request may add "keys"), or `{}` for all."""
+    data = message.data
+    names = data.get("tables") or ([data["table"]] if data.get("table") else [t.name for t in config.tables])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise EventError(f"extract request names no tables: {data!r}"[:300])
+    for name in names:
+        config.table(name)
+    return names
+
+
+def run_request(config: Config, message: Message) -> list[ExtractResult]:
+    tables = requested_tables(config, message)
+    if message.data.get("keys"):
+        log.info("repair request for %d key(s) of %s: the delta snapshot ships them if they differ",
+                 len(message.data["keys"]), tables)
+    return extract_tables(config, tables)
+
+
+def handle_extract_request(event: CloudEvent) -> list[ExtractResult]:
+    with logs.labels(event_id=event_id(event), stage="extractor"):
+        config_path = os.environ.get(CONFIG_VARIABLE)
+        if not config_path:
+            raise ConfigError(f"{CONFIG_VARIABLE} is not set: the extractor needs its config file")
+        config = load_config(config_path)
+        try:
+            return run_request(config, pubsub_message(event))
+        except (EventError, ConfigError) as error:
+            log.error("ignored extract request: %s", error)
+            return []
