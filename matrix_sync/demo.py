@@ -49,4 +49,5 @@ def run_demo(size: str, fraction: float, workdir: Path) -> bool:
     verdict = "[bold green]every table reconciled[/]" if first and second else "[bold red]some tables did not reconcile[/]"
     console.print(verdict)
     console.print(f"config: {config_path}  (matrix-sync run --config {config_path})")
+    console.print("the local stack keeps running for a look around; stop it with: matrix-sync stack down")
     return first and second
