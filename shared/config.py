@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from sqlalchemy.engine import url as sa_url
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared import identifiers
+from shared import identifiers, secrets
 
 ENV_PREFIX = "MATRIX_"
 
@@ -34,6 +35,10 @@ class SourceConfig(_Strict):
     def _looks_like_url(cls, value: str) -> str:
         if "://" not in value:
             raise ValueError("must be a SQLAlchemy URL such as sqlite:///matrix.db")
+        try:
+            secrets.register(sa_url.make_url(value).password)
+        except Exception:  # an unparsable URL fails later with the driver's own message, redacted
+            pass
         return value
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 
-_SOURCE_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#@ -]{0,127}$")
+# Source names are quoted by the source's dialect, so any printable text up to SQL Server's sysname
+# length is accepted; control characters never are.
+_SOURCE_PART = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _BQ_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 _BQ_TABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,1023}$")
 _BQ_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
@@ -27,8 +29,11 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 
 def source_part(value: str) -> str:
-    """A source schema, table or column name: letters, digits, _ $ # @, space and -."""
-    return _check(_SOURCE_PART, value, "source identifier")
+    """A source schema, table or column name: up to 128 printable characters, no surrounding spaces."""
+    _check(_SOURCE_PART, value, "source identifier")
+    if value != value.strip():
+        raise IdentifierError(f"invalid source identifier {value!r}: leading or trailing space")
+    return value
 
 
 def bigquery_column(value: str) -> str:
@@ -62,10 +67,36 @@ def quote_bigquery(*parts: str) -> str:
     return "`" + ".".join(parts) + "`"
 
 
+_ESCAPE = re.compile(r"_x([0-9A-F]{4})_|_U([0-9A-F]{8})_")
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
+    return f"_x{code:04X}_" if code <= 0xFFFF else f"_U{code:08X}_"
+
+
 def bigquery_column_for(source_name: str) -> str:
-    """The BigQuery column a source column lands in: the same name when BigQuery allows it,
-    otherwise every disallowed character replaced by `_` (refused if that collides later)."""
-    candidate = re.sub(r"[^A-Za-z0-9_]", "_", source_name)
-    if not re.match(r"^[A-Za-z_]", candidate):
-        candidate = "_" + candidate
-    return bigquery_column(candidate)
+    """The BigQuery name a source column or table lands under.
+
+    A name BigQuery accepts as it is stays as it is. Otherwise every character outside
+    [A-Za-z0-9_] (and a leading digit) becomes `_xHHHH_` (`_UHHHHHHHH_` beyond the BMP), the rule
+    of XML name encoding; an underscore that would start such a sequence is itself escaped as
+    `_x005F_`. The mapping is reversible by `source_name_for`, so two source names never collide.
+    """
+    if _BQ_COLUMN.match(source_name) and not _ESCAPE.search(source_name) \
+            and not source_name.upper().startswith(_RESERVED_PREFIXES):
+        return source_name
+    out = []
+    for position, char in enumerate(source_name):
+        starts_escape = char == "_" and _ESCAPE.match(source_name, position) is not None
+        plain = char.isascii() and (char.isalnum() or char == "_") and not (position == 0 and char.isdigit())
+        out.append(char if plain and not starts_escape else _escape_char(char))
+    encoded = "".join(out)
+    if encoded.upper().startswith(_RESERVED_PREFIXES):
+        encoded = _escape_char(encoded[0]) + encoded[1:]
+    return bigquery_column(encoded)
+
+
+def source_name_for(bigquery_name: str) -> str:
+    """Inverse of `bigquery_column_for`."""
+    return _ESCAPE.sub(lambda m: chr(int(m[1] or m[2], 16)), bigquery_name)

@@ -7,7 +7,18 @@ _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)
 _KEY_VALUE = re.compile(r"(?i)\b(password|pwd|passwd|secret|token)=([^;&\s]+)")
 
 
+_known: set[str] = set()
+
+
+def register(secret: str | None) -> None:
+    """A value (e.g. the source password) to cut out of every log line and error from now on."""
+    if secret and len(secret) >= 3:
+        _known.add(secret)
+
+
 def redact(text: str) -> str:
-    """Replaces the password part of URLs and password=... pairs with ***."""
+    """Removes registered secrets, the password part of URLs and password=... pairs."""
+    for secret in sorted(_known, key=len, reverse=True):
+        text = text.replace(secret, "***")
     text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _KEY_VALUE.sub(lambda m: f"{m[1]}=***", text)

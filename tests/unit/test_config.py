@@ -47,8 +47,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     (("gcs: {bucket: matrix-snapshots}", "gcs: {bucket: matrix-snapshots, colour: red}"), "gcs.colour: unknown key"),
-    (("name: dbo.customers", "name: 'dbo.customers; DROP TABLE x'"), "tables[0].name"),
-    (("key: [customer_id]", "key: ['id`']"), "tables[0].key"),
+    (("name: dbo.customers", "name: 'a.b.c'"), "tables[0].name"),
+    (("name: dbo.customers", "name: \"dbo.cust\\tomers\""), "tables[0].name"),
+    (("key: [customer_id]", "key: [' id']"), "tables[0].key"),
     (("dataset: matrix", "dataset: 'matrix-prod'"), "bigquery.dataset"),
     (("bucket: matrix-snapshots", "bucket: Matrix_Snapshots!"), "gcs.bucket"),
     (("key: [customer_id]", "key: []"), "tables[0].key"),
@@ -69,3 +70,11 @@ def test_missing_section_and_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.yaml", environ={})
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "source: [unclosed"), environ={})
+
+
+def test_hostile_source_names_are_kept_for_quoting_and_mapped_for_bigquery(tmp_path: Path) -> None:
+    text = VALID.replace("name: dbo.customers", "name: 'dbo.Order Details; DROP TABLE x'").replace(
+        "key: [customer_id]", "key: ['Order ID']")
+    table = load_config(write(tmp_path, text), environ={}).tables[0]
+    assert table.table_name == "Order Details; DROP TABLE x"
+    assert table.target_table == "Order_x0020_Details_x003B__x0020_DROP_x0020_TABLE_x0020_x"
