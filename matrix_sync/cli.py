@@ -14,6 +14,7 @@ from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import console, errors, run_and_report
 from matrix_sync.environment import local_stack, target_config
+from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
@@ -197,5 +198,8 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
 
     if not run_demo(size=size, fraction=fraction, workdir=workdir):
         sys.exit(1)
+main.add_command(create_tables)
+main.add_command(generate_models)
+
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, prev
 from shared.extractor.source import SourceTable, stream_rows
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
+from shared.models import chunk_validator
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
 from shared.types import arrow_type, arrow_value_converter
@@ -89,6 +90,7 @@ class SnapshotWriter:
     def __post_init__(self) -> None:
         schema = self.source.schema
         self._converters = [arrow_value_converter(c.bq_type) for c in schema.columns]
+        self._invalid = chunk_validator(schema)
         self._hasher = RowHasher(schema.key_positions)
         self._key_positions = schema.key_positions
         self.folder = snapshot_folder(self.config, self.source.config.target_table, self.run_id)
@@ -97,9 +99,15 @@ class SnapshotWriter:
         self._deleted_buffer: list[tuple[tuple, str]] = []
 
     def prepare(self, rows: Sequence[tuple]) -> Prepared:
+        """Rows that break the source's declared schema (generated model) or cannot be represented
+        in BigQuery are quarantined with the reason; the rest are converted and hashed."""
         good: list[tuple] = []
         rejected: list[dict[str, object]] = []
-        for row in rows:
+        invalid = self._invalid(rows)
+        for index, row in enumerate(rows):
+            if index in invalid:
+                rejected.append(self._quarantine_entry(row, ValueError(invalid[index])))
+                continue
             try:
                 good.append(tuple(convert(value) for convert, value in zip(self._converters, row, strict=True)))
             except (ValueError, TypeError, ArithmeticError) as error:

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Engine
 
 from shared import identifiers
 from shared.config import SourceConfig, TableConfig
+from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
+from shared.mssql.select import select_statement
 from shared.schema import Column, TableSchema
 from shared.secrets import redact
 from shared.types import bigquery_type_for_sqlalchemy, type_parameters
@@ -47,6 +49,8 @@ class SourceTable:
 
 def discover(engine: Engine, table: TableConfig) -> SourceTable:
     """The table's columns in ordinal order with their BigQuery types; the key from the config."""
+    if engine.dialect.name == "mssql":
+        return _discover_mssql(engine, table)
     try:
         reflected = sa.Table(table.table_name, sa.MetaData(), schema=table.schema_name, autoload_with=engine)
     except sa.exc.NoSuchTableError:
@@ -74,13 +78,31 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
 
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key, at most chunk_rows of them in memory at a time (server-side cursor)."""
-    columns = source.table.columns
-    order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
-    query = sa.select(*columns).order_by(*order)
+    if engine.dialect.name == "mssql":
+        query: sa.Executable = select_statement(source.table.schema, source.table.name, source.schema.columns,
+                                                source.schema.key).clause()
+    else:
+        columns = source.table.columns
+        order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
+        query = sa.select(*columns).order_by(*order)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for partition in result.partitions(chunk_rows):
             yield [tuple(row) for row in partition]
+
+
+def _discover_mssql(engine: Engine, table: TableConfig) -> SourceTable:
+    """SQL Server's own catalog instead of reflection (exact types; computed and rowversion columns
+    left out, see shared.mssql.catalog). The sa.Table only names the columns: rows are read with the
+    T-SQL of shared.mssql.select, which projects CLR and offset types into values the converters take."""
+    schema_name = table.schema_name or DEFAULT_SCHEMA
+    try:
+        with engine.connect() as connection:
+            schema = discover_mssql(connection, schema_name, table.table_name, list(table.key))
+    except MssqlCatalogError as error:
+        raise SourceError(f"table {table.name!r}: {error}") from None
+    columns = [sa.Column(c.name, sa.types.NullType(), primary_key=c.name in table.key) for c in schema.columns]
+    return SourceTable(table, sa.Table(table.table_name, sa.MetaData(), *columns, schema=schema_name), schema)
 
 
 def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:

@@ -1,0 +1,167 @@
+"""`matrix-sync create-tables` and `matrix-sync generate-models`: files generated from the source.
+
+Both discover every configured table from the source (the same discovery the extractor uses) and
+write one readable file per table, to be reviewed and committed like code:
+
+* ``create-tables`` -> ``generated/ddl/<table>.sql``: the BigQuery ``CREATE TABLE IF NOT EXISTS``
+  (`shared.ddl`); with ``--apply`` each statement is also run against BigQuery.
+* ``generate-models`` -> ``generated/models/<table>.py`` plus ``__init__.py``: pydantic row models
+  (`shared.models`).
+
+A file is written only when its content changes, so regenerating an unchanged source touches
+nothing and a diff shows exactly what the source changed. Expected failures (bad config,
+unreachable source, a missing table) print one line and exit 2, as every matrix-sync command does.
+"""
+from __future__ import annotations
+
+import keyword
+import re
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from google.api_core.exceptions import GoogleAPIError
+from rich.table import Table
+
+from matrix_sync.console import console, errors
+from shared import bigquery as bq
+from shared.config import Config, ConfigError, TableConfig, load_config
+from shared.ddl import create_table_ddl
+from shared.extractor.source import SourceError, connect, discover
+from shared.models import class_name_for, docstring_literal, model_source
+from shared.schema import TableSchema
+
+WRITTEN, UNCHANGED = "written", "unchanged"
+
+
+class GenerateError(ValueError):
+    """Two tables that would land in the same generated file or class."""
+
+
+EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError)
+
+
+def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one line and exit 2; no traceback (as `matrix_sync.cli` does)."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED_ERRORS as error:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def write_if_changed(path: Path, text: str) -> str:
+    """Writes `text` (UTF-8, LF) unless the file already holds exactly that; returns what happened."""
+    data = text.encode("utf-8")
+    if path.exists() and path.read_bytes() == data:
+        return UNCHANGED
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return WRITTEN
+
+
+def discover_all(config: Config) -> list[tuple[TableConfig, TableSchema]]:
+    """Every configured table with its discovered schema, all before any file is written, so a
+    table missing from the source leaves the generated files as they were."""
+    engine = connect(config.source)
+    try:
+        return [(table, discover(engine, table).schema) for table in config.tables]
+    finally:
+        engine.dispose()
+
+
+def module_name_for(target_table: str) -> str:
+    """A Python module name for a BigQuery table name (which may hold '-' or start with a digit)."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", target_table)
+    name = name if name[:1].isalpha() or name[:1] == "_" else "t_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def _unique(kind: str, names: dict[str, str]) -> None:
+    """`names` maps table -> generated name; two tables must not share one."""
+    seen: dict[str, str] = {}
+    for table, name in names.items():
+        if name.lower() in seen:
+            raise GenerateError(f"tables {seen[name.lower()]!r} and {table!r} would share the {kind} {name!r}")
+        seen[name.lower()] = table
+
+
+def _report(title: str, rows: list[tuple[str, Path, str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for heading in ("table", "file", "status"):
+        table.add_column(heading)
+    for name, path, status in rows:
+        table.add_row(name, str(path), f"[green]{status}[/]" if status != UNCHANGED else status)
+    console.print(table)
+    changed = sum(1 for *_, status in rows if status != UNCHANGED)
+    console.print(f"{changed} file(s) written, {len(rows) - changed} unchanged")
+
+
+@click.command("create-tables")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("generated/ddl"),
+              show_default=True, help="directory for one <table>.sql per configured table")
+@click.option("--apply", is_flag=True, help="also run each CREATE TABLE IF NOT EXISTS against BigQuery")
+@_one_line_errors
+def create_tables(config_path: Path, out_dir: Path, apply: bool) -> None:
+    """Writes the BigQuery DDL of every configured table, from the source's current schema."""
+    config = load_config(config_path)
+    _unique("file", {t.name: t.target_table for t in config.tables})
+    target = config.bigquery
+    rows: list[tuple[str, Path, str]] = []
+    statements: list[str] = []
+    for table, schema in discover_all(config):
+        ddl = create_table_ddl(schema, target.project, target.dataset, table.target_table,
+                               source_table=table.name, config_path=config_path.as_posix())
+        path = out_dir / f"{table.target_table}.sql"
+        rows.append((table.name, path, write_if_changed(path, ddl)))
+        statements.append(ddl)
+    if apply:
+        bq.ensure_dataset(target.project, target.dataset, target.location)
+        for i, ddl in enumerate(statements):
+            bq.query(target.project, ddl)
+            name, path, status = rows[i]
+            rows[i] = (name, path, f"{status}, applied")
+    _report(f"DDL for {target.project}.{target.dataset} ({out_dir})", rows)
+
+
+@click.command("generate-models")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("generated/models"), show_default=True,
+              help="package directory for one <table>.py per configured table plus __init__.py")
+@_one_line_errors
+def generate_models(config_path: Path, out_dir: Path) -> None:
+    """Writes a pydantic row model per configured table, from the source's current schema."""
+    config = load_config(config_path)
+    modules = {t.name: module_name_for(t.target_table) for t in config.tables}
+    classes = {t.name: class_name_for(t.target_table) for t in config.tables}
+    _unique("module", modules)
+    _unique("class", classes)
+    rows: list[tuple[str, Path, str]] = []
+    for table, schema in discover_all(config):
+        path = out_dir / f"{modules[table.name]}.py"
+        rows.append((table.name, path, write_if_changed(path, model_source(schema, classes[table.name], table.name))))
+    init = out_dir / "__init__.py"
+    rows.append(("(package)", init, write_if_changed(init, _package_init(config_path, modules, classes))))
+    _report(f"row models ({out_dir})", rows)
+
+
+def _package_init(config_path: Path, modules: dict[str, str], classes: dict[str, str]) -> str:
+    lines = [docstring_literal(f"Row models of the tables in {config_path.as_posix()}, generated by matrix-sync."),
+             "",
+             "# Do not edit: regenerate with `matrix-sync generate-models`."]
+    for table in sorted(modules, key=lambda t: modules[t]):
+        lines.append(f"from .{modules[table]} import {classes[table]}")
+    names = ", ".join(f'"{classes[t]}"' for t in sorted(modules, key=lambda t: classes[t]))
+    lines += ["", f"__all__ = [{names}]"]
+    return "\n".join(lines) + "\n"
