@@ -132,6 +132,8 @@ class ExtractConfig(_Strict):
     mode: Literal["full", "delta"] = Field(
         default="full", description="delta ships only changed rows and deleted keys; full ships everything")
     full_every: int = Field(default=24, ge=1, description="every Nth snapshot of a table is full, to re-anchor")
+    parallel_ranges: int = Field(default=1, ge=1, le=64,
+                                 description="full snapshots split into this many key ranges, extracted in parallel")
 
 
 class RunConfig(_Strict):

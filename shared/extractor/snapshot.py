@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,7 +18,7 @@ from sqlalchemy.engine import Engine
 from shared import gcs, logs
 from shared.config import Config
 from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, previous_index
-from shared.extractor.source import SourceTable, stream_rows
+from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
 from shared.models import chunk_validator
@@ -80,6 +82,7 @@ class SnapshotWriter:
     config: Config
     source: SourceTable
     run_id: str
+    name_prefix: str = ""
     parts: list[Part] = field(default_factory=list)
     deleted_parts: list[Part] = field(default_factory=list)
     index_parts: list[Part] = field(default_factory=list)
@@ -138,7 +141,7 @@ class SnapshotWriter:
             return
         keys = self.keys(prepared)
         columns = [*zip(*keys, strict=True), *zip(*prepared.hashes, strict=True)]
-        self.index_parts.append(self._upload(f"_index/index-{len(self.index_parts):05d}.parquet",
+        self.index_parts.append(self._upload(f"_index/index-{self.name_prefix}{len(self.index_parts):05d}.parquet",
                                              _parquet(index_schema(self.source.schema), columns), len(keys)))
 
     def _flush_rows(self) -> None:
@@ -146,7 +149,7 @@ class SnapshotWriter:
             return
         columns = [*zip(*self._rows_buffer, strict=True), *zip(*self._hashes_buffer, strict=True)]
         data = _parquet(arrow_schema(self.source.schema), columns)
-        self.parts.append(self._upload(f"part-{len(self.parts):05d}.parquet", data, len(self._rows_buffer)))
+        self.parts.append(self._upload(f"part-{self.name_prefix}{len(self.parts):05d}.parquet", data, len(self._rows_buffer)))
         self._rows_buffer, self._hashes_buffer = [], []
 
     def _flush_deleted(self) -> None:
@@ -155,7 +158,7 @@ class SnapshotWriter:
         keys = [key for key, _ in self._deleted_buffer]
         columns = [*zip(*keys, strict=True), [key_hash for _, key_hash in self._deleted_buffer]]
         data = _parquet(deleted_schema(self.source.schema), columns)
-        self.deleted_parts.append(self._upload(f"deleted-{len(self.deleted_parts):05d}.parquet", data, len(keys)))
+        self.deleted_parts.append(self._upload(f"deleted-{self.name_prefix}{len(self.deleted_parts):05d}.parquet", data, len(keys)))
         self._deleted_buffer = []
 
     def _upload(self, name: str, data: bytes, rows: int) -> Part:
@@ -169,15 +172,26 @@ class SnapshotWriter:
 
     def _upload_quarantine(self, rejected: list[dict[str, object]]) -> None:
         body = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in rejected).encode()
-        name = f"{self.folder}/quarantine-{len(self.quarantine_uris):05d}.jsonl"
+        name = f"{self.folder}/quarantine-{self.name_prefix}{len(self.quarantine_uris):05d}.jsonl"
         self.quarantine_uris.append(gcs.upload(self.config.gcs.bucket, name, body, "application/x-ndjson").uri)
         self.quarantined += len(rejected)
         log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
 
-    def finish(self, extracted_at: datetime, sequence: int, base: Base | None) -> Manifest:
-        """Writes the manifest, last and only once; its finalize event is what starts the load."""
+    def flush(self) -> None:
         self._flush_rows()
         self._flush_deleted()
+
+    def absorb(self, other: RangeOutput) -> None:
+        """Takes over what a range worker wrote; ranges are absorbed in key order."""
+        self.parts += other.parts
+        self.index_parts += other.index_parts
+        self.quarantine_uris += other.quarantine_uris
+        self.quarantined += other.quarantined
+        self.fingerprint.merge(TableFingerprint.from_dict(other.fingerprint))
+
+    def finish(self, extracted_at: datetime, sequence: int, base: Base | None) -> Manifest:
+        """Writes the manifest, last and only once; its finalize event is what starts the load."""
+        self.flush()
         config, table = self.config, self.source.config
         delta = None
         if base is not None:
@@ -207,6 +221,39 @@ class SnapshotWriter:
 
 
 @dataclass(frozen=True)
+class RangeOutput:
+    """What one key-range worker wrote (picklable, crosses the process boundary)."""
+
+    rows_read: int
+    parts: list[Part]
+    index_parts: list[Part]
+    quarantine_uris: list[str]
+    quarantined: int
+    fingerprint: dict[str, int]
+
+
+def extract_range(config: Config, table_name: str, run_id: str, index: int, lower: tuple | None,
+                  upper: tuple | None) -> RangeOutput:
+    """One key range of a full snapshot, in a worker process with its own source connection."""
+    engine = connect(config.source)
+    try:
+        source = discover(engine, config.table(table_name))
+        writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
+        rows_read = 0
+        with logs.labels(run_id=run_id, table=table_name, key_range=str(index)):
+            for chunk in stream_rows(engine, source, config.extract.chunk_rows, lower, upper):
+                prepared = writer.prepare(chunk)
+                writer.add_index(prepared)
+                writer.add_rows(prepared.rows, prepared.hashes)
+                rows_read += len(chunk)
+            writer.flush()
+        return RangeOutput(rows_read, writer.parts, writer.index_parts, writer.quarantine_uris,
+                           writer.quarantined, writer.fingerprint.to_dict())
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
 class ExtractResult:
     table: str
     run_id: str
@@ -229,6 +276,10 @@ def extract_table(config: Config, engine: Engine, source: SourceTable,
     can simply be repeated.
     """
     base = _delta_base(config, source)
+    if base is None and config.extract.parallel_ranges > 1:
+        bounds = key_boundaries(engine, source, config.extract.parallel_ranges)
+        if bounds:
+            return _extract_ranges(config, source, bounds, on_rows)
     try:
         return _extract(config, engine, source, base, on_rows)
     except KeyOrderError as error:
@@ -244,6 +295,46 @@ def _delta_base(config: Config, source: SourceTable) -> Base | None:
     if base is not None and base.chain_length + 1 >= config.extract.full_every:
         return None
     return base
+
+
+def _extract_ranges(config: Config, source: SourceTable, bounds: list[tuple],
+                    on_rows: Callable[[int], None] | None) -> ExtractResult:
+    """A full snapshot as contiguous key ranges extracted by parallel worker processes (hashing is
+    CPU-bound, so threads would share one core). Spawned, not forked: gRPC clients do not survive a fork."""
+    started = time.monotonic()
+    extracted_at = datetime.now(UTC)
+    run_id = new_run_id(extracted_at)
+    ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    writer = SnapshotWriter(config, source, run_id)
+    with logs.labels(run_id=run_id, table=source.config.name), ProcessPoolExecutor(
+        max_workers=len(ranges), mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        futures = [pool.submit(extract_range, config, source.config.name, run_id, i, lower, upper)
+                   for i, (lower, upper) in enumerate(ranges)]
+        for future in as_completed(futures):
+            if on_rows:
+                on_rows(future.result().rows_read)
+        for future in futures:
+            writer.absorb(future.result())
+        manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=None)
+        return _result(config, source, writer, manifest, started)
+
+
+def _result(config: Config, source: SourceTable, writer: SnapshotWriter, manifest: Manifest,
+            started: float) -> ExtractResult:
+    result = ExtractResult(
+        table=source.config.name, run_id=manifest.run_id, mode=manifest.mode,
+        manifest_uri=gcs.uri(config.gcs.bucket, f"{writer.folder}/{MANIFEST_NAME}"),
+        rows=manifest.row_count, shipped_rows=sum(p.rows for p in manifest.parts),
+        deleted_rows=manifest.delta.deleted_rows if manifest.delta else 0,
+        parts=len(manifest.parts), bytes=sum(p.bytes for p in manifest.parts),
+        quarantined=writer.quarantined, seconds=round(time.monotonic() - started, 3),
+    )
+    logs.event(log, f"{result.mode} snapshot of {source.config.name} written: {result.rows} rows, "
+                    f"{result.shipped_rows} shipped, {result.deleted_rows} deleted",
+               mode=result.mode, rows=result.rows, shipped=result.shipped_rows, deleted=result.deleted_rows,
+               parts=result.parts, bytes=result.bytes, quarantined=result.quarantined, seconds=result.seconds)
+    return result
 
 
 def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | None,
@@ -269,16 +360,4 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
         if diff is not None:
             writer.add_deleted(diff.finish())
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
-        result = ExtractResult(
-            table=source.config.name, run_id=run_id, mode=manifest.mode,
-            manifest_uri=gcs.uri(config.gcs.bucket, f"{writer.folder}/{MANIFEST_NAME}"),
-            rows=manifest.row_count, shipped_rows=sum(p.rows for p in manifest.parts),
-            deleted_rows=manifest.delta.deleted_rows if manifest.delta else 0,
-            parts=len(manifest.parts), bytes=sum(p.bytes for p in manifest.parts),
-            quarantined=writer.quarantined, seconds=round(time.monotonic() - started, 3),
-        )
-        logs.event(log, f"{result.mode} snapshot of {source.config.name} written: {result.rows} rows, "
-                        f"{result.shipped_rows} shipped, {result.deleted_rows} deleted",
-                   mode=result.mode, rows=result.rows, shipped=result.shipped_rows, deleted=result.deleted_rows,
-                   parts=result.parts, bytes=result.bytes, quarantined=result.quarantined, seconds=result.seconds)
-    return result
+        return _result(config, source, writer, manifest, started)

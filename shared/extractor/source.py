@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from shared import identifiers
 from shared.config import SourceConfig, TableConfig
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
-from shared.mssql.select import select_statement
+from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
 from shared.secrets import redact
 from shared.types import bigquery_type_for_sqlalchemy, type_parameters
@@ -76,19 +76,66 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     return SourceTable(table, reflected, TableSchema(columns=columns, key=list(table.key)))
 
 
-def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[Sequence[tuple]]:
-    """Rows ordered by key, at most chunk_rows of them in memory at a time (server-side cursor)."""
+KeyBound = tuple | None
+
+
+def _mssql_select(source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> MssqlSelect:
+    return select_statement(source.table.schema, source.table.name, source.schema.columns, source.schema.key,
+                            lower, upper)
+
+
+def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> sa.Select:
+    columns = source.table.columns
+    order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
+    query = sa.select(*columns).order_by(*order)
+    if lower is not None:
+        query = query.where(sa.tuple_(*order) > sa.tuple_(*lower))
+    if upper is not None:
+        query = query.where(sa.tuple_(*order) <= sa.tuple_(*upper))
+    return query
+
+
+def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: KeyBound = None,
+                upper: KeyBound = None) -> Iterator[Sequence[tuple]]:
+    """Rows ordered by key (lower < key <= upper when bounds are given), at most chunk_rows of them
+    in memory at a time (server-side cursor)."""
     if engine.dialect.name == "mssql":
-        query: sa.Executable = select_statement(source.table.schema, source.table.name, source.schema.columns,
-                                                source.schema.key).clause()
+        query: sa.Executable = _mssql_select(source, lower, upper).clause()
     else:
-        columns = source.table.columns
-        order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
-        query = sa.select(*columns).order_by(*order)
+        query = _generic_select(engine, source, lower, upper)
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for partition in result.partitions(chunk_rows):
             yield [tuple(row) for row in partition]
+
+
+def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tuple]:
+    """Keys splitting the table into `ranges` contiguous ranges of about equal row counts, in the
+    same order and collation the rows are streamed in (so the ranges neither overlap nor miss)."""
+    if ranges <= 1:
+        return []
+    with engine.connect() as connection:
+        table = source.table
+        total = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        bounds: list[tuple] = []
+        for k in range(1, ranges):
+            offset = k * total // ranges - 1
+            if offset < 0:
+                continue
+            if engine.dialect.name == "mssql":
+                statement = _mssql_select(source)
+                text = sa.text(f"{statement.escaped_sql or statement.sql} OFFSET {int(offset)} ROWS FETCH NEXT 1 ROWS ONLY")
+                row = connection.execute(text).first()
+                bound = tuple(row[p] for p in source.schema.key_positions) if row else None
+            else:
+                columns = table.columns
+                order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
+                row = connection.execute(sa.select(*(columns[k] for k in source.schema.key))
+                                         .order_by(*order).offset(offset).limit(1)).first()
+                bound = tuple(row) if row else None
+            if bound is not None and (not bounds or bound != bounds[-1]):
+                bounds.append(bound)
+        return bounds
 
 
 def _discover_mssql(engine: Engine, table: TableConfig) -> SourceTable:
