@@ -5,7 +5,7 @@ PYTHON ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python python3.12; d
 VENV := .venv
 READY := $(VENV)/.ready
 
-.PHONY: setup demo test stack-up stack-down clean
+.PHONY: setup demo test stack-up stack-down clean package bench bench-venv
 
 $(READY): requirements.txt requirements-dev.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it (pyenv install 3.12) or pass PYTHON=/path/to/python3.12"; exit 1; }
@@ -22,6 +22,28 @@ demo: $(READY)
 test: $(READY)
 	$(VENV)/bin/python -m pytest tests
 
+# dist/<function>.zip for each Cloud Function (reproducible; Terraform uploads them by content hash).
+package: $(READY)
+	$(VENV)/bin/python -m matrix_sync.package --out dist
+
+# Benchmarks side by side with dlt and reladiff (bench/README.md): make bench SIZES=100k,1M REPEATS=3;
+# SCENARIOS=initial,change,reconcile,memory,hashing picks some; SMOKE=1 runs toy sizes in about a minute.
+# dlt and reladiff live in their own venv: dlt needs a DuckDB newer than the emulator's pinned one.
+BENCH_VENV := .venv-bench
+SIZES ?= 100k,1M
+REPEATS ?= 3
+
+$(BENCH_VENV)/.ready: bench/requirements.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: pass PYTHON=/path/to/python3.12"; exit 1; }
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench-venv: $(BENCH_VENV)/.ready
+
+bench: $(READY) $(BENCH_VENV)/.ready
+	$(VENV)/bin/python -m bench $(if $(SMOKE),--smoke,--sizes $(SIZES) --repeats $(REPEATS)) $(if $(SCENARIOS),--scenarios $(SCENARIOS))
+
 stack-up: $(READY)
 	$(VENV)/bin/matrix-sync stack up
 
@@ -30,4 +52,4 @@ stack-down: $(READY)
 
 clean:
 	-$(VENV)/bin/matrix-sync stack down
-	rm -rf $(VENV) .matrix-sync
+	rm -rf $(VENV) $(BENCH_VENV) .matrix-sync bench/.work

@@ -25,13 +25,14 @@ def ensure_subscription(config: Config) -> str:
     project = config.pubsub.project
     topic = publisher().topic_path(project, EXTRACT_REQUESTS_TOPIC)
     path = subscriber().subscription_path(project, EXTRACTOR_PULL_SUBSCRIPTION)
+    # In the cloud Terraform creates both and the agent may only subscribe: creating is best effort.
     try:
         publisher().create_topic(name=topic)
-    except gexc.AlreadyExists:
+    except (gexc.AlreadyExists, gexc.PermissionDenied):
         pass
     try:
         subscriber().create_subscription(name=path, topic=topic, ack_deadline_seconds=600)
-    except gexc.AlreadyExists:
+    except (gexc.AlreadyExists, gexc.PermissionDenied):
         pass
     return path
 

@@ -46,6 +46,8 @@ class TableConfig(_Strict):
     name: str = Field(description="[schema.]table in the source")
     key: list[str] = Field(min_length=1, description="key columns")
     target: str | None = Field(default=None, description="BigQuery table name; default: the table part of name")
+    group: str = Field(default="default", pattern=r"^[a-z][a-z0-9-]{0,40}$",
+                       description="tables of a group are extracted together by one Cloud Scheduler job")
 
     @field_validator("name")
     @classmethod

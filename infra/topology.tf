@@ -1,0 +1,177 @@
+# What the deployment is made of, as plain data: names, which functions run, which subscriptions
+# feed them, which service accounts exist and every role each holds. Only variables and the config
+# file go in; no resource or data source is referenced here, so tests/infra evaluates this file with
+# `terraform console` (no provider needed) and compares the answers with shared/topology.py,
+# matrix_sync/stack/bootstrap.py and the least-privilege design. The other files only iterate it.
+
+locals {
+  config_file = startswith(var.config_path, "/") ? var.config_path : "${path.module}/${var.config_path}"
+  config      = yamldecode(file(local.config_file))
+
+  # The config file's answers (shared/config.py's defaults where it leaves a key out).
+  snapshot_bucket    = local.config.gcs.bucket
+  snapshot_prefix    = trim(try(local.config.gcs.prefix, "snapshots"), "/")
+  dataset_id         = local.config.bigquery.dataset
+  staging_dataset_id = "${local.dataset_id}${local.topology.staging_dataset_suffix}"
+  bigquery_location  = try(local.config.bigquery.location, "US")
+  tables             = local.config.tables
+  # group name -> names of the tables in it; a table without `group` is in "default"
+  table_groups = { for t in local.tables : try(t.group, "default") => t.name... }
+
+  # Why this config cannot be deployed, if it cannot (main.tf refuses to plan then).
+  config_problems = concat(
+    try(local.config.bigquery.project, null) == var.project_id && try(local.config.pubsub.project, null) == var.project_id ? [] :
+    ["bigquery.project and pubsub.project must both be ${var.project_id} (var.project_id): one project holds the deployment"],
+    can(regex("://[^/@:]*:[^/@]*@", try(local.config.source.url, ""))) ?
+    ["source.url holds a password: keep it in the Secret Manager secret (MATRIX_SOURCE__URL), never in the file"] : [],
+    [for g in keys(local.table_groups) : "table group ${jsonencode(g)} must be lowercase letters, digits and hyphens (it names a Cloud Scheduler job)" if !can(regex("^[a-z][a-z0-9-]{0,40}$", g))],
+    [for g in keys(var.scheduler.groups) : "scheduler.groups names ${jsonencode(g)}, a group no table of the config is in" if !contains(keys(local.table_groups), g)],
+    [for name, f in var.functions : "functions.${name}.timeout_seconds exceeds pubsub.ack_deadline_seconds: Pub/Sub would redeliver events still running" if f.timeout_seconds > var.pubsub.ack_deadline_seconds],
+  )
+
+  # shared/topology.py, spelled out.
+  topology = {
+    topics = {
+      gcs_notifications = "gcs-notifications"
+      extract_requests  = "extract-requests"
+      table_loaded      = "table-loaded"
+      alerts            = "alerts"
+    }
+    dead_letter_suffix          = "-dead-letter"
+    push_subscription_suffix    = "-push"
+    extractor_pull_subscription = "extractor-pull"
+    staging_dataset_suffix      = "_staging"
+    tables = {
+      ledger          = "_sync_ledger"
+      reconciliations = "_sync_reconciliations"
+      validations     = "_sync_validations"
+    }
+    # function -> entry point and the topic whose messages it handles (topology.FUNCTIONS)
+    functions = {
+      loader     = { entry_point = "on_snapshot_event", trigger_topic = "gcs-notifications" }
+      reconciler = { entry_point = "on_table_loaded", trigger_topic = "table-loaded" }
+      validator  = { entry_point = "on_table_loaded", trigger_topic = "table-loaded" }
+      extractor  = { entry_point = "on_extract_request", trigger_topic = "extract-requests" }
+    }
+  }
+  # matrix_sync/stack/bootstrap.py's pull subscriptions for people: alerts, and each dead-letter topic.
+  alerts_subscription             = "alerts-sub"
+  dead_letter_subscription_suffix = "-sub"
+  sync_tables                     = toset(values(local.topology.tables))
+
+  # The extractor is either a function or the on-prem agent, never both: both would extract twice.
+  deployed_functions = {
+    for name, fn in local.topology.functions : name => fn
+    if name != "extractor" || var.extractor.deploy_as_function
+  }
+  extractor_account = var.extractor.deploy_as_function ? "extractor" : "agent"
+
+  # consumer subscription -> the function (or agent) it feeds, its topic and how it delivers
+  consumer_subscriptions = merge(
+    {
+      for name, fn in local.deployed_functions : "${name}${local.topology.push_subscription_suffix}" => {
+        function = name
+        topic    = fn.trigger_topic
+        push     = true
+      }
+    },
+    var.extractor.deploy_as_function ? {} : {
+      (local.topology.extractor_pull_subscription) = {
+        function = "extractor"
+        topic    = local.topology.topics.extract_requests
+        push     = false
+      }
+    },
+  )
+  # one dead-letter topic per consumer: <function>-dead-letter
+  dead_letter_topics = toset([for s in values(local.consumer_subscriptions) : s.function])
+
+  # Environment of every function. The functions learn their target (project, dataset, topics)
+  # from each snapshot's manifest, not from the environment.
+  runtime = "python312"
+  common_env = {
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    MATRIX_ENVIRONMENT   = var.environment
+    MATRIX_LOG_LEVEL     = var.log_level
+  }
+  # The extractor reads the config file (shared/extractor/handler.py: MATRIX_CONFIG), mounted from
+  # Secret Manager, and the source URL with its password from MATRIX_SOURCE__URL.
+  extractor_config_dir  = "/etc/matrix-sync"
+  extractor_config_file = "matrix-sync.yaml"
+  extractor_env = tomap({
+    MATRIX_CONFIG = "${local.extractor_config_dir}/${local.extractor_config_file}"
+  })
+  # variable -> key of local.secrets
+  extractor_secret_env = tomap({
+    MATRIX_SOURCE__URL = "source-url"
+  })
+  function_env = {
+    for name in keys(local.deployed_functions) :
+    name => merge(local.common_env, name == "extractor" ? local.extractor_env : tomap({}))
+  }
+
+  # Secret Manager secrets (ids: <name_prefix>-<key>); values are added by people (secrets.tf).
+  secrets = merge(
+    { "source-url" = "SQLAlchemy URL of the Matrix SQL Server, with the password (MATRIX_SOURCE__URL)" },
+    var.extractor.deploy_as_function ? tomap({ config = "The matrix-sync config file, mounted into the extractor function (MATRIX_CONFIG)" }) : tomap({}),
+  )
+
+  # Service accounts (ids: <name_prefix>-<key>).
+  service_accounts = merge(
+    { for name in keys(local.deployed_functions) : name => "matrix-sync ${name} function" },
+    var.extractor.deploy_as_function ? tomap({}) : tomap({ agent = "matrix-sync on-prem extractor agent (matrix-sync agent)" }),
+    {
+      push  = "Pub/Sub push to the matrix-sync functions"
+      build = "Builds the matrix-sync functions' containers"
+    },
+  )
+
+  # Every role every service account holds: (account, role, scope[, condition]). Scopes:
+  # project | dataset:target|staging | table:<results table> | bucket:snapshots|sources |
+  # topic:<topic> | subscription:<subscription> | secret:<key of local.secrets> |
+  # function:<function> (Cloud Run invoker). Conditions are named in iam.tf.
+  grant_list = concat(
+    [
+      # loader: stage parts, MERGE into the target tables, write the ledger, announce table-loaded
+      { account = "loader", role = "roles/bigquery.jobUser", scope = "project" },
+      { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:target" },
+      { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
+      { account = "loader", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
+      { account = "loader", role = "roles/pubsub.publisher", scope = "topic:table-loaded" },
+      { account = "loader", role = "roles/pubsub.publisher", scope = "topic:alerts" },
+      # reconciler: read the table, the ledger and the manifest, stage the snapshot to diff it on a
+      # mismatch, write its results table, request a repair extraction, alert
+      { account = "reconciler", role = "roles/bigquery.jobUser", scope = "project" },
+      { account = "reconciler", role = "roles/bigquery.dataViewer", scope = "dataset:target" },
+      { account = "reconciler", role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
+      { account = "reconciler", role = "roles/bigquery.dataEditor", scope = "table:_sync_reconciliations" },
+      { account = "reconciler", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
+      { account = "reconciler", role = "roles/pubsub.publisher", scope = "topic:extract-requests" },
+      { account = "reconciler", role = "roles/pubsub.publisher", scope = "topic:alerts" },
+      # validator: the same, with its own results table
+      { account = "validator", role = "roles/bigquery.jobUser", scope = "project" },
+      { account = "validator", role = "roles/bigquery.dataViewer", scope = "dataset:target" },
+      { account = "validator", role = "roles/bigquery.dataEditor", scope = "table:_sync_validations" },
+      { account = "validator", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
+      { account = "validator", role = "roles/pubsub.publisher", scope = "topic:alerts" },
+      # extractor (function or agent): write snapshots, read the last one back (delta), read the ledger
+      { account = local.extractor_account, role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      { account = local.extractor_account, role = "roles/storage.objectViewer", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      { account = local.extractor_account, role = "roles/bigquery.jobUser", scope = "project" },
+      { account = local.extractor_account, role = "roles/bigquery.dataViewer", scope = "dataset:target" },
+      { account = local.extractor_account, role = "roles/pubsub.publisher", scope = "topic:alerts" },
+      { account = local.extractor_account, role = "roles/secretmanager.secretAccessor", scope = "secret:source-url" },
+      # build: what Cloud Build needs to turn a source archive into the function's container
+      { account = "build", role = "roles/logging.logWriter", scope = "project" },
+      { account = "build", role = "roles/artifactregistry.writer", scope = "project" },
+      { account = "build", role = "roles/storage.objectViewer", scope = "project", condition = "function-source-buckets-only" },
+    ],
+    # push: invoke the functions, nothing else
+    [for name in keys(local.deployed_functions) : { account = "push", role = "roles/run.invoker", scope = "function:${name}" }],
+    var.extractor.deploy_as_function ? [
+      { account = "extractor", role = "roles/secretmanager.secretAccessor", scope = "secret:config" },
+      ] : [
+      { account = "agent", role = "roles/pubsub.subscriber", scope = "subscription:${local.topology.extractor_pull_subscription}" },
+    ],
+  )
+}

@@ -1,0 +1,161 @@
+"""What the storage, BigQuery, scheduler, secret and network resources promise, and the config file
+they are derived from (the same file the code reads)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared import topology
+from shared.config import load_config
+from shared.events import Message
+from shared.extractor.handler import requested_tables
+from tests.infra import hcl
+from tests.infra.conftest import EXAMPLE_CONFIG, EXAMPLE_PROJECT, INFRA, Evaluate, TerraformError
+
+
+def test_snapshot_bucket_is_private_versioned_and_cleans_up(terraform: hcl.Module) -> None:
+    bucket = terraform.resource("google_storage_bucket", "snapshots")
+    assert hcl.expression(bucket["name"]) == "local.snapshot_bucket"
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert hcl.one(bucket["versioning"])["enabled"] is True
+    rules = [(hcl.one(r["action"])["type"], hcl.one(r["condition"])) for r in bucket["lifecycle_rule"]]
+    conditions = {hcl.expression(c.get("age", "")): c for kind, c in rules if kind == "Delete" and "age" in c}
+    snapshots = conditions["var.snapshot_bucket.snapshot_retention_days"]
+    assert snapshots["matches_prefix"] == ["${local.snapshot_prefix}/"]
+    staging = conditions["var.snapshot_bucket.staging_retention_days"]
+    assert hcl.expression(staging["matches_prefix"]) == "var.snapshot_bucket.staging_prefixes"
+    assert any("days_since_noncurrent_time" in c for _, c in rules), "old versions must expire too"
+
+
+def test_staging_objects_go_sooner_than_snapshots(evaluate: Evaluate) -> None:
+    settings = evaluate("var.snapshot_bucket")
+    assert settings["staging_retention_days"] < settings["snapshot_retention_days"]
+    with pytest.raises(TerraformError, match="staging_retention_days"):
+        evaluate("var.snapshot_bucket", snapshot_bucket={"snapshot_retention_days": 7, "staging_retention_days": 9})
+
+
+def test_notification_announces_finalized_snapshot_objects(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    notification = terraform.resource("google_storage_notification", "snapshots")
+    assert notification["event_types"] == ["OBJECT_FINALIZE"]
+    assert notification["payload_format"] == "JSON_API_V1"
+    assert notification["object_name_prefix"] == "${local.snapshot_prefix}/"
+    assert hcl.expression(notification["topic"]) == "google_pubsub_topic.topic[local.topology.topics.gcs_notifications].id"
+    assert evaluate("local.topology.topics.gcs_notifications") == topology.GCS_NOTIFICATIONS_TOPIC
+
+
+def test_function_archives_are_named_by_content(terraform: hcl.Module) -> None:
+    source = terraform.resource("google_storage_bucket_object", "source")
+    assert hcl.expression(source["for_each"]) == "local.deployed_functions"
+    assert source["name"] == "functions/${each.key}/${local.archive_md5[each.key]}.zip"
+    archive_md5 = hcl.expression(terraform.locals()["archive_md5"])
+    assert "filemd5(path)" in archive_md5
+    assert hcl.expression(terraform.locals()["archives"]) == \
+        '{for name in keys(local.deployed_functions) : name => "${local.dist_dir}/${name}.zip"}'
+
+
+def test_bigquery_tables_take_their_schema_from_the_generated_json(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    tables = terraform.resource("google_bigquery_table", "sync")
+    assert hcl.expression(tables["for_each"]) == "local.sync_tables"
+    assert hcl.expression(tables["schema"]) == 'file("${path.module}/schemas/${each.key}.json")'
+    assert tables["clustering"] == ["table_id"]
+    assert set(evaluate("local.sync_tables")) == {topology.LEDGER_TABLE, topology.RECONCILIATION_TABLE,
+                                                   topology.VALIDATION_TABLE}
+    for name in evaluate("local.sync_tables"):
+        assert (INFRA / "schemas" / f"{name}.json").is_file()
+
+
+def test_datasets_come_from_the_config(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    config = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    assert evaluate("local.dataset_id") == config["bigquery"]["dataset"]
+    assert evaluate("local.bigquery_location") == config["bigquery"].get("location", "US")
+    assert evaluate("local.snapshot_bucket") == config["gcs"]["bucket"]
+    target = terraform.resource("google_bigquery_dataset", "target")
+    assert hcl.expression(target["dataset_id"]) == "local.dataset_id"
+    assert hcl.expression(terraform.resource("google_bigquery_dataset", "staging")["dataset_id"]) == "local.staging_dataset_id"
+
+
+def test_the_example_config_is_one_the_code_accepts() -> None:
+    config = load_config(EXAMPLE_CONFIG, environ={})
+    assert config.bigquery.project == config.pubsub.project == EXAMPLE_PROJECT
+    assert config.gcs.prefix == topology.SNAPSHOT_PREFIX
+
+
+def _config_with_groups(tmp_path: Path) -> Path:
+    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    raw["tables"][0]["group"] = "hourly"
+    raw["tables"][1]["group"] = "hourly"
+    path = tmp_path / "grouped.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_one_scheduler_job_per_table_group(tmp_path: Path, evaluate: Evaluate, terraform: hcl.Module) -> None:
+    names = [t["name"] for t in yaml.safe_load(EXAMPLE_CONFIG.read_text())["tables"]]
+    assert evaluate("local.table_groups") == {"default": names}, "no group key: every table is in default"
+    grouped = evaluate("local.table_groups", config_path=str(_config_with_groups(tmp_path)))
+    assert grouped == {"hourly": names[:2], "default": names[2:]}
+    job = terraform.resource("google_cloud_scheduler_job", "extract")
+    assert hcl.expression(job["for_each"]) == "local.table_groups"
+    target = hcl.one(job["pubsub_target"])
+    assert hcl.expression(target["topic_name"]) == "google_pubsub_topic.topic[local.topology.topics.extract_requests].id"
+    assert hcl.expression(target["data"]) == "base64encode(jsonencode({group = each.key, tables = sort(each.value)}))"
+
+
+def test_scheduler_message_is_an_extract_request_the_code_understands() -> None:
+    config = load_config(EXAMPLE_CONFIG, environ={})
+    names = sorted(t.name for t in config.tables)
+    message = Message({"group": "default", "tables": names}, {"group": "default"}, "1")
+    assert requested_tables(config, message) == names
+
+
+@pytest.mark.parametrize("problem, variables, config", [
+    ("must both be", {"project_id": "acme-other-project"}, None),
+    ("holds a password", {}, {"source": {"url": "mssql+pymssql://etl:secret@db:1433/Matrix"}}),
+    ("a group no table", {"scheduler": {"groups": {"hourly": {}}}}, None),
+    ("ack_deadline_seconds", {"functions": {"loader": {"timeout_seconds": 900}}}, None),
+])
+def test_config_problems_stop_the_plan(problem: str, variables: dict[str, Any], config: dict[str, Any] | None,
+                                       tmp_path: Path, evaluate: Evaluate) -> None:
+    assert evaluate("local.config_problems") == []
+    if config is not None:
+        raw = yaml.safe_load(EXAMPLE_CONFIG.read_text()) | config
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+        variables = {**variables, "config_path": str(tmp_path / "c.yaml")}
+    problems = evaluate("local.config_problems", **variables)
+    assert len(problems) == 1 and problem in problems[0], problems
+
+
+def test_environment_must_be_known(evaluate: Evaluate) -> None:
+    with pytest.raises(TerraformError, match="environment must be one of"):
+        evaluate("var.environment", environment="qa")
+
+
+def test_source_password_secret_has_no_value_in_terraform(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    assert "source-url" in evaluate("local.secrets")
+    versions = terraform.resources("google_secret_manager_secret_version")
+    assert set(versions) == {"config"}, "only the config file (no password in it) gets a version from Terraform"
+    assert hcl.expression(versions["config"]["count"]) == "var.extractor.deploy_as_function ? 1 : 0"
+    assert hcl.expression(versions["config"]["secret_data"]) == "file(local.config_file)"
+
+
+def test_vpc_connector_only_for_a_cloud_extractor(terraform: hcl.Module) -> None:
+    connector = terraform.resource("google_vpc_access_connector", "extractor")
+    assert hcl.expression(connector["count"]) == "local.create_connector ? 1 : 0"
+    assert "var.extractor.deploy_as_function && var.network.create_connector" == \
+        hcl.expression(terraform.locals()["create_connector"])
+    service = hcl.one(terraform.resource("google_cloudfunctions2_function", "function")["service_config"])
+    assert hcl.expression(service["vpc_connector"]) == 'each.key == "extractor" ? local.vpc_connector : null'
+
+
+def test_the_example_tfvars_fit_the_variables(tmp_path: Path, evaluate: Evaluate) -> None:
+    example = INFRA / "environments" / "dev" / "terraform.tfvars.example"
+    var_file = tmp_path / "dev.tfvars"
+    var_file.write_text(example.read_text())
+    assert evaluate("local.config_problems", var_file=var_file) == []
+    assert evaluate("var.config_path", var_file=var_file) == "environments/dev/matrix-sync.yaml"
+    assert evaluate("var.project_id", var_file=var_file) == EXAMPLE_PROJECT
+    assert evaluate("local.extractor_account", var_file=var_file) == "agent"
