@@ -15,6 +15,7 @@ from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import console, errors, run_and_report
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.generate import create_tables, generate_models
+from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
@@ -198,8 +199,49 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
 
     if not run_demo(size=size, fraction=fraction, workdir=workdir):
         sys.exit(1)
+@main.command()
+@click.option("--tables", type=click.IntRange(1, 500), default=50, show_default=True)
+@click.option("--max-rows", type=click.IntRange(100, 10_000_000), default=1_000_000, show_default=True,
+              help="rows of the largest table; the others are log-uniform from 100 up")
+@click.option("--cycles", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="tables extracted at once")
+@click.option("--mode", type=click.Choice(["delta", "full"]), default="delta", show_default=True)
+@click.option("--time-limit", type=float, default=1800, show_default=True, help="seconds; no new cycle starts after")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path(".matrix-sync/loadtest"), show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write the report as JSON")
+@friendly_errors
+def loadtest(tables: int, max_rows: int, cycles: int, workers: int, mode: str, time_limit: float, seed: int,
+             workdir: Path, json_path: Path | None) -> None:
+    """Many tables synced concurrently through the local stack for several change cycles."""
+    from matrix_sync import loadtest as load
+
+    stack_ = local_stack()
+    stack_.up()
+    pids = {s.name: s.pid for s in stack_.status() if s.pid}
+    report = load.run_load(workdir, tables=tables, max_rows=max_rows, cycles=cycles, workers=workers, mode=mode,
+                           time_limit_s=time_limit, seed=seed, service_pids=pids, project="matrix-load")
+    table = Table(title=f"load test: {report.tables} tables, {report.total_rows:,} rows", title_justify="left")
+    for heading in ("cycle", "rows", "shipped", "seconds", "rows/s", "slowest table", "latency s", "failures"):
+        table.add_column(heading, justify="left" if heading in ("slowest table", "failures") else "right")
+    for c in report.cycles:
+        table.add_row(str(c.cycle), f"{c.rows:,}", f"{c.shipped_rows:,}", f"{c.seconds:.1f}",
+                      f"{c.rows / c.seconds:,.0f}", c.slowest_table, f"{c.slowest_latency_s:.1f}",
+                      "; ".join(c.failures)[:80] or "-", style="bold red" if c.failures else "")
+    console.print(table)
+    console.print("peak memory (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in report.peak_memory_mb.items()))
+    if report.duplicate_or_lost_runs:
+        errors.print(f"[bold red]ledger anomalies:[/] {report.duplicate_or_lost_runs[:5]}", highlight=False)
+    if json_path:
+        json_path.write_text(load.report_json(report))
+    if not report.ok:
+        sys.exit(1)
+
+
 main.add_command(create_tables)
 main.add_command(generate_models)
+for _operator_command in OPERATOR_COMMANDS:  # they report their own errors, one line, exit 2
+    main.add_command(_operator_command)
 
 if __name__ == "__main__":
     main()

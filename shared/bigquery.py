@@ -4,11 +4,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+import requests
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import bigquery
 
 from shared.clients import bigquery_client, emulated
+from shared.identifiers import quote_bigquery
 from shared.schema import HASH_COLUMNS, TableSchema
 
 # The emulator answers a failed script with HTTP 500, which the client would retry for ten minutes.
@@ -23,7 +25,7 @@ def _retry() -> gretry.Retry:
     return _EMULATOR_RETRY if emulated() else bigquery.DEFAULT_RETRY
 
 
-def query(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter] = (),
+def query(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter] = (),
           job_id: str | None = None) -> list[bigquery.Row]:
     job_config = bigquery.QueryJobConfig(query_parameters=list(params))
     job = client(project).query(
@@ -36,9 +38,14 @@ def ensure_dataset(project: str, dataset: str, location: str = "US",
                    default_table_expiration: dt.timedelta | None = None) -> None:
     ds = bigquery.Dataset(f"{project}.{dataset}")
     ds.location = location
-    if default_table_expiration is not None:
-        ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
-    client(project).create_dataset(ds, exists_ok=True)
+    if default_table_expiration is None:
+        client(project).create_dataset(ds, exists_ok=True)
+        return
+    ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
+    existing = client(project).create_dataset(ds, exists_ok=True)
+    if existing.default_table_expiration_ms != ds.default_table_expiration_ms:  # made elsewhere without it
+        existing.default_table_expiration_ms = ds.default_table_expiration_ms
+        client(project).update_dataset(existing, ["default_table_expiration_ms"])
 
 
 def table_fields(schema: TableSchema) -> list[bigquery.SchemaField]:
@@ -85,3 +92,61 @@ def insert_rows(table_id: str, fields: list[bigquery.SchemaField], rows: list[di
         values.append(f"({', '.join(placeholders)})")
     columns = ", ".join(f"`{n}`" for n in names)
     query(table_id.split(".")[0], f"INSERT INTO `{table_id}` ({columns}) VALUES {', '.join(values)}", params)
+
+
+# The emulator answers a failing script with 400 or 500; only a refused connection is worth a retry here,
+# the caller decides about the rest.
+_EMULATOR_SCRIPT_RETRY = gretry.Retry(
+    predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.TooManyRequests, ConnectionError,
+                                       requests.exceptions.ConnectionError),
+    timeout=30,
+)
+
+
+def script(project: str, sql: str) -> list[bigquery.Row]:
+    """Runs a multi-statement script and returns its last statement's rows. Retrying a whole script
+    is safe only because the load script guards itself with the ledger."""
+    retry = _EMULATOR_SCRIPT_RETRY if emulated() else bigquery.DEFAULT_RETRY
+    job = client(project).query(sql, retry=retry, job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY)
+    return list(job.result(retry=retry))
+
+
+def _ddl_type(bq_type: str) -> str:
+    # The emulator turns a bare NUMERIC in DDL into DuckDB's DECIMAL(18,3), silently losing digits.
+    return "NUMERIC(38, 9)" if emulated() and bq_type.upper() == "NUMERIC" else bq_type
+
+
+def _sync_schema(table_id: str, wanted: dict[str, bigquery.SchemaField]) -> None:
+    """The emulator applies column DDL to its data but not to the schema it reports: patch that too."""
+    table = client(table_id.split(".")[0]).get_table(table_id)
+    current = {f.name.lower(): f for f in table.schema}
+    if all(name in current and current[name].field_type == f.field_type for name, f in wanted.items()):
+        return
+    fields = [wanted.get(f.name.lower(), f) for f in table.schema]
+    fields += [f for name, f in wanted.items() if name not in current]
+    table.schema = fields
+    client(table_id.split(".")[0]).update_table(table, ["schema"])
+
+
+def add_columns(table_id: str, fields: Sequence[bigquery.SchemaField]) -> None:
+    """Adds NULLABLE columns (a no-op for those already there)."""
+    project = table_id.split(".")[0]
+    for field in fields:
+        query(project, f"ALTER TABLE {quote_bigquery(*table_id.split('.'))} "
+                       f"ADD COLUMN IF NOT EXISTS {quote_bigquery(field.name)} {_ddl_type(field.field_type)}")
+    _sync_schema(table_id, {f.name.lower(): f for f in fields})
+
+
+def widen_columns(table_id: str, types: dict[str, str]) -> None:
+    """Changes column types along BigQuery's lossless coercions (INT64 -> NUMERIC -> BIGNUMERIC)."""
+    project = table_id.split(".")[0]
+    table = client(project).get_table(table_id)
+    wanted = {}
+    for field in table.schema:
+        new_type = types.get(field.name) or types.get(field.name.lower())
+        if new_type is None:
+            continue
+        query(project, f"ALTER TABLE {quote_bigquery(*table_id.split('.'))} "
+                       f"ALTER COLUMN {quote_bigquery(field.name)} SET DATA TYPE {_ddl_type(new_type)}")
+        wanted[field.name.lower()] = bigquery.SchemaField(field.name, new_type, mode=field.mode)
+    _sync_schema(table_id, wanted)

@@ -132,7 +132,7 @@ class PubSubConfig(_Strict):
 class ExtractConfig(_Strict):
     chunk_rows: int = Field(default=50_000, ge=1, le=5_000_000, description="rows held in memory at once")
     mode: Literal["full", "delta"] = Field(
-        default="full", description="delta ships only changed rows and deleted keys; full ships everything")
+        default="delta", description="delta ships only changed rows and deleted keys; full ships everything")
     full_every: int = Field(default=24, ge=1, description="every Nth snapshot of a table is full, to re-anchor")
     parallel_ranges: int = Field(default=1, ge=1, le=64,
                                  description="full snapshots split into this many key ranges, extracted in parallel")

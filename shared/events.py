@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
 from cloudevents.http import CloudEvent
+
+from shared.topology import MANIFEST_NAME
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
@@ -26,6 +29,11 @@ class StorageObject:
     name: str
     generation: str
     event_type: str
+
+    @property
+    def is_manifest(self) -> bool:
+        """Only a manifest starts a load; every part's own finalize event is dropped on this alone."""
+        return posixpath.basename(self.name) == MANIFEST_NAME
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,17 @@ def pubsub_message(event: CloudEvent) -> Message:
 def storage_object(event: CloudEvent) -> StorageObject | None:
     """The finalized object an event announces, or None for events about anything else."""
     if event["type"] == STORAGE_FINALIZED:
-        data = event.data or {}
-        return StorageObject(str(data.get("bucket", "")), str(data.get("name", "")),
-                             str(data.get("generation", "")), "OBJECT_FINALIZE")
-    if event["type"] == PUBSUB_EVENT:
+        data = event.data if isinstance(event.data, dict) else {}
+        found = StorageObject(str(data.get("bucket") or ""), str(data.get("name") or ""),
+                              str(data.get("generation") or ""), "OBJECT_FINALIZE")
+    elif event["type"] == PUBSUB_EVENT:
         attributes = ((event.data or {}).get("message") or {}).get("attributes") or {}
         if attributes.get("eventType") != "OBJECT_FINALIZE":
             return None
-        return StorageObject(attributes.get("bucketId", ""), attributes.get("objectId", ""),
-                             attributes.get("objectGeneration", ""), "OBJECT_FINALIZE")
-    raise EventError(f"unsupported event type {event['type']}")
+        found = StorageObject(attributes.get("bucketId", ""), attributes.get("objectId", ""),
+                              attributes.get("objectGeneration", ""), "OBJECT_FINALIZE")
+    else:
+        raise EventError(f"unsupported event type {event['type']}")
+    if not found.bucket or not found.name:
+        raise EventError(f"{event['type']} event without bucket and object name")
+    return found

@@ -1,5 +1,11 @@
-"""The ledger: one row per snapshot the loader saw, applied or not, in the target's dataset."""
+"""The ledger: one row per snapshot the loader saw, applied or not, in the target's dataset.
+
+An `applied` row is written only inside the load transaction, so it exists exactly when the
+snapshot's changes are committed. `published_at` is set once `table-loaded` has been published.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from google.cloud import bigquery
 
@@ -28,7 +34,31 @@ FIELDS = [
     bigquery.SchemaField("extracted_at", "TIMESTAMP"),
     bigquery.SchemaField("recorded_at", "TIMESTAMP"),
     bigquery.SchemaField("message", "STRING"),
+    bigquery.SchemaField("key_columns", "STRING"),
+    bigquery.SchemaField("published_at", "TIMESTAMP"),
 ]
+KEY_SEPARATOR = ","
+
+
+@dataclass(frozen=True)
+class Entry:
+    run_id: str
+    sequence: int
+    status: str
+    published: bool
+    key_columns: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class History:
+    """What the ledger knows that decides a snapshot's fate: the rows of the snapshot itself and of
+    its base, and the newest applied snapshot of the table."""
+
+    entries: tuple[Entry, ...]
+    latest: Entry | None
+
+    def find(self, run_id: str | None, status: str) -> Entry | None:
+        return next((e for e in self.entries if e.run_id == run_id and e.status == status), None)
 
 
 def ledger_id(project: str, dataset: str) -> str:
@@ -40,14 +70,71 @@ def quoted(project: str, dataset: str) -> str:
 
 
 def ensure(project: str, dataset: str) -> None:
-    if bq.get_table(ledger_id(project, dataset)) is None:
-        bq.create_table(ledger_id(project, dataset), FIELDS, clustering=["table_id"])
+    """Creates the ledger, or adds the columns a ledger made by an older loader lacks."""
+    table_id = ledger_id(project, dataset)
+    existing = bq.get_table(table_id)
+    if existing is None:
+        bq.create_table(table_id, FIELDS, clustering=["table_id"])
+        return
+    have = {f.name.lower() for f in existing.schema}
+    missing = [f for f in FIELDS if f.name.lower() not in have]
+    if missing:
+        bq.add_columns(table_id, [bigquery.SchemaField(f.name, f.field_type) for f in missing])
 
 
-def record(project: str, dataset: str, row: dict[str, object]) -> None:
-    """A ledger row outside a load transaction: refused, stale or duplicate snapshots."""
+def _params(**values: tuple[str, object]) -> list[bigquery.ScalarQueryParameter]:
+    return [bigquery.ScalarQueryParameter(name, kind, value) for name, (kind, value) in values.items()]
+
+
+def record_once(project: str, dataset: str, row: dict[str, object], *, same_message: bool = False) -> bool:
+    """A ledger row outside a load transaction (refused, stale), unless the same snapshot already has
+    one with that status (and message); True when written. Redeliveries so leave one row, one alert."""
     ensure(project, dataset)
+    message = " AND message = @message" if same_message else ""
+    existing = bq.query(
+        project,
+        f"SELECT 1 FROM {quoted(project, dataset)} WHERE table_id = @table_id AND run_id = @run_id "
+        f"AND status = @status{message} LIMIT 1",
+        _params(table_id=("STRING", row["table_id"]), run_id=("STRING", row["run_id"]), status=("STRING", row["status"]),
+                **({"message": ("STRING", row.get("message"))} if same_message else {})),
+    )
+    if existing:
+        return False
     bq.insert_rows(ledger_id(project, dataset), FIELDS, [row])
+    return True
+
+
+def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
+    columns = "run_id, sequence, status, published_at, key_columns"
+    table = quoted(project, dataset)
+    rows = bq.query(
+        project,
+        f"SELECT {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)",
+        [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
+         bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])],
+    )
+    latest = bq.query(
+        project,
+        f"SELECT {columns} FROM {table} WHERE table_id = @table_id AND status = '{APPLIED}' "
+        "ORDER BY sequence DESC, recorded_at DESC LIMIT 1",
+        _params(table_id=("STRING", table_id)),
+    )
+    return History(tuple(_entry(r) for r in rows), _entry(latest[0]) if latest else None)
+
+
+def _entry(row: bigquery.Row) -> Entry:
+    keys = row["key_columns"]
+    return Entry(str(row["run_id"]), int(row["sequence"] or 0), str(row["status"]), row["published_at"] is not None,
+                 tuple(keys.split(KEY_SEPARATOR)) if keys else None)
+
+
+def mark_published(project: str, dataset: str, table_id: str, run_id: str) -> None:
+    bq.query(
+        project,
+        f"UPDATE {quoted(project, dataset)} SET published_at = CURRENT_TIMESTAMP() "
+        f"WHERE table_id = @table_id AND run_id = @run_id AND status = '{APPLIED}' AND published_at IS NULL",
+        _params(table_id=("STRING", table_id), run_id=("STRING", run_id)),
+    )
 
 
 def applied_run(project: str, dataset: str, table_id: str, run_id: str) -> dict[str, object] | None:
@@ -55,8 +142,7 @@ def applied_run(project: str, dataset: str, table_id: str, run_id: str) -> dict[
         project,
         f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id AND run_id = @run_id "
         f"AND status = '{APPLIED}' ORDER BY recorded_at DESC LIMIT 1",
-        [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
-         bigquery.ScalarQueryParameter("run_id", "STRING", run_id)],
+        _params(table_id=("STRING", table_id), run_id=("STRING", run_id)),
     )
     return dict(rows[0].items()) if rows else None
 
@@ -66,6 +152,18 @@ def latest_applied(project: str, dataset: str, table_id: str) -> dict[str, objec
         project,
         f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id AND status = '{APPLIED}' "
         "ORDER BY sequence DESC LIMIT 1",
-        [bigquery.ScalarQueryParameter("table_id", "STRING", table_id)],
+        _params(table_id=("STRING", table_id)),
+    )
+    return dict(rows[0].items()) if rows else None
+
+
+def latest_event(project: str, dataset: str, table_id: str) -> dict[str, object] | None:
+    """The newest ledger row of the table that says something about its content: an applied
+    snapshot, a refusal or an operator's change (not the skipped stale or duplicate deliveries)."""
+    rows = bq.query(
+        project,
+        f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id "
+        f"AND status NOT IN ('{STALE}', '{DUPLICATE}') ORDER BY recorded_at DESC LIMIT 1",
+        _params(table_id=("STRING", table_id)),
     )
     return dict(rows[0].items()) if rows else None

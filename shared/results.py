@@ -1,22 +1,50 @@
-"""Results tables written by the reconciler and the validator, next to the ledger."""
+"""Results tables written by the reconciler and the validator, next to the ledger.
+
+`_sync_reconciliations` holds one *replication certificate* per reconciliation: what was compared,
+what differed by kind, what was repaired or requested again, and what it cost.
+`_sync_validations` holds one typed row per named check. Both gain columns over time: `write` adds
+the ones an older table lacks, so a deployed dataset keeps working after an upgrade.
+"""
 from __future__ import annotations
 
 from google.cloud import bigquery
 
 from shared import bigquery as bq
+from shared import logs
+from shared.identifiers import quote_bigquery
 from shared.topology import RECONCILIATION_TABLE, VALIDATION_TABLE
+
+log = logs.get(__name__)
+
+# Reconciliation verdicts.
+MATCH = "match"
+MISMATCH = "mismatch"
+SUPERSEDED = "superseded"
 
 RECONCILIATION_FIELDS = [
     bigquery.SchemaField("table_id", "STRING", mode="REQUIRED"),
     bigquery.SchemaField("run_id", "STRING", mode="REQUIRED"),
-    bigquery.SchemaField("verdict", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("verdict", "STRING", mode="REQUIRED", description="match, mismatch or superseded"),
     bigquery.SchemaField("source_rows", "INT64"),
     bigquery.SchemaField("target_rows", "INT64"),
     bigquery.SchemaField("source_fingerprint", "STRING"),
     bigquery.SchemaField("target_fingerprint", "STRING"),
-    bigquery.SchemaField("bytes_processed", "INT64"),
+    bigquery.SchemaField("bytes_processed", "INT64", description="sum of the query jobs' total_bytes_processed"),
     bigquery.SchemaField("checked_at", "TIMESTAMP"),
     bigquery.SchemaField("message", "STRING"),
+    bigquery.SchemaField("mode", "STRING", description="fingerprint (hash columns) or deep (hashes rebuilt from data)"),
+    bigquery.SchemaField("missing_rows", "INT64", description="in the snapshot, not in BigQuery"),
+    bigquery.SchemaField("extra_rows", "INT64", description="in BigQuery, not in the snapshot"),
+    bigquery.SchemaField("changed_rows", "INT64", description="same key, different row hash"),
+    bigquery.SchemaField("duplicate_rows", "INT64", description="keys BigQuery holds more than once"),
+    bigquery.SchemaField("stale_hash_rows", "INT64", description="deep mode: data no longer matches its stored hash"),
+    bigquery.SchemaField("rows_deleted", "INT64", description="rows removed from BigQuery by the repair"),
+    bigquery.SchemaField("rows_restamped", "INT64", description="stored hashes reset to the data's, so a reload rewrites them"),
+    bigquery.SchemaField("keys_requested", "INT64", description="keys asked of the extractor again"),
+    bigquery.SchemaField("full_snapshot_requested", "BOOL"),
+    bigquery.SchemaField("jobs", "INT64"),
+    bigquery.SchemaField("duration_s", "FLOAT64"),
+    bigquery.SchemaField("details", "STRING", description="JSON: sample keys per kind, repair outcome"),
 ]
 
 VALIDATION_FIELDS = [
@@ -28,6 +56,7 @@ VALIDATION_FIELDS = [
     bigquery.SchemaField("expected", "STRING"),
     bigquery.SchemaField("checked_at", "TIMESTAMP"),
     bigquery.SchemaField("message", "STRING"),
+    bigquery.SchemaField("severity", "STRING", description="error (fails the table) or warning"),
 ]
 
 _TABLES = {RECONCILIATION_TABLE: RECONCILIATION_FIELDS, VALIDATION_TABLE: VALIDATION_FIELDS}
@@ -37,10 +66,54 @@ def table_id(project: str, dataset: str, name: str) -> str:
     return f"{project}.{dataset}.{name}"
 
 
-def write(project: str, dataset: str, name: str, rows: list[dict[str, object]]) -> None:
+def ensure(project: str, dataset: str, name: str) -> None:
+    """Creates the results table, or adds the columns an older version of it lacks."""
     fields = _TABLES[name]
     full_id = table_id(project, dataset, name)
-    if bq.get_table(full_id) is None:
+    existing = bq.get_table(full_id)
+    if existing is None:
         bq.create_table(full_id, fields, clustering=["table_id"])
+        return
+    have = {f.name.lower() for f in existing.schema}
+    missing = [f for f in fields if f.name.lower() not in have]
+    if not missing:
+        return
+    for field in missing:  # the emulator needs the DDL and the schema update both
+        bq.query(project, f"ALTER TABLE {quote_bigquery(project, dataset, name)} "
+                          f"ADD COLUMN IF NOT EXISTS {quote_bigquery(field.name)} {field.field_type}")
+    table = bq.client(project).get_table(full_id)
+    still = [f for f in missing if f.name.lower() not in {s.name.lower() for s in table.schema}]
+    if still:
+        table.schema = list(table.schema) + [bigquery.SchemaField(f.name, f.field_type) for f in still]
+        bq.client(project).update_table(table, ["schema"])
+    log.warning("added column(s) %s to %s", [f.name for f in missing], full_id)
+
+
+def write(project: str, dataset: str, name: str, rows: list[dict[str, object]]) -> None:
+    ensure(project, dataset, name)
     if rows:
-        bq.insert_rows(full_id, fields, rows)
+        bq.insert_rows(table_id(project, dataset, name), _TABLES[name], rows)
+
+
+def latest_reconciliations(project: str, dataset: str) -> dict[str, dict[str, object]]:
+    """The newest certificate per table id (none if the table does not exist yet)."""
+    if bq.get_table(table_id(project, dataset, RECONCILIATION_TABLE)) is None:
+        return {}
+    rows = bq.query(project, (
+        f"SELECT * FROM {quote_bigquery(project, dataset, RECONCILIATION_TABLE)} "
+        "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY checked_at DESC) = 1"))
+    return {str(r["table_id"]): dict(r.items()) for r in rows}
+
+
+def latest_validations(project: str, dataset: str) -> dict[str, list[dict[str, object]]]:
+    """Every check of the newest validated run per table id."""
+    if bq.get_table(table_id(project, dataset, VALIDATION_TABLE)) is None:
+        return {}
+    rows = bq.query(project, (
+        f"SELECT * FROM {quote_bigquery(project, dataset, VALIDATION_TABLE)} "
+        "QUALIFY DENSE_RANK() OVER (PARTITION BY table_id ORDER BY checked_at DESC) = 1 "
+        "ORDER BY table_id, check_name"))
+    out: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        out.setdefault(str(row["table_id"]), []).append(dict(row.items()))
+    return out

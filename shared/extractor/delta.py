@@ -14,11 +14,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
+from google.cloud import bigquery
 
-from shared import gcs, ledger, logs
+from shared import bigquery as bq
+from shared import gcs, ledger, logs, results
 from shared.clients import storage_client
+from shared.identifiers import quote_bigquery
 from shared.manifest import Manifest, Part, parse_manifest
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+from shared.topology import RECONCILIATION_TABLE
 
 log = logs.get(__name__)
 INDEX_BATCH_ROWS = 50_000
@@ -44,19 +48,38 @@ class Base:
 
 
 def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) -> Base | None:
-    """The latest applied snapshot of the table, if it has an index and the same schema."""
+    """The latest applied snapshot of the table, if a delta on top of it can be trusted: the table
+    has not been changed since by anything but that load (a refusal, an operator's delete or
+    truncate), the reconciler found it equal to that snapshot, and the schema is the same."""
     try:
-        latest = ledger.latest_applied(project, dataset, table_id)
+        latest = ledger.latest_event(project, dataset, table_id)
+        if latest is None or latest["status"] != ledger.APPLIED or not latest.get("manifest_uri"):
+            return None
+        if not _reconciled_clean(project, dataset, table_id, str(latest["run_id"])):
+            log.info("last snapshot of %s did not reconcile: full snapshot", table_id)
+            return None
     except Exception as error:  # no ledger yet, or BigQuery unreachable: a full snapshot is always safe
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
-        return None
-    if latest is None or not latest.get("manifest_uri"):
         return None
     bucket, name = gcs.split_uri(str(latest["manifest_uri"]))
     manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
     if not manifest.index_parts or manifest.table_schema != schema:
         return None
     return Base(manifest)
+
+
+def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) -> bool:
+    """False only when a reconciliation of that run found differences (none yet counts as clean:
+    the reconciler may simply not have run, and a bad delta is caught by the loader's row count)."""
+    table = f"{project}.{dataset}.{RECONCILIATION_TABLE}"
+    if bq.get_table(table) is None:
+        return True
+    rows = bq.query(project, f"SELECT COUNTIF(verdict = @mismatch) AS bad FROM {quote_bigquery(*table.split('.'))} "
+                             "WHERE table_id = @table_id AND run_id = @run_id",
+                    [bigquery.ScalarQueryParameter("mismatch", "STRING", results.MISMATCH),
+                     bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
+                     bigquery.ScalarQueryParameter("run_id", "STRING", run_id)])
+    return not rows[0]["bad"]
 
 
 def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[tuple[tuple, str, str]]:

@@ -17,7 +17,8 @@ CONFIG_VARIABLE = "MATRIX_CONFIG"
 
 
 def requested_tables(config: Config, message: Message) -> list[str]:
-    """`{"tables": [...]}`, `{"table": ...}` (a repair request may add "keys"), or `{}` for all."""
+    """`{"tables": [...]}` (Cloud Scheduler), `{"table": ...}` (a repair request), or `{}` for all.
+    A table is named by its source name or its target table."""
     data = message.data
     names = data.get("tables") or ([data["table"]] if data.get("table") else [t.name for t in config.tables])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -28,11 +29,14 @@ def requested_tables(config: Config, message: Message) -> list[str]:
 
 
 def run_request(config: Config, message: Message) -> list[ExtractResult]:
+    """A repair request (keys found wrong in BigQuery, or "full": true) gets a full snapshot: a
+    delta compares the source with the last snapshot, not with BigQuery, so it would not re-ship
+    a row that was changed behind the pipeline's back. The full MERGE rewrites only differing rows."""
     tables = requested_tables(config, message)
-    if message.data.get("keys"):
-        log.info("repair request for %d key(s) of %s: the delta snapshot ships them if they differ",
-                 len(message.data["keys"]), tables)
-    return extract_tables(config, tables)
+    repair = bool(message.data.get("keys") or message.data.get("full"))
+    if repair:
+        log.info("repair request for %s (%d key(s)): full snapshot", tables, len(message.data.get("keys") or []))
+    return extract_tables(config, tables, force_full=repair)
 
 
 def handle_extract_request(event: CloudEvent) -> list[ExtractResult]:

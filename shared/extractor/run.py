@@ -15,8 +15,8 @@ class ExtractProgress:
     def table_done(self, result: ExtractResult) -> None: ...
 
 
-def extract_tables(config: Config, tables: list[str] | None = None,
-                   progress: ExtractProgress | None = None) -> list[ExtractResult]:
+def extract_tables(config: Config, tables: list[str] | None = None, progress: ExtractProgress | None = None,
+                   *, force_full: bool = False) -> list[ExtractResult]:
     """One snapshot per table, in config order; one source connection pool for all of them."""
     progress = progress or ExtractProgress()
     chosen = [config.table(name) for name in tables] if tables else config.tables
@@ -26,7 +26,8 @@ def extract_tables(config: Config, tables: list[str] | None = None,
         for table in chosen:
             progress.table_started(table.name)
             source = discover(engine, table)
-            result = extract_table(config, engine, source, on_rows=lambda n, t=table.name: progress.rows(t, n))
+            result = extract_table(config, engine, source, on_rows=lambda n, t=table.name: progress.rows(t, n),
+                                   force_full=force_full)
             progress.table_done(result)
             results.append(result)
     finally:

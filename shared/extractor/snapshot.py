@@ -269,13 +269,13 @@ class ExtractResult:
 
 
 def extract_table(config: Config, engine: Engine, source: SourceTable,
-                  on_rows: Callable[[int], None] | None = None) -> ExtractResult:
+                  on_rows: Callable[[int], None] | None = None, *, force_full: bool = False) -> ExtractResult:
     """Streams the table into a snapshot, a delta against the last applied one when possible.
 
     A failure before the manifest leaves no manifest behind, so nothing is loaded and the run
     can simply be repeated.
     """
-    base = _delta_base(config, source)
+    base = None if force_full else _delta_base(config, source)
     if base is None and config.extract.parallel_ranges > 1:
         bounds = key_boundaries(engine, source, config.extract.parallel_ranges)
         if bounds:

@@ -1,7 +1,8 @@
 """The loader function's body: event in, snapshot applied, `table-loaded` out.
 
-Terminal problems (a manifest that cannot be applied) are recorded in the ledger, alerted and
-acknowledged; anything else raises so that Pub/Sub redelivers (and, in the end, dead-letters).
+Terminal problems (a manifest or schema that cannot be applied) are recorded in the ledger, alerted
+and acknowledged by returning normally. Anything else raises, so Pub/Sub (or Eventarc) delivers the
+event again, and after the subscription's maximum attempts dead-letters it.
 """
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import datetime as dt
 import posixpath
 
 from cloudevents.http import CloudEvent
+from google.api_core import exceptions as gexc
 
 from shared import gcs, ledger, logs, pubsub
-from shared.alerts import raise_alert
-from shared.events import EventError, event_id, storage_object
+from shared.events import EventError, StorageObject, event_id, storage_object
+from shared.loader import faults, locks, refusal
 from shared.loader.apply import LoadOutcome, apply_snapshot
+from shared.loader.conflicts import retry_on_conflict
+from shared.loader.errors import TransientError
 from shared.manifest import Manifest, ManifestError, parse_manifest
-from shared.topology import MANIFEST_NAME, TABLE_LOADED_TOPIC
+from shared.topology import TABLE_LOADED_TOPIC
 
 log = logs.get(__name__)
 
@@ -27,23 +31,26 @@ def handle_snapshot_event(event: CloudEvent) -> LoadOutcome | None:
         except EventError as error:
             log.error("ignored event: %s", error)
             return None
-        if obj is None or posixpath.basename(obj.name) != MANIFEST_NAME:
+        if obj is None or not obj.is_manifest:
+            log.debug("ignored %s", obj.name if obj else event["type"])
             return None
-        manifest_uri = gcs.uri(obj.bucket, obj.name)
-        manifest = _read_manifest(obj.bucket, obj.name)
-        if manifest is None:
-            return None
-        with logs.labels(run_id=manifest.run_id, table=manifest.target.table_id):
-            return _apply(manifest, manifest_uri)
+        return _handle_manifest(obj)
 
 
-def _read_manifest(bucket: str, name: str) -> Manifest | None:
+def _handle_manifest(obj: StorageObject) -> LoadOutcome | None:
+    manifest_uri = gcs.uri(obj.bucket, obj.name)
     try:
-        return parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
-    except ManifestError as error:
-        # Without a readable manifest there is no trusted target to record against: log and alert only.
-        log.error("refused manifest gs://%s/%s: %s", bucket, name, error)
+        text = gcs.read(obj.bucket, obj.name)
+    except gexc.NotFound:
+        log.error("manifest %s (generation %s) no longer exists; nothing to load", manifest_uri, obj.generation)
         return None
+    try:
+        manifest = parse_manifest(text, bucket=obj.bucket, prefix=posixpath.dirname(obj.name))
+    except ManifestError as error:
+        refusal.refuse(refusal.of_text(text, manifest_uri, str(error)))
+        return LoadOutcome(ledger.REFUSED, message=str(error))
+    with logs.labels(run_id=manifest.run_id, table=manifest.target.table_id), locks.table(manifest.target.table_id):
+        return _apply(manifest, manifest_uri)
 
 
 def _apply(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
@@ -51,39 +58,50 @@ def _apply(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     try:
         outcome = apply_snapshot(manifest, manifest_uri)
     except ManifestError as error:
-        _record(manifest, manifest_uri, ledger.REFUSED, str(error))
-        raise_alert(target.pubsub_project, stage="loader", table=target.table_id, run_id=manifest.run_id,
-                    reason=str(error))
-        return LoadOutcome(ledger.REFUSED)
+        refusal.refuse(refusal.of_manifest(manifest, manifest_uri, str(error)))
+        return LoadOutcome(ledger.REFUSED, message=str(error))
+    except TransientError as error:
+        log.warning("not loaded yet, the event will be delivered again: %s", error)
+        raise
+    except Exception as error:
+        log.error("load failed, the event will be delivered again: %s: %s", type(error).__name__, error)
+        raise
     if outcome.status == ledger.STALE:
-        _record(manifest, manifest_uri, ledger.STALE, "a newer snapshot is already applied")
-        log.warning("skipped stale snapshot %s of %s", manifest.run_id, target.table_id)
+        _record_stale(manifest, manifest_uri, outcome.message)
         return outcome
     logs.event(log, f"{outcome.status} snapshot {manifest.run_id} to {target.table_id}: "
                     f"+{outcome.rows_inserted} ~{outcome.rows_updated} -{outcome.rows_deleted}",
-               status=outcome.status, inserted=outcome.rows_inserted, updated=outcome.rows_updated,
-               deleted=outcome.rows_deleted, seconds=outcome.seconds)
-    # Published for duplicates too: the first delivery may have died between commit and publish.
-    _publish_loaded(manifest, manifest_uri, outcome)
+               status=outcome.status, mode=manifest.mode, inserted=outcome.rows_inserted,
+               updated=outcome.rows_updated, deleted=outcome.rows_deleted, seconds=outcome.seconds)
+    if outcome.needs_publish:
+        faults.inject(faults.BEFORE_PUBLISH)
+        _publish_loaded(manifest, manifest_uri, outcome)
     return outcome
 
 
-def _record(manifest: Manifest, manifest_uri: str, status: str, message: str) -> None:
+def _record_stale(manifest: Manifest, manifest_uri: str, message: str) -> None:
     target = manifest.target
-    ledger.record(target.project, target.dataset, {
+    row: dict[str, object] = {
         "table_id": target.table_id, "source_table": manifest.source_table, "run_id": manifest.run_id,
-        "sequence": manifest.sequence, "mode": manifest.mode, "status": status, "manifest_uri": manifest_uri,
+        "sequence": manifest.sequence, "mode": manifest.mode, "status": ledger.STALE, "manifest_uri": manifest_uri,
         "source_rows": manifest.row_count, "extracted_at": manifest.extracted_at,
         "recorded_at": dt.datetime.now(dt.UTC), "message": message[:1000],
-    })
+    }
+    with locks.ledger(target.project, target.dataset):
+        retry_on_conflict(lambda: ledger.record_once(target.project, target.dataset, row))
+    log.warning("skipped stale snapshot %s of %s: %s", manifest.run_id, target.table_id, message)
 
 
 def _publish_loaded(manifest: Manifest, manifest_uri: str, outcome: LoadOutcome) -> None:
+    """After the commit, at least once: a crash before `published_at` is set publishes again."""
     target = manifest.target
     body = {
         "table": target.table_id, "source_table": manifest.source_table, "run_id": manifest.run_id,
-        "sequence": manifest.sequence, "manifest_uri": manifest_uri, "status": outcome.status,
-        "rows_inserted": outcome.rows_inserted, "rows_updated": outcome.rows_updated,
+        "sequence": manifest.sequence, "mode": manifest.mode, "manifest_uri": manifest_uri,
+        "status": ledger.APPLIED, "rows_inserted": outcome.rows_inserted, "rows_updated": outcome.rows_updated,
         "rows_deleted": outcome.rows_deleted, "source_rows": manifest.row_count,
     }
     pubsub.publish_json(target.pubsub_project, TABLE_LOADED_TOPIC, body, ordering_key=target.table_id)
+    with locks.ledger(target.project, target.dataset):
+        retry_on_conflict(lambda: ledger.mark_published(target.project, target.dataset, target.table_id,
+                                                        manifest.run_id))

@@ -1,7 +1,10 @@
-"""The load transaction, generated from the schema: ledger guard, counts, MERGE and ledger row.
+"""The load transaction, generated from the schema: ledger guard, counts, MERGE (and for a delta the
+DELETE of deleted keys), ledger row and a row-count check, all or nothing.
 
 Identifiers are quoted by `shared.identifiers.quote_bigquery` only; values become script
-variables with literals rendered by `shared.sql_literals`.
+variables with literals rendered by `shared.sql_literals` (the emulator binds no parameters in
+scripts). The counts are computed before the MERGE because BigQuery reports no per-branch counts
+for a script (and the emulator none at all).
 """
 from __future__ import annotations
 
@@ -12,6 +15,11 @@ from shared import sql_literals as lit
 from shared.identifiers import quote_bigquery as q
 from shared.ledger import APPLIED, DUPLICATE, STALE
 from shared.schema import HASH_COLUMNS, ROW_HASH_COLUMN, TableSchema
+
+BASE_MISSING = "base_missing"
+BASE_SUPERSEDED = "base_superseded"
+DIVERGED = "diverged"
+OUTCOMES = (APPLIED, DUPLICATE, STALE, BASE_MISSING, BASE_SUPERSEDED, DIVERGED)
 
 
 @dataclass(frozen=True)
@@ -27,8 +35,11 @@ class LoadValues:
     source_rows: int
     bytes: int
     extracted_at: dt.datetime
+    base_run_id: str | None = None
+    key_columns: str = ""
 
     def declarations(self) -> str:
+        base = lit.string(self.base_run_id) if self.base_run_id is not None else "NULL"
         return "\n".join([
             lit.declare("v_table_id", "STRING", lit.string(self.table_id)),
             lit.declare("v_source_table", "STRING", lit.string(self.source_table)),
@@ -39,52 +50,130 @@ class LoadValues:
             lit.declare("v_source_rows", "INT64", lit.integer(self.source_rows)),
             lit.declare("v_bytes", "INT64", lit.integer(self.bytes)),
             lit.declare("v_extracted_at", "TIMESTAMP", lit.timestamp(self.extracted_at)),
+            lit.declare("v_base_run_id", "STRING", base),
+            lit.declare("v_key_columns", "STRING", lit.string(self.key_columns)),
         ])
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Quoted names of the tables one load touches; `deleted` only for a delta."""
+
+    target: str
+    staging: str
+    ledger: str
+    deleted: str | None = None
 
 
 def _key_match(schema: TableSchema, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{q(c.bq_name)} = {right}.{q(c.bq_name)}" for c in schema.key_columns)
 
 
-def merge_statement(schema: TableSchema, target: str, staging: str) -> str:
+def merge_statement(schema: TableSchema, target: str, staging: str, *, delete_missing: bool = True) -> str:
+    """Full snapshot: three branches. Delta (`delete_missing=False`): update changed, insert new;
+    rows absent from a delta are unchanged, not deleted."""
     columns = [c.bq_name for c in schema.columns] + list(HASH_COLUMNS)
     assignments = ", ".join(f"{q(c)} = S.{q(c)}" for c in columns)
     insert_columns = ", ".join(q(c) for c in columns)
     insert_values = ", ".join(f"S.{q(c)}" for c in columns)
     row_hash = q(ROW_HASH_COLUMN)
-    return (
+    statement = (
         f"MERGE {target} AS T USING {staging} AS S ON {_key_match(schema, 'T', 'S')}\n"
         f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}\n"
-        f"WHEN NOT MATCHED BY TARGET THEN INSERT ({insert_columns}) VALUES ({insert_values})\n"
-        f"WHEN NOT MATCHED BY SOURCE THEN DELETE"
+        f"WHEN NOT MATCHED BY TARGET THEN INSERT ({insert_columns}) VALUES ({insert_values})"
+    )
+    return statement + ("\nWHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
+
+
+def delete_statement(schema: TableSchema, target: str, deleted: str) -> str:
+    return f"DELETE FROM {target} AS T WHERE EXISTS (SELECT 1 FROM {deleted} AS D WHERE {_key_match(schema, 'T', 'D')})"
+
+
+def guard_query(ledger: str, *, delta: bool) -> str:
+    """The snapshot's fate, decided inside the transaction from the ledger alone."""
+    applied = f"FROM {ledger} WHERE table_id = v_table_id AND status = '{APPLIED}'"
+    base_rule = ""
+    if delta:
+        latest_run = f"(SELECT run_id {applied} ORDER BY sequence DESC LIMIT 1)"
+        base_rule = (
+            f"    WHEN {latest_run} IS DISTINCT FROM v_base_run_id THEN\n"
+            f"      IF(EXISTS (SELECT 1 {applied} AND run_id = v_base_run_id), '{BASE_SUPERSEDED}', '{BASE_MISSING}')\n"
+        )
+    return (
+        "SELECT CASE\n"
+        f"    WHEN EXISTS (SELECT 1 {applied} AND run_id = v_run_id) THEN '{DUPLICATE}'\n"
+        f"    WHEN EXISTS (SELECT 1 {applied} AND sequence >= v_sequence) THEN '{STALE}'\n"
+        f"{base_rule}"
+        f"    ELSE '{APPLIED}' END"
     )
 
 
-def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues) -> str:
-    """A script whose last statement returns the outcome: applied, duplicate or stale.
-
-    The guard and the writes sit in one transaction with the ledger row, so a crash leaves all or
-    nothing and a second delivery of the same snapshot is recognised by its ledger row.
-    """
+def count_queries(schema: TableSchema, tables: Tables) -> dict[str, str]:
+    """Rows the load will insert, update and delete, from the state before it."""
     match = _key_match(schema, "T", "S")
     row_hash = q(ROW_HASH_COLUMN)
+    target, staging = tables.target, tables.staging
+    if tables.deleted is None:
+        deleted = f"SELECT COUNT(*) FROM {target} AS T WHERE NOT EXISTS (SELECT 1 FROM {staging} AS S WHERE {match})"
+    else:
+        deleted = (f"SELECT COUNT(*) FROM {target} AS T WHERE EXISTS "
+                   f"(SELECT 1 FROM {tables.deleted} AS D WHERE {_key_match(schema, 'T', 'D')})")
+    return {
+        "v_inserted": f"SELECT COUNT(*) FROM {staging} AS S WHERE NOT EXISTS (SELECT 1 FROM {target} AS T WHERE {match})",
+        "v_updated": (f"SELECT COUNT(*) FROM {staging} AS S JOIN {target} AS T ON {match} "
+                      f"WHERE T.{row_hash} IS DISTINCT FROM S.{row_hash}"),
+        "v_deleted": deleted,
+    }
+
+
+def ledger_insert(ledger: str) -> str:
+    return (
+        f"INSERT INTO {ledger} (table_id, source_table, run_id, sequence, mode, status, manifest_uri, "
+        "rows_inserted, rows_updated, rows_deleted, source_rows, bytes, extracted_at, recorded_at, message, "
+        "key_columns, published_at)\n"
+        f"SELECT v_table_id, v_source_table, v_run_id, v_sequence, v_mode, '{APPLIED}', v_manifest_uri, "
+        "v_inserted, v_updated, v_deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), NULL, "
+        "v_key_columns, NULL"
+    )
+
+
+def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues, *,
+                deleted: str | None = None, fault: bool = False) -> str:
+    """A script whose last statement returns the counts and the outcome (one of OUTCOMES).
+
+    Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
+    delivery finds the ledger row. The table must end with exactly the manifest's row count, or
+    everything is rolled back (`diverged`): a delta applied to a table that is not its base's
+    result must not commit. `fault` (tests only) fails the script after the MERGE.
+    """
+    tables = Tables(target, staging, ledger, deleted)
+    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in count_queries(schema, tables).items())
+    writes = [merge_statement(schema, target, staging, delete_missing=deleted is None) + ";"]
+    if fault:
+        writes.append("SELECT ERROR('MATRIX_FAULT=during_merge');")
+    if deleted is not None:
+        writes.append(delete_statement(schema, target, deleted) + ";")
+    body = "\n".join(f"  {w}" for w in writes)
     return f"""
 {values.declarations()}
-DECLARE seen_before BOOL DEFAULT EXISTS (
-  SELECT 1 FROM {ledger} WHERE table_id = v_table_id AND run_id = v_run_id AND status = '{APPLIED}');
-DECLARE newer_applied BOOL DEFAULT EXISTS (
-  SELECT 1 FROM {ledger} WHERE table_id = v_table_id AND sequence > v_sequence AND status = '{APPLIED}');
-IF NOT seen_before AND NOT newer_applied THEN
-  BEGIN TRANSACTION;
-  INSERT INTO {ledger} (table_id, source_table, run_id, sequence, mode, status, manifest_uri,
-    rows_inserted, rows_updated, rows_deleted, source_rows, bytes, extracted_at, recorded_at, message)
-  SELECT v_table_id, v_source_table, v_run_id, v_sequence, v_mode, '{APPLIED}', v_manifest_uri,
-    (SELECT COUNT(*) FROM {staging} AS S WHERE NOT EXISTS (SELECT 1 FROM {target} AS T WHERE {match})),
-    (SELECT COUNT(*) FROM {staging} AS S JOIN {target} AS T ON {match} WHERE T.{row_hash} IS DISTINCT FROM S.{row_hash}),
-    (SELECT COUNT(*) FROM {target} AS T WHERE NOT EXISTS (SELECT 1 FROM {staging} AS S WHERE {match})),
-    v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), NULL;
-  {merge_statement(schema, target, staging)};
+DECLARE outcome STRING DEFAULT NULL;
+DECLARE v_inserted INT64 DEFAULT 0;
+DECLARE v_updated INT64 DEFAULT 0;
+DECLARE v_deleted INT64 DEFAULT 0;
+DECLARE v_rows_after INT64 DEFAULT NULL;
+BEGIN TRANSACTION;
+SET outcome = ({guard_query(ledger, delta=deleted is not None)});
+IF outcome = '{APPLIED}' THEN
+{counts}
+  {ledger_insert(ledger)};
+{body}
+  SET v_rows_after = (SELECT COUNT(*) FROM {target});
+END IF;
+IF outcome = '{APPLIED}' AND v_rows_after != v_source_rows THEN
+  ROLLBACK TRANSACTION;
+  SET outcome = '{DIVERGED}';
+ELSE
   COMMIT TRANSACTION;
 END IF;
-SELECT CASE WHEN seen_before THEN '{DUPLICATE}' WHEN newer_applied THEN '{STALE}' ELSE '{APPLIED}' END AS outcome;
+SELECT v_inserted AS rows_inserted, v_updated AS rows_updated, v_deleted AS rows_deleted, v_rows_after AS rows_after, outcome AS outcome;
 """.strip()

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared import bigquery as bq
+from shared import bq_jobs
+from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
 from shared.hashing import fingerprint_sql
-from shared.identifiers import quote_bigquery
+from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
-from shared.schema import ROW_HASH_COLUMN
+from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN
 
 
 @dataclass(frozen=True)
@@ -17,18 +18,38 @@ class Comparison:
     target_rows: int
     source_fingerprint: str
     target_fingerprint: str
+    stale_hash_rows: int = 0  # deep mode only: rows whose data no longer produces their stored hashes
+
+    @property
+    def clean(self) -> bool:
+        return self.verdict == "match"
 
 
-def _render(count: int, xor60: int, sum32: int) -> str:
+def render(count: int, xor60: int, sum32: int) -> str:
     return f"{count}:{xor60:x}:{sum32:x}"
 
 
-def compare_with_snapshot(manifest: Manifest) -> Comparison:
-    target = manifest.target
-    sql = f"SELECT {fingerprint_sql(quote_bigquery(ROW_HASH_COLUMN))} FROM {quote_bigquery(*target.table_id.split('.'))}"
-    row = bq.query(target.project, sql)[0]
+def target_table(manifest: Manifest) -> str:
+    return q(*manifest.target.table_id.split("."))
+
+
+def compare_with_snapshot(manifest: Manifest, *, deep: bool = False,
+                          stats: bq_jobs.JobStats | None = None) -> Comparison:
+    """Count and fingerprint of the stored row hashes against the manifest's, in one query.
+
+    Deep mode rebuilds both hashes of every row from its data (`shared.bq_hash_sql`) in the same
+    query and counts the rows whose stored hashes no longer describe them."""
+    table = target_table(manifest)
+    if deep:
+        stale = (f", COUNTIF({q(KEY_HASH_COLUMN)} != {q(DEEP_KEY_HASH)} "
+                 f"OR {q(ROW_HASH_COLUMN)} != {q(DEEP_ROW_HASH)}) AS stale")
+        sql = f"SELECT {fingerprint_sql(q(ROW_HASH_COLUMN))}{stale} FROM ({deep_hash_query(manifest.table_schema, table)})"
+    else:
+        sql = f"SELECT {fingerprint_sql(q(ROW_HASH_COLUMN))}, 0 AS stale FROM {table}"
+    row = bq_jobs.run(manifest.target.project, sql, stats=stats)[0]
     expected = manifest.fingerprint
-    source = _render(expected.count, expected.xor60, expected.sum32)
-    loaded = _render(int(row["row_count"]), int(row["xor60"]), int(row["sum32"]))
-    verdict = "match" if source == loaded else "mismatch"
-    return Comparison(verdict, expected.count, int(row["row_count"]), source, loaded)
+    source = render(expected.count, expected.xor60, expected.sum32)
+    loaded = render(int(row["row_count"]), int(row["xor60"]), int(row["sum32"]))
+    stale_rows = int(row["stale"] or 0)
+    verdict = "match" if source == loaded and stale_rows == 0 else "mismatch"
+    return Comparison(verdict, expected.count, int(row["row_count"]), source, loaded, stale_rows)

@@ -1,11 +1,51 @@
-"""Named data checks over a loaded table, each computed by BigQuery and returned as a typed result."""
+"""Named data checks over a loaded table, each computed by BigQuery and returned as a typed result.
+
+=====================  ==========================================================================
+check                  passes when
+=====================  ==========================================================================
+``row_count``          BigQuery holds the snapshot's row count (± ``row_count_tolerance``)
+``key_unique``         no key occurs twice
+``key_not_null``       no key column is NULL
+``not_null:<col>``     a source NOT NULL column holds no NULL
+``max_length:<col>``   no string is longer (in code points) than the source column's declared
+                       length; SQL Server counts UTF-16 units (nvarchar) or bytes (varchar), so
+                       this is the part of the limit BigQuery can check
+``decimal:<col>``      every value fits the source's DECIMAL(p, s): at most p - s integer digits
+                       and no digit beyond s
+``range:<col>``        integers within the source type (tinyint, smallint, int); dates within
+                       the source type (SQL Server datetime from 1753, smalldatetime 1900-2079)
+                       and the table's ``date_min``/``date_max``; BigQuery's own range (years
+                       1-9999) holds for every stored value, so it needs no check
+``schema_drift``       the BigQuery table has exactly the snapshot's columns with compatible
+                       types (lossless widenings INT64 -> NUMERIC -> BIGNUMERIC allowed); extra
+                       columns are a warning with ``allow_extra_columns``
+``freshness``          the last applied load is younger than ``freshness_max_age_s``
+``quarantined_rows``   at most ``max_quarantined_rows`` rows were left out of the snapshot
+=====================  ==========================================================================
+
+One profile query computes every per-column count in a single scan.
+"""
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared import bigquery as bq
+from shared import bq_jobs, ledger
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
+from shared.schema import HASH_COLUMNS, Column
+from shared.validator.thresholds import Thresholds
+
+ERROR, WARNING = "error", "warning"
+_INT_RANGES = {"tinyint": (-128, 255), "smallint": (-(2**15), 2**15 - 1), "mediumint": (-(2**23), 2**23 - 1),
+               "int": (-(2**31), 2**31 - 1), "integer": (-(2**31), 2**31 - 1)}
+_DATE_RANGES = {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
+                "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))}
+_NUMERIC_DIGITS = {"NUMERIC": (29, 9), "BIGNUMERIC": (38, 38)}
+_WIDENINGS = {("INT64", "NUMERIC"), ("INT64", "BIGNUMERIC"), ("NUMERIC", "BIGNUMERIC")}
+_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "DECIMAL": "NUMERIC", "BIGDECIMAL": "BIGNUMERIC"}
 
 
 @dataclass(frozen=True)
@@ -15,32 +55,203 @@ class CheckResult:
     observed: str
     expected: str
     message: str = ""
+    severity: str = ERROR
 
 
-def run_checks(manifest: Manifest) -> list[CheckResult]:
+@dataclass(frozen=True)
+class _Probe:
+    """Expressions of the profile query and how their values become a result."""
+
+    name: str
+    sql: dict[str, str]
+    result: Callable[[dict[str, object]], CheckResult]
+
+
+def _type(name: str) -> str:
+    return _ALIASES.get(name.upper(), name.upper())
+
+
+def _first_word(source_type: str) -> str:
+    return source_type.strip().lower().split("(")[0].split()[0] if source_type.strip() else ""
+
+
+def _count_result(name: str, count_alias: str, expected: str = "0 row(s)") -> Callable[[dict[str, object]], CheckResult]:
+    def result(values: dict[str, object]) -> CheckResult:
+        count = int(values[count_alias] or 0)  # type: ignore[call-overload]
+        return CheckResult(name, count == 0, f"{count} row(s)", expected)
+    return result
+
+
+def _not_null_probes(columns: list[Column]) -> list[_Probe]:
+    return [_Probe(f"not_null:{c.name}", {f"nulls_{i}": f"COUNTIF({q(c.bq_name)} IS NULL)"},
+                   _count_result(f"not_null:{c.name}", f"nulls_{i}")) for i, c in enumerate(columns)]
+
+
+def _length_probe(i: int, column: Column) -> _Probe | None:
+    if column.bq_type.upper() != "STRING" or not column.length or column.length <= 0:
+        return None
+    name, col = f"max_length:{column.name}", q(column.bq_name)
+
+    def result(values: dict[str, object]) -> CheckResult:
+        count, longest = int(values[f"long_{i}"] or 0), values[f"longest_{i}"]  # type: ignore[call-overload]
+        return CheckResult(name, count == 0, f"{count} row(s) longer; longest {longest}",
+                           f"at most {column.length} characters")
+    return _Probe(name, {f"long_{i}": f"COUNTIF(CHAR_LENGTH({col}) > {column.length})",
+                         f"longest_{i}": f"MAX(CHAR_LENGTH({col}))"}, result)
+
+
+def _decimal_probe(i: int, column: Column) -> _Probe | None:
+    bq_type = column.bq_type.upper()
+    if bq_type not in _NUMERIC_DIGITS or column.precision is None:
+        return None
+    scale = column.scale or 0
+    max_integer, max_scale = _NUMERIC_DIGITS[bq_type]
+    col, conditions = q(column.bq_name), []
+    if column.precision - scale < max_integer:
+        conditions.append(f"ABS({col}) >= {bq_type} '1{'0' * (column.precision - scale)}'")
+    if scale < max_scale:
+        conditions.append(f"{col} != ROUND({col}, {scale})")
+    if not conditions:
+        return None
+    name = f"decimal:{column.name}"
+    return _Probe(name, {f"dec_{i}": f"COUNTIF({' OR '.join(conditions)})"},
+                  _count_result(name, f"dec_{i}", f"fits DECIMAL({column.precision},{scale})"))
+
+
+def _bounds(column: Column, thresholds: Thresholds) -> tuple[object, object] | None:
+    bq_type, word = column.bq_type.upper(), _first_word(column.source_type)
+    if bq_type == "INT64" and word in _INT_RANGES:
+        low, high = _INT_RANGES[word]
+        if "unsigned" in column.source_type.lower():
+            low, high = 0, 2 * high + 1
+        return low, high
+    if bq_type in ("DATE", "DATETIME", "TIMESTAMP"):
+        first, last = _DATE_RANGES.get(word, (None, None))
+        if thresholds.date_min and (first is None or thresholds.date_min > first):
+            first = thresholds.date_min
+        if thresholds.date_max and (last is None or thresholds.date_max < last):
+            last = thresholds.date_max
+        if first is None and last is None:
+            return None
+        return first, last
+    return None
+
+
+def _literal(bq_type: str, value: object, upper: bool) -> str:
+    if isinstance(value, int):
+        return str(value)
+    assert isinstance(value, dt.date)
+    if bq_type == "DATE":
+        return f"DATE '{value.isoformat()}'"
+    moment = f"{value.isoformat()} {'23:59:59.999999' if upper else '00:00:00'}"
+    return f"{bq_type} '{moment}{'+00' if bq_type == 'TIMESTAMP' else ''}'"
+
+
+def _range_probe(i: int, column: Column, thresholds: Thresholds) -> _Probe | None:
+    bounds = _bounds(column, thresholds)
+    if bounds is None:
+        return None
+    low, high = bounds
+    bq_type, col = column.bq_type.upper(), q(column.bq_name)
+    conditions = ([f"{col} < {_literal(bq_type, low, False)}"] if low is not None else []) + (
+        [f"{col} > {_literal(bq_type, high, True)}"] if high is not None else [])
+    name = f"range:{column.name}"
+
+    def result(values: dict[str, object]) -> CheckResult:
+        count = int(values[f"out_{i}"] or 0)  # type: ignore[call-overload]
+        return CheckResult(name, count == 0, f"{count} row(s) outside; seen {values[f'min_{i}']} .. {values[f'max_{i}']}",
+                           f"{low if low is not None else '-'} .. {high if high is not None else '-'}")
+    return _Probe(name, {f"out_{i}": f"COUNTIF({' OR '.join(conditions)})", f"min_{i}": f"MIN({col})",
+                         f"max_{i}": f"MAX({col})"}, result)
+
+
+def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
     schema = manifest.table_schema
-    target = manifest.target
-    table = q(*target.table_id.split("."))
     keys = [q(c.bq_name) for c in schema.key_columns]
-    required = [c for c in schema.columns if not c.nullable and c.name not in schema.key]
-    null_counts = "".join(f", COUNTIF({q(c.bq_name)} IS NULL) AS `nulls_{i}`" for i, c in enumerate(required))
-    profile = bq.query(target.project, (
-        f"SELECT COUNT(*) AS row_count, COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)}) AS key_nulls"
-        f"{null_counts} FROM {table}"
-    ))[0]
-    duplicates = bq.query(target.project, (
-        f"SELECT COUNT(*) AS duplicate_keys FROM (SELECT {', '.join(keys)} FROM {table} "
-        f"GROUP BY {', '.join(keys)} HAVING COUNT(*) > 1)"
-    ))[0]["duplicate_keys"]
-    checks = [
-        CheckResult("row_count", profile["row_count"] == manifest.row_count,
-                    str(profile["row_count"]), str(manifest.row_count)),
-        CheckResult("key_unique", duplicates == 0, f"{duplicates} duplicated key(s)", "0"),
-        CheckResult("key_not_null", profile["key_nulls"] == 0, f"{profile['key_nulls']} row(s)", "0"),
-        CheckResult("quarantined_rows", manifest.quarantine.rows == 0, str(manifest.quarantine.rows), "0",
-                    "; ".join(manifest.quarantine.uris)[:1000]),
+    tolerance = thresholds.row_count_tolerance
+
+    def row_count(values: dict[str, object]) -> CheckResult:
+        count = int(values["row_count"] or 0)  # type: ignore[call-overload]
+        expected = f"{manifest.row_count}" + (f" ± {tolerance}" if tolerance else "")
+        return CheckResult("row_count", abs(count - manifest.row_count) <= tolerance, str(count), expected)
+
+    probes = [
+        _Probe("row_count", {"row_count": "COUNT(*)"}, row_count),
+        _Probe("key_not_null", {"key_nulls": f"COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)})"},
+               _count_result("key_not_null", "key_nulls")),
+        *_not_null_probes([c for c in schema.columns if not c.nullable and c.name not in schema.key]),
     ]
-    for i, column in enumerate(required):
-        nulls = profile[f"nulls_{i}"]
-        checks.append(CheckResult(f"not_null:{column.name}", nulls == 0, f"{nulls} row(s)", "0"))
-    return checks
+    for i, column in enumerate(schema.columns):
+        found = [_length_probe(i, column) if thresholds.check_lengths else None, _decimal_probe(i, column),
+                 _range_probe(i, column, thresholds)]
+        probes += [p for p in found if p is not None]
+    return [p for p in probes if not thresholds.skipped(p.name)]
+
+
+def _profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats | None) -> list[CheckResult]:
+    expressions = ", ".join(f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items())
+    table = q(*manifest.target.table_id.split("."))
+    values = dict(bq_jobs.run(manifest.target.project, f"SELECT {expressions} FROM {table}", stats=stats)[0].items())
+    return [p.result(values) for p in probes]
+
+
+def _key_unique(manifest: Manifest, stats: bq_jobs.JobStats | None) -> CheckResult:
+    keys = ", ".join(q(c.bq_name) for c in manifest.table_schema.key_columns)
+    table = q(*manifest.target.table_id.split("."))
+    duplicates = bq_jobs.run(manifest.target.project, (
+        f"SELECT COUNT(*) AS duplicate_keys FROM (SELECT {keys} FROM {table} GROUP BY {keys} HAVING COUNT(*) > 1)"
+    ), stats=stats)[0]["duplicate_keys"]
+    return CheckResult("key_unique", duplicates == 0, f"{duplicates} duplicated key(s)", "0")
+
+
+def schema_drift(manifest: Manifest, thresholds: Thresholds) -> CheckResult:
+    table = bq.get_table(manifest.target.table_id)
+    if table is None:
+        return CheckResult("schema_drift", False, "table does not exist", "the snapshot's columns")
+    have = {f.name.lower(): _type(f.field_type) for f in table.schema}
+    wanted = {c.bq_name.lower(): _type(c.bq_type) for c in manifest.table_schema.columns}
+    wanted |= {name: "STRING" for name in HASH_COLUMNS}
+    missing = sorted(name for name in wanted if name not in have)
+    retyped = sorted(f"{n} {wanted[n]}->{have[n]}" for n in wanted
+                     if n in have and have[n] != wanted[n] and (wanted[n], have[n]) not in _WIDENINGS)
+    extra = sorted(name for name in have if name not in wanted)
+    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+        [f"type: {', '.join(retyped)}"] if retyped else []) + ([f"extra: {', '.join(extra)}"] if extra else [])
+    failed = bool(missing or retyped or (extra and not thresholds.allow_extra_columns))
+    severity = WARNING if extra and not failed else ERROR
+    return CheckResult("schema_drift", not failed, "; ".join(problems) or "none", "the snapshot's columns and types",
+                       "extra columns allowed" if severity == WARNING else "", severity)
+
+
+def freshness(manifest: Manifest, thresholds: Thresholds, now: dt.datetime) -> CheckResult:
+    target = manifest.target
+    latest = ledger.latest_applied(target.project, target.dataset, target.table_id)
+    expected = f"at most {thresholds.freshness_max_age_s} s"
+    if latest is None or latest.get("recorded_at") is None:
+        return CheckResult("freshness", False, "never loaded", expected)
+    age = (now - latest["recorded_at"]).total_seconds()  # type: ignore[operator]
+    return CheckResult("freshness", age <= thresholds.freshness_max_age_s, f"{age:.0f} s since the last load",
+                       expected, f"last applied run {latest['run_id']}")
+
+
+def quarantine(manifest: Manifest, thresholds: Thresholds) -> CheckResult:
+    rows = manifest.quarantine.rows
+    return CheckResult("quarantined_rows", rows <= thresholds.max_quarantined_rows, str(rows),
+                       f"at most {thresholds.max_quarantined_rows}", "; ".join(manifest.quarantine.uris)[:1000])
+
+
+def run_checks(manifest: Manifest, thresholds: Thresholds | None = None, *, now: dt.datetime | None = None,
+               stats: bq_jobs.JobStats | None = None) -> list[CheckResult]:
+    """Every named check of the table the manifest was loaded into, in a fixed order."""
+    thresholds = thresholds or Thresholds()
+    now = now or dt.datetime.now(dt.UTC)
+    checks = _profile(manifest, _probes(manifest, thresholds), stats)
+    extra: list[tuple[str, Callable[[], CheckResult]]] = [
+        ("key_unique", lambda: _key_unique(manifest, stats)),
+        ("schema_drift", lambda: schema_drift(manifest, thresholds)),
+        ("freshness", lambda: freshness(manifest, thresholds, now)),
+        ("quarantined_rows", lambda: quarantine(manifest, thresholds)),
+    ]
+    checks += [check() for name, check in extra if not thresholds.skipped(name)]
+    order = {"row_count": 0, "key_unique": 1, "key_not_null": 2}
+    return sorted(checks, key=lambda c: order.get(c.check_name, 3))

@@ -1,10 +1,23 @@
+"""The generated load scripts, parsed with a BigQuery grammar statement by statement (sqlglot turns
+scripting's IF blocks into opaque commands, so their conditions and bodies are parsed apart)."""
+import datetime as dt
+import re
+
+import pytest
 import sqlglot
 from sqlglot import exp
+from sqlglot.errors import ErrorLevel
 
 from shared.identifiers import quote_bigquery
-import datetime as dt
-
-from shared.loader.merge_sql import LoadValues, load_script, merge_statement
+from shared.loader.merge_sql import (
+    LoadValues,
+    count_queries,
+    delete_statement,
+    guard_query,
+    load_script,
+    merge_statement,
+    Tables,
+)
 from shared.schema import Column, TableSchema
 
 SCHEMA = TableSchema(
@@ -17,36 +30,111 @@ SCHEMA = TableSchema(
 )
 TARGET = quote_bigquery("acme-dwh", "matrix", "deliveries")
 STAGING = quote_bigquery("acme-dwh", "matrix_staging", "deliveries_run")
+DELETED = quote_bigquery("acme-dwh", "matrix_staging", "deliveries_deleted")
 LEDGER = quote_bigquery("acme-dwh", "matrix", "_sync_ledger")
 VALUES = LoadValues(table_id="acme-dwh.matrix.deliveries", source_table="dbo.Deliveries",
                     run_id="20261125T101010000001Z-abcdef", sequence=17, mode="full",
                     manifest_uri="gs://b/snapshots/deliveries/x/_manifest.json", source_rows=3, bytes=100,
-                    extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
+                    extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC), key_columns="subscription_id,delivery_date")
+DELTA_VALUES = LoadValues(**{**VALUES.__dict__, "mode": "delta", "base_run_id": "20261124T101010000001Z-123456"})
+KNOWN = (exp.Declare, exp.Transaction, exp.Commit, exp.Rollback, exp.Set, exp.Insert, exp.Merge, exp.Delete, exp.Select)
 
 
-def test_merge_is_valid_bigquery_with_three_branches() -> None:
-    statement = sqlglot.parse_one(merge_statement(SCHEMA, TARGET, STAGING), read="bigquery")
+def strict(sql: str) -> exp.Expression:
+    statement = sqlglot.parse_one(sql, read="bigquery", error_level=ErrorLevel.RAISE)
+    assert not isinstance(statement, exp.Command), sql
+    return statement
+
+
+def script_statements(script: str) -> list[exp.Expression]:
+    """Every statement of a script, IF conditions as SELECTs, each parsed strictly."""
+    plain: list[str] = []
+    for line in script.splitlines():
+        stripped = line.strip()
+        condition = re.fullmatch(r"IF (.+) THEN", stripped)
+        if condition:
+            plain.append(f"SELECT {condition.group(1)};")
+        elif stripped not in ("ELSE", "END IF;"):
+            plain.append(line)
+    statements = [s for s in sqlglot.parse("\n".join(plain), read="bigquery", error_level=ErrorLevel.RAISE) if s]
+    unknown = [s.sql("bigquery")[:80] for s in statements if not isinstance(s, KNOWN)]
+    assert not unknown, unknown
+    return statements
+
+
+def test_full_merge_has_three_branches_and_quotes_every_identifier() -> None:
+    statement = strict(merge_statement(SCHEMA, TARGET, STAGING))
     assert isinstance(statement, exp.Merge)
-    whens = statement.args["whens"].expressions
-    assert len(whens) == 3
+    assert len(statement.args["whens"].expressions) == 3
     sql = merge_statement(SCHEMA, TARGET, STAGING)
     assert "T.`subscription_id` = S.`subscription_id` AND T.`delivery_date` = S.`delivery_date`" in sql
     assert "`select` = S.`select`" in sql  # a reserved word survives as a quoted identifier
     assert "T.`_row_hash` IS DISTINCT FROM S.`_row_hash`" in sql
 
 
-def test_every_statement_of_the_load_script_parses_as_bigquery() -> None:
+def test_delta_merge_updates_and_inserts_but_never_deletes() -> None:
+    sql = merge_statement(SCHEMA, TARGET, STAGING, delete_missing=False)
+    statement = strict(sql)
+    assert len(statement.args["whens"].expressions) == 2
+    assert "DELETE" not in sql and "NOT MATCHED BY SOURCE" not in sql
+
+
+def test_delete_of_deleted_keys_matches_on_every_key_column() -> None:
+    statement = strict(delete_statement(SCHEMA, TARGET, DELETED))
+    assert isinstance(statement, exp.Delete)
+    assert "T.`subscription_id` = D.`subscription_id` AND T.`delivery_date` = D.`delivery_date`" in statement.sql("bigquery")
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_guard_and_counts_are_valid_queries(delta: bool) -> None:
+    guard = guard_query(LEDGER, delta=delta)
+    assert isinstance(strict(guard), exp.Select)
+    assert ("v_base_run_id" in guard) == delta
+    for sql in count_queries(SCHEMA, Tables(TARGET, STAGING, LEDGER, DELETED if delta else None)).values():
+        assert isinstance(strict(sql), exp.Select)
+
+
+def test_full_script_parses_statement_by_statement_in_transaction_order() -> None:
     script = load_script(SCHEMA, TARGET, STAGING, LEDGER, VALUES)
-    statements = [s for s in sqlglot.parse(script, read="bigquery") if s is not None]
+    kinds = [type(s).__name__ for s in script_statements(script)]
+    assert kinds.count("Merge") == 1 and kinds.count("Insert") == 1 and "Delete" not in kinds
+    assert kinds.index("Transaction") < kinds.index("Insert") < kinds.index("Merge") < kinds.index("Commit")
+    assert "Rollback" in kinds  # the row-count check's way out
+    assert script.rstrip().endswith("outcome AS outcome;")
+    assert "ERROR(" not in script
+
+
+def test_delta_script_merges_then_deletes_inside_the_transaction() -> None:
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, DELTA_VALUES, deleted=DELETED)
+    statements = script_statements(script)
     kinds = [type(s).__name__ for s in statements]
-    assert "Merge" in kinds and "Insert" in kinds
-    assert script.index("BEGIN TRANSACTION") < script.index("INSERT INTO") < script.index("MERGE") < script.index(
-        "COMMIT TRANSACTION")
-    assert script.rstrip().endswith("AS outcome;")
+    assert kinds.index("Transaction") < kinds.index("Insert") < kinds.index("Merge") < kinds.index("Delete") < kinds.index("Commit")
+    merge = next(s for s in statements if isinstance(s, exp.Merge))
+    assert len(merge.args["whens"].expressions) == 2
+    assert "DECLARE v_base_run_id STRING DEFAULT '20261124T101010000001Z-123456';" in script
+    assert script.index("SET v_deleted") < script.index("MERGE")  # counted before the changes
+
+
+def test_fault_fails_the_script_between_merge_and_commit() -> None:
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, DELTA_VALUES, deleted=DELETED, fault=True)
+    assert script.index("MERGE") < script.index("SELECT ERROR('MATRIX_FAULT=during_merge')") < script.index("COMMIT")
+    script_statements(script)
 
 
 def test_values_are_declared_once_as_script_variables() -> None:
     script = load_script(SCHEMA, TARGET, STAGING, LEDGER, VALUES)
     assert "DECLARE v_run_id STRING DEFAULT '20261125T101010000001Z-abcdef';" in script
     assert "DECLARE v_sequence INT64 DEFAULT 17;" in script
-    assert "20261125T101010000001Z-abcdef" not in script.split("DECLARE seen_before")[1]
+    assert "DECLARE v_base_run_id STRING DEFAULT NULL;" in script
+    body = script.split("BEGIN TRANSACTION")[1]
+    assert "20261125T101010000001Z-abcdef" not in body
+    declared = set(re.findall(r"DECLARE (\w+) ", script))
+    used = set(re.findall(r"\bv_\w+", body)) | {"outcome"}
+    assert used <= declared, used - declared
+
+
+def test_a_hostile_value_stays_inside_its_literal() -> None:
+    values = LoadValues(**{**VALUES.__dict__, "source_table": "x'; DROP TABLE t; --"})
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, values)
+    assert "DECLARE v_source_table STRING DEFAULT 'x\\'; DROP TABLE t; --';" in script
+    assert not any(isinstance(s, exp.Drop) for s in script_statements(script))

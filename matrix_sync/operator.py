@@ -1,0 +1,299 @@
+"""Operator tools in the original scripts' vocabulary: `compare-keys`, `validate`, `delete`,
+`truncate` and `status`.
+
+Each prints a table, shows progress for long work, exits 1 when it finds something wrong and 2 with
+one line for expected errors (bad config, unreachable source, refused request). Register them on
+the `matrix-sync` group with `main.add_command(...)`; `python -m matrix_sync.operator` runs them
+standalone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from google.api_core import exceptions as gexc
+from rich.table import Table
+
+from matrix_sync import compare as cmp
+from matrix_sync.console import console, errors
+from matrix_sync.environment import target_config
+from matrix_sync.operator_views import (
+    OperatorError,
+    comparison_table,
+    differences_table,
+    parse_key_filters,
+    record_operator_action,
+    status_rows,
+    validation_rows,
+)
+from matrix_sync.stack import StackError
+from shared import bq_jobs, logs
+from shared.config import Config, ConfigError, load_config
+from shared.extractor.source import SourceError, connect
+from shared.identifiers import quote_bigquery as q
+from shared.reconciler.options import OptionsError
+from shared.validator.thresholds import ThresholdsError
+
+EXPECTED_ERRORS = (ConfigError, SourceError, StackError, OperatorError, cmp.CompareError, ThresholdsError,
+                   OptionsError, gexc.BadRequest, gexc.NotFound)
+
+
+def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Expected failures print one line and exit 2; no traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except EXPECTED_ERRORS as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            errors.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _config(path: Path) -> Config:
+    config = load_config(path)
+    target_config(config)
+    return config
+
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
+                       help="the YAML config naming source, tables and targets")
+
+
+# --- compare-keys -------------------------------------------------------------------------------
+
+
+class _RichCompareProgress(cmp.CompareProgress):
+    def __init__(self, bars: Any) -> None:
+        self._bars = bars
+        self._task: Any = None
+        self._table = ""
+
+    def started(self, table: str, rows: int | None) -> None:
+        self._table = table
+        self._task = self._bars.add_task(f"compare {table}", total=rows)
+
+    def rows(self, count: int) -> None:
+        self._bars.advance(self._task, count)
+
+    def phase(self, text: str) -> None:
+        self._bars.update(self._task, description=f"compare {self._table}: {text}")
+
+
+def _compare_all(config: Config, tables: list[str], keep: bool) -> list[cmp.TableComparison]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    chosen = [config.table(name) for name in tables] if tables else config.tables
+    engine = connect(config.source)
+    results = []
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bars:
+            progress = _RichCompareProgress(bars)
+            for table in chosen:
+                results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep))
+    finally:
+        engine.dispose()
+    return results
+
+
+def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
+    console.print(comparison_table(results, title))
+    for result in results:
+        if result.differences:
+            console.print(differences_table(result))
+
+
+@click.command("compare-keys")
+@_CONFIG
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
+@click.option("--repair", is_flag=True, help="delete extras in BigQuery, re-extract the differing keys, compare again")
+@click.option("--timeout", type=int, default=None, help="seconds to wait for the repair's load (default from config)")
+@one_line_errors
+def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None) -> None:
+    """Compares the live source with BigQuery key by key; exits 1 if any key differs."""
+    config = _config(config_path)
+    results = _compare_all(config, list(tables), keep=repair)
+    _print_comparisons(results, f"compare-keys {config_path}")
+    if not any(r.differences for r in results):
+        return
+    if not repair:
+        sys.exit(1)
+    try:
+        _repair(config, [r for r in results if r.differences], timeout or config.run.wait_timeout_s)
+    finally:
+        for result in results:
+            cmp.drop_hash_table(result)
+    again = _compare_all(config, [r.table for r in results if r.differences], keep=False)
+    _print_comparisons(again, "after repair")
+    if any(r.differences for r in again):
+        errors.print("[bold red]still differing after repair[/]", highlight=False)
+        sys.exit(1)
+    console.print("[green]repaired: BigQuery equals the source[/]")
+
+
+def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) -> None:
+    from matrix_sync.console import RichProgress, summary_table
+    from matrix_sync.cycle import extract_all, wait_for_chain
+
+    done = Table(title="repair in BigQuery", title_justify="left")
+    for heading in ("table", "rows deleted", "hashes re-stamped", "ledger"):
+        done.add_column(heading, justify="left" if heading in ("table", "ledger") else "right")
+    for result in results:
+        outcome = cmp.repair_in_bigquery(config, result)
+        entry = "-"
+        if outcome.deleted:
+            entry = record_operator_action(config, result.table, result.target, "operator-delete", outcome.deleted,
+                                           f"compare-keys --repair: {result.count(cmp.EXTRA)} extra, "
+                                           f"{result.count(cmp.DUPLICATE)} duplicated key(s)")
+        done.add_row(result.table, f"{outcome.deleted:,}", f"{outcome.restamped:,}", entry)
+    console.print(done)
+    full = config.model_copy(update={"extract": config.extract.model_copy(update={"mode": "full"})})
+    with RichProgress() as progress:
+        extracted = extract_all(full, progress, [r.table for r in results])
+        reports = wait_for_chain(full, extracted, timeout_s, progress)
+    console.print(summary_table(reports, "re-extraction (full snapshot)"))
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+@click.command("validate")
+@_CONFIG
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
+@click.option("--record", is_flag=True, help="also write the results to the validations table")
+@one_line_errors
+def validate(config_path: Path, tables: tuple[str, ...], record: bool) -> None:
+    """Runs the validator's checks on each table against its latest applied snapshot; exits 1 on failure."""
+    config = _config(config_path)
+    chosen = [config.table(name) for name in tables] if tables else config.tables
+    stats = bq_jobs.JobStats()
+    with console.status("validating") as status:
+        rows, failed = validation_rows(config, chosen, record=record, stats=stats,
+                                       on_table=lambda name: status.update(f"validating {name}"))
+    table = Table(title=f"validate {config_path}", title_justify="left")
+    for heading in ("table", "check", "result", "observed", "expected"):
+        table.add_column(heading)
+    for row in rows:
+        table.add_row(*row, style="" if row[2] != "FAILED" else "bold red")
+    console.print(table)
+    if failed:
+        errors.print(f"[bold red]failed:[/] {', '.join(failed)}", highlight=False)
+        sys.exit(1)
+
+
+# --- delete / truncate --------------------------------------------------------------------------
+
+
+def _count(config: Config, table_id: str, where: str, params: list[Any]) -> int:
+    rows = bq_jobs.run(config.bigquery.project, f"SELECT COUNT(*) AS n FROM {q(*table_id.split('.'))} WHERE {where}",
+                       params)
+    return int(rows[0]["n"])
+
+
+def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, what: str, status: str,
+             dry_run: bool, yes: bool) -> None:
+    table = config.table(table_name)
+    table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
+    count = _count(config, table_id, where, params)
+    if dry_run:
+        console.print(f"dry run: {what} would remove {count:,} row(s) from {table_id}")
+        return
+    if not yes:
+        raise OperatorError(f"refusing to {what} {count:,} row(s) of {table_id} without --yes")
+    stats = bq_jobs.JobStats()
+    bq_jobs.run(config.bigquery.project, f"DELETE FROM {q(*table_id.split('.'))} WHERE {where}", params, stats=stats)
+    entry = record_operator_action(config, table.name, table_id, status, stats.dml_rows, f"{what}: {where}"[:1000])
+    summary = Table(title=what, title_justify="left")
+    for heading in ("table", "rows removed", "ledger entry"):
+        summary.add_column(heading)
+    summary.add_row(table_id, f"{stats.dml_rows:,}", entry)
+    console.print(summary)
+    console.print("the next `matrix-sync run` brings back whatever the source still holds")
+
+
+@click.command("delete")
+@_CONFIG
+@click.option("--table", "table_name", required=True)
+@click.option("--key", "keys", multiple=True, metavar="COLUMN=VALUE",
+              help="rows whose column equals the value (repeatable, ANDed)")
+@click.option("--where", "where", default=None, help="a BigQuery condition instead of --key")
+@click.option("--dry-run", is_flag=True, help="only count the rows")
+@click.option("--yes", is_flag=True, help="really delete")
+@one_line_errors
+def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str | None, dry_run: bool,
+           yes: bool) -> None:
+    """Deletes rows from a BigQuery table (by key or condition) and records it in the ledger."""
+    if bool(keys) == bool(where):
+        raise OperatorError("give either --key COLUMN=VALUE ... or --where CONDITION")
+    config = _config(config_path)
+    table = config.table(table_name)
+    table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
+    condition, params = parse_key_filters(table_id, keys) if keys else (f"({_checked_where(where or '')})", [])
+    _destroy(config, table_name, condition, params, what="delete", status="operator-delete", dry_run=dry_run, yes=yes)
+
+
+def _checked_where(where: str) -> str:
+    if ";" in where or not where.strip():
+        raise OperatorError("--where takes one condition, without ';'")
+    return where
+
+
+@click.command("truncate")
+@_CONFIG
+@click.option("--table", "table_name", required=True)
+@click.option("--dry-run", is_flag=True, help="only count the rows")
+@click.option("--yes", is_flag=True, help="really truncate")
+@one_line_errors
+def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> None:
+    """Removes every row of a BigQuery table and records it in the ledger."""
+    config = _config(config_path)
+    _destroy(config, table_name, "TRUE", [], what="truncate", status="operator-truncate", dry_run=dry_run, yes=yes)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+@click.command("status")
+@_CONFIG
+@one_line_errors
+def status(config_path: Path) -> None:
+    """Last runs per table from the ledger with their reconciliation and validation verdicts."""
+    config = _config(config_path)
+    rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
+    table = Table(title=f"status {config_path}", title_justify="left")
+    for heading, justify in [("table", "left"), ("last applied run", "left"), ("age", "right"), ("rows", "right"),
+                             ("last ledger entry", "left"), ("reconciliation", "left"), ("validation", "left")]:
+        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+    for name, row in rows:
+        table.add_row(*row, style="bold red" if name in unhealthy else "")
+    console.print(table)
+    if unhealthy:
+        errors.print(f"[bold red]needs attention:[/] {', '.join(unhealthy)}", highlight=False)
+        sys.exit(1)
+
+
+COMMANDS = (compare_keys, validate, delete, truncate, status)
+
+
+@click.group()
+@click.option("--log-file", type=click.Path(path_type=Path), default=Path(".matrix-sync/logs/matrix-sync.jsonl"),
+              show_default=True)
+def operator_cli(log_file: Path) -> None:
+    """Operator tools (standalone; normally sub-commands of `matrix-sync`)."""
+    logs.configure(log_file=log_file)
+
+
+for _command in COMMANDS:
+    operator_cli.add_command(_command)
+
+if __name__ == "__main__":
+    operator_cli()

@@ -1,0 +1,210 @@
+"""What the operator tools compute and show: tables of differences, checks and verdicts, typed key
+filters for `delete`, and the ledger entries operator actions leave."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import os
+from collections.abc import Callable
+
+from google.cloud import bigquery
+from rich.table import Table
+
+from matrix_sync import compare as cmp
+from shared import bigquery as bq
+from shared import bq_jobs, ledger, results
+from shared.applied import latest_snapshot
+from shared.config import Config, TableConfig
+from shared.extractor.snapshot import new_run_id
+from shared.identifiers import quote_bigquery as q
+from shared.topology import LEDGER_TABLE
+from shared.validator.checks import CheckResult, run_checks
+from shared.validator.handler import result_rows
+from shared.validator.thresholds import ENV_VARIABLE, thresholds_for
+
+MAX_SHOWN = 50
+
+
+class OperatorError(RuntimeError):
+    """A request the operator tools refuse; the message says why."""
+
+
+# --- compare-keys -------------------------------------------------------------------------------
+
+
+def comparison_table(found: list[cmp.TableComparison], title: str) -> Table:
+    shallow = [r.table for r in found if not r.deep]
+    if shallow:
+        title += f" (stored hashes only for {', '.join(shallow)}: columns that cannot be rebuilt in BigQuery)"
+    table = Table(title=title, title_justify="left")
+    for heading in ("table", "source", "bigquery", "missing", "extra", "changed", "duplicate", "stale hash",
+                    "segments", "seconds", "rows/s"):
+        table.add_column(heading, justify="left" if heading == "table" else "right")
+    for r in found:
+        counts = [r.count(kind) for kind in (cmp.MISSING, cmp.EXTRA, cmp.CHANGED, cmp.DUPLICATE, cmp.STALE_HASH)]
+        name = f"{r.table} ({r.unconvertible_rows:,} unconvertible)" if r.unconvertible_rows else r.table
+        table.add_row(name, f"{r.source_rows:,}", f"{r.target_rows:,}", *(f"{n:,}" for n in counts),
+                      f"{r.segments_compared:,}", f"{r.seconds:.1f}", f"{cmp.rows_per_second(r):,.0f}",
+                      style="" if r.clean else "bold red")
+    return table
+
+
+def differences_table(result: cmp.TableComparison) -> Table:
+    table = Table(title=f"differing keys of {result.table} ({len(result.differences):,})", title_justify="left")
+    for heading in ("kind", "key", "detail"):
+        table.add_column(heading)
+    order = {kind: i for i, kind in enumerate((cmp.MISSING, cmp.EXTRA, cmp.CHANGED, cmp.DUPLICATE, cmp.STALE_HASH))}
+    shown = sorted(result.differences, key=lambda d: (order.get(d.kind, 9), [v or "" for v in d.key]))
+    for difference in shown[:MAX_SHOWN]:
+        table.add_row(difference.kind, cmp.describe_key(result, difference.key), difference.detail)
+    if len(result.differences) > MAX_SHOWN:
+        table.add_row("...", f"and {len(result.differences) - MAX_SHOWN:,} more", "")
+    return table
+
+
+# --- delete / truncate --------------------------------------------------------------------------
+
+
+def _typed(bq_type: str, text: str) -> object:
+    kind = bq_type.upper()
+    try:
+        if kind in ("INT64", "INTEGER"):
+            return int(text)
+        if kind in ("NUMERIC", "BIGNUMERIC"):
+            return decimal.Decimal(text)
+        if kind in ("FLOAT64", "FLOAT"):
+            return float(text)
+        if kind in ("BOOL", "BOOLEAN"):
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.lower() == "true"
+        if kind == "DATE":
+            return dt.date.fromisoformat(text)
+        if kind == "DATETIME":
+            return dt.datetime.fromisoformat(text)
+        if kind == "TIMESTAMP":
+            value = dt.datetime.fromisoformat(text)
+            return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        if kind == "BYTES":
+            return bytes.fromhex(text)
+    except (ValueError, decimal.InvalidOperation):
+        raise OperatorError(f"{text!r} is not a {kind} value") from None
+    return text
+
+
+def parse_key_filters(table_id: str, filters: tuple[str, ...]) -> tuple[str, list[bigquery.ScalarQueryParameter]]:
+    """`COLUMN=VALUE` pairs as a typed, parameterised condition on the BigQuery table's columns."""
+    table = bq.get_table(table_id)
+    if table is None:
+        raise OperatorError(f"{table_id} does not exist")
+    types = {f.name.lower(): (f.name, f.field_type) for f in table.schema}
+    conditions, params, seen = [], [], set()
+    for i, item in enumerate(filters):
+        name, sep, text = item.partition("=")
+        column = types.get(name.strip().lower())
+        if not sep or column is None:
+            raise OperatorError(f"--key {item!r}: expected COLUMN=VALUE with a column of {table_id}")
+        if column[0] in seen:
+            raise OperatorError(f"--key names {column[0]} twice")
+        seen.add(column[0])
+        kind = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(column[1], column[1])
+        params.append(bigquery.ScalarQueryParameter(f"k{i}", kind, _typed(kind, text)))  # type: ignore[arg-type]
+        conditions.append(f"{q(column[0])} = @k{i}")
+    return " AND ".join(conditions), params
+
+
+def record_operator_action(config: Config, source_table: str, table_id: str, status: str, rows: int,
+                           message: str) -> str:
+    """A ledger row for an operator's change to a table; returns its run id."""
+    run_id = f"operator-{new_run_id()}"
+    row = {"table_id": table_id, "source_table": source_table, "run_id": run_id, "status": status,
+           "rows_deleted": rows, "recorded_at": dt.datetime.now(dt.UTC),
+           "message": f"{message} (by {os.environ.get('USER', 'unknown')})"[:1000]}
+    ledger.record_once(config.bigquery.project, config.bigquery.dataset, row)
+    return run_id
+
+
+# --- validate -----------------------------------------------------------------------------------
+
+
+def validation_rows(config: Config, tables: list[TableConfig], *, record: bool, stats: bq_jobs.JobStats,
+                    on_table: Callable[[str], None]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Check rows for the table display and the names of failed tables."""
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    rows: list[tuple[str, ...]] = []
+    failed: list[str] = []
+    now = dt.datetime.now(dt.UTC)
+    for table in tables:
+        on_table(table.name)
+        table_id = f"{project}.{dataset}.{table.target_table}"
+        snapshot = latest_snapshot(project, dataset, table_id)
+        if snapshot is None:
+            rows.append((table.name, "loaded", "FAILED", "no applied snapshot", "one"))
+            failed.append(table.name)
+            continue
+        checks = run_checks(snapshot.manifest, thresholds_for(table_id, os.environ.get(ENV_VARIABLE)), now=now,
+                            stats=stats)
+        if record:
+            results.write(project, dataset, results.VALIDATION_TABLE, result_rows(snapshot.manifest, checks, now))
+        rows += [(table.name, c.check_name, _verdict(c), c.observed, c.expected) for c in checks]
+        if any(not c.passed for c in checks):
+            failed.append(table.name)
+    return rows, failed
+
+
+def _verdict(check: CheckResult) -> str:
+    if not check.passed:
+        return "FAILED"
+    return "warning" if check.severity == "warning" else "passed"
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def _age(moment: object, now: dt.datetime) -> str:
+    if not isinstance(moment, dt.datetime):
+        return "-"
+    seconds = (now - moment).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _last_entries(project: str, dataset: str) -> dict[str, dict[str, object]]:
+    if bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is None:
+        return {}
+    rows = bq.query(project, f"SELECT * FROM {q(project, dataset, LEDGER_TABLE)} "
+                             "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY recorded_at DESC) = 1")
+    return {str(r["table_id"]): dict(r.items()) for r in rows}
+
+
+def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
+    """One display row per table, and the tables needing attention (never loaded, not reconciled,
+    failed validation)."""
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    last = _last_entries(project, dataset)
+    certificates = results.latest_reconciliations(project, dataset)
+    validations = results.latest_validations(project, dataset)
+    has_ledger = bool(last)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    unhealthy: list[str] = []
+    for table in config.tables:
+        table_id = f"{project}.{dataset}.{table.target_table}"
+        applied = ledger.latest_applied(project, dataset, table_id) if has_ledger else None
+        entry = last.get(table_id)
+        certificate = certificates.get(table_id)
+        checks = validations.get(table_id, [])
+        failed = sorted({str(c["check_name"]) for c in checks if not c["passed"]})
+        verdict = str(certificate["verdict"]) if certificate else "-"
+        if certificate and certificate.get("message") and verdict != results.MATCH:
+            verdict += f" ({str(certificate['message']).strip('; ')})"
+        validation = (f"failed: {', '.join(failed)}" if failed else "passed") if checks else "-"
+        rows = f"{int(str(applied['source_rows'] or 0)):,}" if applied else "-"
+        out.append((table.name, (
+            table.name, str(applied["run_id"]) if applied else "never", _age(applied and applied["recorded_at"], now),
+            rows, f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
+        )))
+        if applied is None or failed or (certificate and certificate["verdict"] == results.MISMATCH):
+            unhealthy.append(table.name)
+    return out, unhealthy

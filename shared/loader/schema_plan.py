@@ -1,0 +1,91 @@
+"""How an existing table follows a snapshot's schema: new columns and lossless widenings are
+applied; anything that would lose or reinterpret data is refused before anything is changed."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.cloud import bigquery
+
+from shared import bigquery as bq
+from shared import logs
+from shared.loader.errors import SchemaChangeError
+from shared.manifest import Manifest
+
+log = logs.get(__name__)
+_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "DECIMAL": "NUMERIC",
+            "BIGDECIMAL": "BIGNUMERIC"}
+# BigQuery's lossless coercions that ALTER COLUMN SET DATA TYPE accepts, in order of width.
+_EXACT_NUMBERS = ("INT64", "NUMERIC", "BIGNUMERIC")
+
+
+@dataclass(frozen=True)
+class SchemaPlan:
+    create: bool = False
+    added: tuple[bigquery.SchemaField, ...] = ()
+    widened: dict[str, str] = field(default_factory=dict)
+
+
+def normalised(bq_type: str) -> str:
+    return _ALIASES.get(bq_type.upper(), bq_type.upper())
+
+
+def key_names(manifest: Manifest) -> tuple[str, ...]:
+    return tuple(c.bq_name for c in manifest.table_schema.key_columns)
+
+
+def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tuple[str, ...] | None) -> SchemaPlan:
+    """`previous_key` is the key the ledger recorded with the last applied snapshot, if any."""
+    if existing is None:
+        return SchemaPlan(create=True)
+    table_id = manifest.target.table_id
+    _check_key(existing, manifest, previous_key)
+    wanted = {f.name.lower(): f for f in bq.table_fields(manifest.table_schema)}
+    have = {f.name.lower(): f for f in existing.schema}
+    dropped = [f.name for name, f in have.items() if name not in wanted]
+    if dropped:
+        raise SchemaChangeError(f"column(s) {', '.join(dropped)} of {table_id} are not in the snapshot: "
+                                "dropping columns is not applied automatically")
+    added, widened = [], {}
+    for name, field_ in wanted.items():
+        current = have.get(name)
+        if current is None:
+            added.append(field_)
+            continue
+        old, new = normalised(current.field_type), normalised(field_.field_type)
+        if old == new:
+            continue
+        if old in _EXACT_NUMBERS and new in _EXACT_NUMBERS:
+            if _EXACT_NUMBERS.index(new) < _EXACT_NUMBERS.index(old):
+                raise SchemaChangeError(f"column {current.name} of {table_id} would narrow from {old} to {new}")
+            widened[current.name] = new
+            continue
+        raise SchemaChangeError(f"column {current.name} of {table_id} would change type from {old} to {new}: "
+                                "a different type family cannot be applied")
+    return SchemaPlan(added=tuple(added), widened=widened)
+
+
+def _check_key(existing: bigquery.Table, manifest: Manifest, previous_key: tuple[str, ...] | None) -> None:
+    new = key_names(manifest)
+    if previous_key is not None:
+        old, compared = previous_key, new
+    elif existing.clustering_fields:
+        # Tables this loader creates are clustered by the key's first (up to four) columns.
+        old, compared = tuple(existing.clustering_fields), new[:len(existing.clustering_fields)]
+    else:
+        return
+    if [k.lower() for k in old] != [k.lower() for k in compared]:
+        raise SchemaChangeError(f"key of {manifest.target.table_id} would change from ({', '.join(old)}) to "
+                                f"({', '.join(new)})")
+
+
+def apply(manifest: Manifest, schema_plan: SchemaPlan) -> None:
+    table_id = manifest.target.table_id
+    if schema_plan.create:
+        bq.create_table(table_id, bq.table_fields(manifest.table_schema), clustering=list(key_names(manifest)))
+        return
+    if schema_plan.widened:
+        bq.widen_columns(table_id, schema_plan.widened)
+        log.warning("widened column(s) of %s: %s", table_id, schema_plan.widened)
+    if schema_plan.added:
+        bq.add_columns(table_id, list(schema_plan.added))
+        log.warning("added column(s) %s to %s", [f.name for f in schema_plan.added], table_id)

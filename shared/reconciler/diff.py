@@ -1,0 +1,221 @@
+"""Finding the exact differing keys between a loaded table and its snapshot, inside BigQuery.
+
+The snapshot's key index (`index_parts`: key columns, `_key_hash`, `_row_hash` of every row) is
+loaded into a staging table by a load job, and one FULL OUTER JOIN on `_key_hash` writes every
+difference into a small diff table:
+
+* ``missing``   in the snapshot, not in BigQuery
+* ``extra``     in BigQuery, not in the snapshot
+* ``changed``   in both, different row hash
+* ``duplicate`` in the snapshot once, in BigQuery more than once
+
+Nothing but counts and a bounded sample of keys leaves BigQuery. Repairs run as one guarded
+script: if this snapshot is still the newest applied one, extra and duplicated rows are deleted
+and (deep mode) rows whose data no longer matches their stored hash get the hash of their data, so
+the next load rewrites them; then the missing, changed and duplicated keys are requested again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass, field
+
+from google.api_core import exceptions as gexc
+from google.cloud import bigquery
+
+from shared import bigquery as bq
+from shared import bq_jobs, ledger
+from shared import sql_literals as lit
+from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
+from shared.hashing import canonical_text
+from shared.identifiers import quote_bigquery as q
+from shared.manifest import Manifest
+from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+from shared.topology import STAGING_DATASET_SUFFIX
+
+MISSING, EXTRA, CHANGED, DUPLICATE = "missing", "extra", "changed", "duplicate"
+KINDS = (MISSING, EXTRA, CHANGED, DUPLICATE)
+TO_REQUEST = (MISSING, CHANGED, DUPLICATE)
+TO_DELETE = (EXTRA, DUPLICATE)
+STAGING_TTL = dt.timedelta(hours=6)
+
+
+class DiffUnavailable(RuntimeError):
+    """The snapshot carries nothing to diff against (a delta without its key index)."""
+
+
+@dataclass
+class Diff:
+    """Where the differences are and how many of each kind."""
+
+    diff_table: str
+    index_table: str
+    keys: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.keys.values())
+
+    @property
+    def to_request(self) -> int:
+        return sum(self.keys[k] for k in TO_REQUEST)
+
+
+def _fields(schema: TableSchema) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(c.bq_name, c.bq_type) for c in schema.key_columns]
+
+
+def _staging(manifest: Manifest, kind: str, token: str) -> str:
+    target = manifest.target
+    return f"{target.project}.{target.dataset}{STAGING_DATASET_SUFFIX}.{kind}_{target.table}_{token}"
+
+
+def stage_index(manifest: Manifest, token: str) -> str:
+    """Loads the snapshot's key index (or, for a full snapshot without one, its parts) into a
+    staging table and returns its id."""
+    target, schema = manifest.target, manifest.table_schema
+    if manifest.index_parts:
+        uris, fields = [p.uri for p in manifest.index_parts], _fields(schema)
+        fields += [bigquery.SchemaField(name, "STRING") for name in HASH_COLUMNS]
+    elif manifest.mode == "full":
+        uris, fields = [p.uri for p in manifest.parts], bq.table_fields(schema)
+    else:
+        raise DiffUnavailable(f"delta snapshot {manifest.run_id} lists no key index to diff against")
+    bq.ensure_dataset(target.project, target.dataset + STAGING_DATASET_SUFFIX, default_table_expiration=STAGING_TTL)
+    staging_id = _staging(manifest, "index", token)
+    bq.create_table(staging_id, fields, expires=dt.datetime.now(dt.UTC) + STAGING_TTL)
+    if uris:
+        job_config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, schema=fields,
+                                            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
+        try:
+            bq.client(target.project).load_table_from_uri(
+                uris, staging_id, job_id=f"matrix_index_{manifest.target.table}_{token}", job_config=job_config,
+            ).result()
+        except gexc.NotFound as error:  # parts expired or deleted: nothing to diff against, ever
+            bq.drop_table(staging_id)
+            raise DiffUnavailable(f"the key index of {manifest.run_id} cannot be read: {error.message}") from None
+    return staging_id
+
+
+def _target_side(manifest: Manifest, deep: bool) -> str:
+    """Key columns plus `kh`/`rh`: stored hashes, or in deep mode hashes rebuilt from the data."""
+    schema = manifest.table_schema
+    table = q(*manifest.target.table_id.split("."))
+    keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
+    if deep:
+        return (f"SELECT {keys}, {q(DEEP_KEY_HASH)} AS kh, {q(DEEP_ROW_HASH)} AS rh "
+                f"FROM ({deep_hash_query(schema, table)})")
+    return f"SELECT {keys}, {q(KEY_HASH_COLUMN)} AS kh, {q(ROW_HASH_COLUMN)} AS rh FROM {table}"
+
+
+def diff_sql(manifest: Manifest, index_table: str, diff_table: str, *, deep: bool) -> str:
+    key_columns = manifest.table_schema.key_columns
+    keys = [q(c.bq_name) for c in key_columns]
+    target_keys = ", ".join(f"ANY_VALUE({k}) AS t_{i}" for i, k in enumerate(keys))
+    chosen = ", ".join(f"COALESCE(s.{k}, t.t_{i})" for i, k in enumerate(keys))
+    return (
+        f"INSERT INTO {q(*diff_table.split('.'))} (kind, {q(KEY_HASH_COLUMN)}, snapshot_row_hash, "
+        f"target_row_hash, target_rows, {', '.join(keys)})\n"
+        f"SELECT CASE WHEN t.kh IS NULL THEN '{MISSING}' WHEN s.kh IS NULL THEN '{EXTRA}' "
+        f"WHEN t.n > 1 THEN '{DUPLICATE}' ELSE '{CHANGED}' END, COALESCE(s.kh, t.kh), s.rh, t.rh, "
+        f"COALESCE(t.n, 0), {chosen}\n"
+        f"FROM (SELECT {', '.join(keys)}, {q(KEY_HASH_COLUMN)} AS kh, {q(ROW_HASH_COLUMN)} AS rh "
+        f"FROM {q(*index_table.split('.'))}) AS s\n"
+        f"FULL OUTER JOIN (SELECT kh, COUNT(*) AS n, MIN(rh) AS rh, {target_keys} "
+        f"FROM ({_target_side(manifest, deep)}) GROUP BY kh) AS t ON s.kh = t.kh\n"
+        "WHERE s.kh IS NULL OR t.kh IS NULL OR t.n > 1 OR s.rh != t.rh"
+    )
+
+
+def find_differences(manifest: Manifest, *, deep: bool, stats: bq_jobs.JobStats) -> Diff:
+    token = secrets.token_hex(4)
+    index_table = stage_index(manifest, token)
+    diff_table = _staging(manifest, "diff", token)
+    fields = [bigquery.SchemaField("kind", "STRING"), bigquery.SchemaField(KEY_HASH_COLUMN, "STRING"),
+              bigquery.SchemaField("snapshot_row_hash", "STRING"), bigquery.SchemaField("target_row_hash", "STRING"),
+              bigquery.SchemaField("target_rows", "INT64"), *_fields(manifest.table_schema)]
+    bq.create_table(diff_table, fields, expires=dt.datetime.now(dt.UTC) + STAGING_TTL)
+    bq_jobs.run(manifest.target.project, diff_sql(manifest, index_table, diff_table, deep=deep), stats=stats)
+    diff = Diff(diff_table, index_table)
+    for row in bq_jobs.run(manifest.target.project,
+                           f"SELECT kind, COUNT(*) AS n FROM {q(*diff_table.split('.'))} GROUP BY kind", stats=stats):
+        diff.keys[str(row["kind"])] = int(row["n"])
+    return diff
+
+
+def json_value(value: object) -> object:
+    """A key value for a JSON message: numbers and bools as they are, anything else as its
+    canonical text (dates as YYYY-MM-DD, decimals without trailing zeros, bytes as hex)."""
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    return canonical_text(value)
+
+
+def keys_of(manifest: Manifest, diff: Diff, kinds: tuple[str, ...], limit: int,
+            stats: bq_jobs.JobStats) -> dict[str, list[list[object]]]:
+    """Up to `limit` keys per kind (in key hash order), as JSON-ready lists of key values."""
+    keys = ", ".join(q(c.bq_name) for c in manifest.table_schema.key_columns)
+    kinds_sql = ", ".join(lit.string(k) for k in kinds)
+    rows = bq_jobs.run(manifest.target.project, (
+        f"SELECT kind, {keys} FROM {q(*diff.diff_table.split('.'))} WHERE kind IN ({kinds_sql}) "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY kind ORDER BY {q(KEY_HASH_COLUMN)}) <= {int(limit)}"
+    ), stats=stats)
+    out: dict[str, list[list[object]]] = {k: [] for k in kinds}
+    for row in rows:
+        values = list(row.values())
+        out[str(values[0])].append([json_value(v) for v in values[1:]])
+    return out
+
+
+@dataclass(frozen=True)
+class Repair:
+    applied: bool
+    deleted: int = 0
+    restamped: int = 0
+
+
+def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
+    target = manifest.target
+    table = q(*target.table_id.split("."))
+    diff_table = q(*diff.diff_table.split("."))
+    match = " AND ".join(f"D.{q(c.bq_name)} = T.{q(c.bq_name)}" for c in manifest.table_schema.key_columns)
+    delete_kinds = ", ".join(lit.string(k) for k in TO_DELETE)
+    doomed = f"EXISTS (SELECT 1 FROM {diff_table} AS D WHERE D.kind IN ({delete_kinds}) AND {match})"
+    restamp = ""
+    if deep:
+        # After the deletes, every row whose stored hashes no longer describe its data gets the
+        # hashes of its data: an edited row then differs from the snapshot and the next load
+        # rewrites it; a row whose hash columns alone were edited is simply correct again.
+        rebuilt = f"({deep_hash_query(manifest.table_schema, table)})"
+        stale = (f"(T.{q(KEY_HASH_COLUMN)} != D.{q(DEEP_KEY_HASH)} OR T.{q(ROW_HASH_COLUMN)} != D.{q(DEEP_ROW_HASH)})")
+        restamp = (
+            f"  SET v_restamped = (SELECT COUNT(*) FROM {rebuilt} AS T WHERE {stale.replace('D.', 'T.')});\n"
+            f"  UPDATE {table} AS T SET {q(KEY_HASH_COLUMN)} = D.{q(DEEP_KEY_HASH)}, "
+            f"{q(ROW_HASH_COLUMN)} = D.{q(DEEP_ROW_HASH)} FROM {rebuilt} AS D WHERE {match} AND {stale};\n"
+        )
+    return f"""
+{lit.declare("v_run_id", "STRING", lit.string(manifest.run_id))}
+DECLARE v_latest STRING DEFAULT (SELECT run_id FROM {ledger.quoted(target.project, target.dataset)}
+  WHERE table_id = {lit.string(target.table_id)} AND status = '{ledger.APPLIED}' ORDER BY sequence DESC LIMIT 1);
+DECLARE v_deleted INT64 DEFAULT 0;
+DECLARE v_restamped INT64 DEFAULT 0;
+IF v_latest = v_run_id THEN
+  BEGIN TRANSACTION;
+  SET v_deleted = (SELECT COUNT(*) FROM {table} AS T WHERE {doomed});
+  DELETE FROM {table} AS T WHERE {doomed};
+{restamp}  COMMIT TRANSACTION;
+END IF;
+SELECT IFNULL(v_latest = v_run_id, FALSE) AS applied, v_deleted AS deleted, v_restamped AS restamped;
+""".strip()
+
+
+def repair(manifest: Manifest, diff: Diff, *, deep: bool, stats: bq_jobs.JobStats) -> Repair:
+    """Deletes extra and duplicated rows (and re-stamps stale hashes in deep mode) if this snapshot
+    is still the newest applied one; does nothing otherwise."""
+    row = bq_jobs.run(manifest.target.project, repair_script(manifest, diff, deep=deep), stats=stats)[-1]
+    return Repair(bool(row["applied"]), int(row["deleted"] or 0), int(row["restamped"] or 0))
+
+
+def drop(diff: Diff) -> None:
+    for table_id in (diff.diff_table, diff.index_table):
+        bq.drop_table(table_id)

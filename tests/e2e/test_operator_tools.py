@@ -1,0 +1,99 @@
+"""`status`, `validate`, `delete` and `truncate` on the local stack: tables, exit codes, refusals
+without --yes, dry runs, ledger entries, and one-line errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from matrix_sync import sample
+from matrix_sync.cycle import extract_all, wait_for_chain
+from matrix_sync.operator import delete, operator_cli, status, truncate, validate
+from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
+from tests.support import assert_tables_equal, write_config
+from tests.support_reconcile import table_id
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+
+def _count(config, table: str) -> int:  # type: ignore[no-untyped-def]
+    return bq.query(config.bigquery.project, f"SELECT COUNT(*) AS n FROM `{table_id(config, table)}`")[0]["n"]
+
+
+def test_operator_tools_report_refuse_act_and_record(
+    stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=41)
+    config_path = tmp_path / "config.yaml"
+    config = write_config(config_path, url=f"sqlite:///{database}", suffix=unique_name,
+                          tables={"customers": ["customer_id"], "payments": ["account_id", "payment_no"]})
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
+    runner = CliRunner()
+    args = ["--config", str(config_path)]
+
+    never = runner.invoke(status, args)
+    assert never.exit_code == 1 and "never" in never.output and "needs attention: customers, payments" in never.output
+
+    wait_for_chain(config, extract_all(config), timeout_s=120)
+    healthy = runner.invoke(status, args)
+    assert healthy.exit_code == 0, healthy.output
+    assert "applied" in healthy.output and "match" in healthy.output and "passed" in healthy.output
+    checked = runner.invoke(validate, args)
+    assert checked.exit_code == 0, checked.output
+    assert "decimal:amount" in checked.output and "freshness" in checked.output and "FAILED" not in checked.output
+
+    key = ["--table", "customers", "--key", "customer_id=3"]
+    refused = runner.invoke(delete, [*args, *key])
+    assert refused.exit_code == 2 and "refusing to delete 1 row(s)" in refused.output
+    dry = runner.invoke(delete, [*args, *key, "--dry-run"])
+    assert dry.exit_code == 0 and "would remove 1 row(s)" in dry.output and _count(config, "customers") == 20
+    done = runner.invoke(delete, [*args, *key, "--yes"])
+    assert done.exit_code == 0, done.output
+    assert _count(config, "customers") == 19
+
+    failing = runner.invoke(validate, [*args, "--record"])
+    assert failing.exit_code == 1 and "failed: customers" in failing.output
+    assert "row_count" in failing.output and "FAILED" in failing.output
+    attention = runner.invoke(status, args)
+    assert attention.exit_code == 1 and "failed: row_count" in attention.output
+    assert "operator-delete" in attention.output
+
+    assert runner.invoke(truncate, [*args, "--table", "payments"]).exit_code == 2
+    payments = _count(config, "payments")
+    emptied = runner.invoke(truncate, [*args, "--table", "payments", "--yes"])
+    assert emptied.exit_code == 0, emptied.output
+    assert _count(config, "payments") == 0
+    ledger = bq.query(config.bigquery.project, (
+        f"SELECT table_id, status, rows_deleted FROM `{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger` "
+        "WHERE status LIKE 'operator-%' ORDER BY table_id"))
+    assert [(r["table_id"], r["status"], r["rows_deleted"]) for r in ledger] == [
+        (table_id(config, "customers"), "operator-delete", 1), (table_id(config, "payments"), "operator-truncate", payments)]
+
+    for bad, message in [
+        (["--table", "customers", "--key", "nope=1", "--yes"], "expected COLUMN=VALUE"),
+        (["--table", "customers", "--key", "customer_id=abc", "--yes"], "is not a INT64 value"),
+        (["--table", "customers", "--where", "TRUE; DROP TABLE x", "--yes"], "without ';'"),
+        (["--table", "nowhere", "--key", "a=1"], "table 'nowhere' is not in the config"),
+    ]:
+        result = runner.invoke(delete, [*args, *bad])
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)
+
+    # the next cycle brings back what the source still holds
+    reports = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert all(r.ok for r in reports), reports
+    assert_tables_equal(config)
+
+
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bad.yaml").write_text("source: {url: 'sqlite:///x.db'}\n")
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(tmp_path / "none"))
+    result = CliRunner().invoke(operator_cli, ["--log-file", str(tmp_path / "log.jsonl"), "status",
+                                               "--config", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "pubsub: Field required" in result.stderr and str(tmp_path / "bad.yaml") in result.stderr

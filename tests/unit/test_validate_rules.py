@@ -1,0 +1,85 @@
+"""The validator's check list, its profile SQL (parsed with a BigQuery grammar) and its thresholds."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlglot
+from sqlglot.errors import ErrorLevel
+
+from shared.identifiers import quote_bigquery as q
+from shared.manifest import Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
+from shared.schema import Column, TableSchema
+from shared.validator import checks
+from shared.validator.thresholds import Thresholds, ThresholdsError, thresholds_for
+
+SCHEMA = TableSchema(
+    columns=[
+        Column(name="id", bq_name="id", source_type="int", bq_type="INT64", nullable=False),
+        Column(name="copies", bq_name="copies", source_type="smallint", bq_type="INT64", nullable=False),
+        Column(name="code", bq_name="code", source_type="nvarchar(10)", bq_type="STRING", length=10),
+        Column(name="notes", bq_name="notes", source_type="nvarchar(max)", bq_type="STRING"),
+        Column(name="amount", bq_name="amount", source_type="decimal(5,2)", bq_type="NUMERIC", precision=5, scale=2),
+        Column(name="at", bq_name="at", source_type="datetime", bq_type="DATETIME"),
+        Column(name="slot", bq_name="slot", source_type="smalldatetime", bq_type="DATETIME"),
+        Column(name="on", bq_name="on", source_type="date", bq_type="DATE"),
+        Column(name="ts", bq_name="ts", source_type="datetimeoffset", bq_type="TIMESTAMP"),
+    ],
+    key=["id"],
+)
+
+
+def manifest(quarantined: int = 0) -> Manifest:
+    return Manifest.model_validate(dict(
+        format_version=1, run_id="20261125T101010000001Z-abcdef", source_table="dbo.Things",
+        target=Target(project="acme-dwh", dataset="matrix", table="things", pubsub_project="acme-dwh"),
+        mode="full", sequence=1, extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC), schema=SCHEMA,
+        hash=HashSpec(algorithm="sha256-128", encoding_version=1),
+        parts=[Part(uri="gs://b/snapshots/things/r/part-00000.parquet", rows=3, bytes=1, md5="x")],
+        row_count=3, fingerprint=Fingerprint(count=3, xor60=1, sum32=2),
+        quarantine=Quarantine(rows=quarantined, uris=["gs://b/q.jsonl"] if quarantined else []),
+    ))
+
+
+def test_profile_query_names_each_check_and_parses() -> None:
+    probes = checks._probes(manifest(), Thresholds(date_min=dt.date(1990, 1, 1)))
+    names = [p.name for p in probes]
+    assert names == ["row_count", "key_not_null", "not_null:copies", "range:id", "range:copies", "max_length:code",
+                     "decimal:amount", "range:at", "range:slot", "range:on", "range:ts"]
+    expressions = ", ".join(f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items())
+    sqlglot.parse_one(f"SELECT {expressions} FROM {q('acme-dwh', 'matrix', 'things')}", read="bigquery",
+                      error_level=ErrorLevel.RAISE)
+    sql = {alias: text for p in probes for alias, text in p.sql.items()}
+    assert sql["dec_4"] == "COUNTIF(ABS(`amount`) >= NUMERIC '1000' OR `amount` != ROUND(`amount`, 2))"
+    assert "DATETIME '1990-01-01 00:00:00'" in sql["out_5"]  # the table's date_min is later than 1753
+    assert "DATETIME '2079-06-06 23:59:59.999999'" in sql["out_6"]
+    assert "TIMESTAMP '1990-01-01 00:00:00+00'" in sql["out_8"]
+
+
+def test_results_are_typed_and_judged() -> None:
+    probes = {p.name: p for p in checks._probes(manifest(), Thresholds(row_count_tolerance=1))}
+    assert probes["row_count"].result({"row_count": 4}).passed
+    assert not probes["row_count"].result({"row_count": 5}).passed
+    failed = probes["max_length:code"].result({"long_2": 3, "longest_2": 14})
+    assert (failed.passed, failed.observed, failed.expected) == (False, "3 row(s) longer; longest 14",
+                                                                 "at most 10 characters")
+
+
+def test_quarantine_threshold() -> None:
+    assert not checks.quarantine(manifest(2), Thresholds()).passed
+    assert checks.quarantine(manifest(2), Thresholds(max_quarantined_rows=2)).passed
+
+
+def test_skipping_checks_by_name_or_prefix() -> None:
+    names = [p.name for p in checks._probes(manifest(), Thresholds(skip=["range:", "key_not_null"]))]
+    assert not any(n.startswith("range:") for n in names) and "key_not_null" not in names
+
+
+def test_thresholds_document() -> None:
+    document = '{"default": {"freshness_max_age_s": 60}, "tables": {"things": {"date_min": "2000-01-01"}}}'
+    chosen = thresholds_for("acme-dwh.matrix.things", document)
+    assert chosen.freshness_max_age_s == 60 and chosen.date_min == dt.date(2000, 1, 1)
+    assert thresholds_for("acme-dwh.matrix.other", document).date_min is None
+    for bad in ("[]", '{"default": {"freshness": 1}}', "{"):
+        with pytest.raises(ThresholdsError):
+            thresholds_for("x.y.z", bad)
