@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import console, errors, run_and_report
 from matrix_sync.environment import local_stack, target_config
+from matrix_sync.errors import one_line_errors
 from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.stack import StackError
@@ -24,18 +23,7 @@ from shared.extractor.source import SourceError
 EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError)
 
 
-def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures print one line and exit 2; no traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except EXPECTED_ERRORS as error:
-            errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-
-    return wrapper
+friendly_errors = one_line_errors(*EXPECTED_ERRORS)
 
 
 @click.group()

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import keyword
 import re
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any
 
 import click
 from google.api_core.exceptions import GoogleAPIError
 from rich.table import Table
 
-from matrix_sync.console import console, errors
+from matrix_sync.console import console
+from matrix_sync.errors import one_line_errors
 from shared import bigquery as bq
 from shared.config import Config, ConfigError, TableConfig, load_config
 from shared.ddl import create_table_ddl
@@ -44,19 +41,7 @@ class GenerateError(ValueError):
 EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError)
 
 
-def _one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures print one line and exit 2; no traceback (as `matrix_sync.cli` does)."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except EXPECTED_ERRORS as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-
-    return wrapper
+_one_line_errors = one_line_errors(*EXPECTED_ERRORS)
 
 
 def write_if_changed(path: Path, text: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import random
+import resource
 import sqlite3
 import time
 import uuid

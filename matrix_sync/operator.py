@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from rich.table import Table
 from matrix_sync import compare as cmp
 from matrix_sync.console import console, errors
 from matrix_sync.environment import target_config
+from matrix_sync.errors import one_line_errors
 from matrix_sync.operator_views import (
     OperatorError,
     comparison_table,
@@ -43,19 +42,7 @@ EXPECTED_ERRORS = (ConfigError, SourceError, StackError, OperatorError, cmp.Comp
                    OptionsError, gexc.BadRequest, gexc.NotFound)
 
 
-def one_line_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Expected failures print one line and exit 2; no traceback."""
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except EXPECTED_ERRORS as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            errors.print(f"[bold red]error:[/] {text}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-
-    return wrapper
+expected_errors = one_line_errors(*EXPECTED_ERRORS)
 
 
 def _config(path: Path) -> Config:
@@ -117,7 +104,7 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--repair", is_flag=True, help="delete extras in BigQuery, re-extract the differing keys, compare again")
 @click.option("--timeout", type=int, default=None, help="seconds to wait for the repair's load (default from config)")
-@one_line_errors
+@expected_errors
 def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None) -> None:
     """Compares the live source with BigQuery key by key; exits 1 if any key differs."""
     config = _config(config_path)
@@ -170,7 +157,7 @@ def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) 
 @_CONFIG
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--record", is_flag=True, help="also write the results to the validations table")
-@one_line_errors
+@expected_errors
 def validate(config_path: Path, tables: tuple[str, ...], record: bool) -> None:
     """Runs the validator's checks on each table against its latest applied snapshot; exits 1 on failure."""
     config = _config(config_path)
@@ -228,7 +215,7 @@ def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, 
 @click.option("--where", "where", default=None, help="a BigQuery condition instead of --key")
 @click.option("--dry-run", is_flag=True, help="only count the rows")
 @click.option("--yes", is_flag=True, help="really delete")
-@one_line_errors
+@expected_errors
 def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str | None, dry_run: bool,
            yes: bool) -> None:
     """Deletes rows from a BigQuery table (by key or condition) and records it in the ledger."""
@@ -252,7 +239,7 @@ def _checked_where(where: str) -> str:
 @click.option("--table", "table_name", required=True)
 @click.option("--dry-run", is_flag=True, help="only count the rows")
 @click.option("--yes", is_flag=True, help="really truncate")
-@one_line_errors
+@expected_errors
 def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> None:
     """Removes every row of a BigQuery table and records it in the ledger."""
     config = _config(config_path)
@@ -264,7 +251,7 @@ def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> No
 
 @click.command("status")
 @_CONFIG
-@one_line_errors
+@expected_errors
 def status(config_path: Path) -> None:
     """Last runs per table from the ledger with their reconciliation and validation verdicts."""
     config = _config(config_path)

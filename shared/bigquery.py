@@ -128,6 +128,18 @@ def _sync_schema(table_id: str, wanted: dict[str, bigquery.SchemaField]) -> None
     client(table_id.split(".")[0]).update_table(table, ["schema"])
 
 
+def ensure_table(table_id: str, fields: Sequence[bigquery.SchemaField], clustering: list[str]) -> None:
+    """Creates a bookkeeping table (ledger, results), or adds the columns an older version lacks."""
+    existing = get_table(table_id)
+    if existing is None:
+        create_table(table_id, list(fields), clustering=clustering)
+        return
+    have = {f.name.lower() for f in existing.schema}
+    missing = [bigquery.SchemaField(f.name, f.field_type) for f in fields if f.name.lower() not in have]
+    if missing:
+        add_columns(table_id, missing)
+
+
 def add_columns(table_id: str, fields: Sequence[bigquery.SchemaField]) -> None:
     """Adds NULLABLE columns (a no-op for those already there)."""
     project = table_id.split(".")[0]

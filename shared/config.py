@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from sqlalchemy.engine import url as sa_url
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import url as sa_url
 
 from shared import identifiers, secrets
 

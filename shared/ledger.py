@@ -71,15 +71,7 @@ def quoted(project: str, dataset: str) -> str:
 
 def ensure(project: str, dataset: str) -> None:
     """Creates the ledger, or adds the columns a ledger made by an older loader lacks."""
-    table_id = ledger_id(project, dataset)
-    existing = bq.get_table(table_id)
-    if existing is None:
-        bq.create_table(table_id, FIELDS, clustering=["table_id"])
-        return
-    have = {f.name.lower() for f in existing.schema}
-    missing = [f for f in FIELDS if f.name.lower() not in have]
-    if missing:
-        bq.add_columns(table_id, [bigquery.SchemaField(f.name, f.field_type) for f in missing])
+    bq.ensure_table(ledger_id(project, dataset), FIELDS, clustering=["table_id"])
 
 
 def _params(**values: tuple[str, object]) -> list[bigquery.ScalarQueryParameter]:

@@ -68,25 +68,7 @@ def table_id(project: str, dataset: str, name: str) -> str:
 
 def ensure(project: str, dataset: str, name: str) -> None:
     """Creates the results table, or adds the columns an older version of it lacks."""
-    fields = _TABLES[name]
-    full_id = table_id(project, dataset, name)
-    existing = bq.get_table(full_id)
-    if existing is None:
-        bq.create_table(full_id, fields, clustering=["table_id"])
-        return
-    have = {f.name.lower() for f in existing.schema}
-    missing = [f for f in fields if f.name.lower() not in have]
-    if not missing:
-        return
-    for field in missing:  # the emulator needs the DDL and the schema update both
-        bq.query(project, f"ALTER TABLE {quote_bigquery(project, dataset, name)} "
-                          f"ADD COLUMN IF NOT EXISTS {quote_bigquery(field.name)} {field.field_type}")
-    table = bq.client(project).get_table(full_id)
-    still = [f for f in missing if f.name.lower() not in {s.name.lower() for s in table.schema}]
-    if still:
-        table.schema = list(table.schema) + [bigquery.SchemaField(f.name, f.field_type) for f in still]
-        bq.client(project).update_table(table, ["schema"])
-    log.warning("added column(s) %s to %s", [f.name for f in missing], full_id)
+    bq.ensure_table(table_id(project, dataset, name), _TABLES[name], clustering=["table_id"])
 
 
 def write(project: str, dataset: str, name: str, rows: list[dict[str, object]]) -> None:
