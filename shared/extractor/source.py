@@ -30,6 +30,8 @@ def connect(source: SourceConfig) -> Engine:
         connect_args = {"connect_timeout": source.connect_timeout_s}
     try:
         engine = sa.create_engine(source.url, connect_args=connect_args, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _tolerate_invalid_utf8)
         with engine.connect():
             pass
     except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
@@ -45,6 +47,13 @@ class SourceTable:
     config: TableConfig
     table: sa.Table
     schema: TableSchema
+
+
+def _tolerate_invalid_utf8(dbapi_connection: object, _record: object) -> None:
+    """SQLite stores whatever bytes it was given as TEXT. Decoding with surrogateescape keeps a bad
+    value as an unpaired surrogate, which the converters refuse, so the row is quarantined with its
+    reason instead of the whole table failing to read."""
+    dbapi_connection.text_factory = lambda data: data.decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
 
 
 def discover(engine: Engine, table: TableConfig) -> SourceTable:

@@ -39,3 +39,19 @@ def test_row_breaking_its_declared_length_is_quarantined(stack: LocalStack, tmp_
     [entry] = [json.loads(line) for uri in manifest.quarantine.uris for line in gcs.read(*gcs.split_uri(uri)).splitlines()]
     assert entry["key"] == {"customer_id": "5"} and "email" in entry["reason"]
     assert ("5",) not in bigquery_rows(config, "customers") and len(bigquery_rows(config, "customers")) == 19
+
+
+def test_invalid_utf8_text_is_quarantined_not_fatal(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "bad.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER NOT NULL PRIMARY KEY, body TEXT)")
+        connection.execute("INSERT INTO notes VALUES (1, 'ok'), (2, CAST(X'FF61' AS TEXT)), (3, 'Grüße')")
+    config = write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables={"notes": ["id"]},
+                          suffix=unique_name)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    [result] = extract_all(config)
+    [report] = wait_for_chain(config, [result], timeout_s=120)
+    assert (result.rows, result.quarantined) == (2, 1)
+    assert report.load_status == "applied" and report.reconciliation == "match"
+    assert sorted(bigquery_rows(config, "notes")) == [("1",), ("3",)]
