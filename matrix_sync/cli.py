@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+from google.auth.exceptions import DefaultCredentialsError
 from rich.table import Table
 
 from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
-from matrix_sync.console import console, errors, run_and_report
+from matrix_sync.console import RichProgress, console, errors, run_and_report
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.generate import create_tables, generate_models
@@ -18,9 +19,11 @@ from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
+from shared.extractor.run import extract_tables
 from shared.extractor.source import SourceError
 
-EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError)
+# Missing Google credentials is expected too: no local stack running and no gcloud login.
+EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, DefaultCredentialsError)
 
 
 friendly_errors = one_line_errors(*EXPECTED_ERRORS)
@@ -142,6 +145,22 @@ def run(config_path: Path, tables: tuple[str, ...], timeout: int | None) -> None
     console.print(f"cycle for {config_path} -> {config.bigquery.project}.{config.bigquery.dataset} ({where})")
     if not run_and_report(config, list(tables), timeout or config.run.wait_timeout_s, title=f"cycle {config_path}"):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
+@click.option("--full", is_flag=True, help="full snapshots even where a delta is possible")
+@friendly_errors
+def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
+    """Writes the snapshots and returns; the loader takes them from the bucket's notifications."""
+    config = load_config(config_path)
+    target_config(config)
+    with RichProgress() as progress:
+        results = extract_tables(config, list(tables) or None, progress, force_full=full)
+    for r in results:
+        console.print(f"{r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped, "
+                      f"{r.deleted_rows:,} deleted, {r.quarantined:,} quarantined")
 
 
 @main.command("request")

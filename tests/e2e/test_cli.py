@@ -11,7 +11,7 @@ import pytest
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
-from tests.support import assert_tables_equal, write_config
+from tests.support import assert_tables_equal, wait_for_applied, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 CLI = [sys.executable, "-m", "matrix_sync.cli"]
@@ -103,3 +103,27 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"port {port} (pubsub) is in use" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_extract_writes_snapshots_the_chain_then_loads(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=6)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"subscriptions": ["subscription_id"]}, suffix=unique_name)
+    result = matrix_sync("extract", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "subscriptions: full snapshot" in result.stdout
+    wait_for_applied(config, "subscriptions")
+    assert_tables_equal(config)
+
+
+def test_no_credentials_and_no_stack_is_one_line(tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny")
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                 suffix=unique_name)
+    result = matrix_sync("extract", "--config", str(tmp_path / "config.yaml"), cwd=tmp_path,
+                         extra_env={"MATRIX_STACK_DIR": str(tmp_path / "no-stack"), "HOME": str(tmp_path),
+                                    "GOOGLE_APPLICATION_CREDENTIALS": ""})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "credentials" in result.stderr.lower() and "Traceback" not in result.stderr
