@@ -44,7 +44,7 @@ class SourceConfig(_Strict):
 
 class TableConfig(_Strict):
     name: str = Field(description="[schema.]table in the source")
-    key: list[str] = Field(min_length=1, description="key columns")
+    key: list[str] | None = Field(default=None, min_length=1, description="key columns; default: the primary key")
     target: str | None = Field(default=None, description="BigQuery table name; default: the table part of name")
     group: str = Field(default="default", pattern=r"^[a-z][a-z0-9-]{0,40}$",
                        description="tables of a group are extracted together by one Cloud Scheduler job")
@@ -61,7 +61,9 @@ class TableConfig(_Strict):
 
     @field_validator("key")
     @classmethod
-    def _valid_key(cls, value: list[str]) -> list[str]:
+    def _valid_key(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
         for column in value:
             identifiers.source_part(column)
         if len(set(value)) != len(value):

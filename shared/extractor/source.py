@@ -64,6 +64,9 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
         reflected = sa.Table(table.table_name, sa.MetaData(), schema=table.schema_name, autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise SourceError(f"table {table.name!r} not found in the source") from None
+    key = list(table.key or [c.name for c in reflected.primary_key.columns])
+    if not key:
+        raise SourceError(f"table {table.name!r} has no primary key: configure its key columns (`key:`)")
     columns = []
     for source_column in reflected.columns:
         identifiers.source_part(source_column.name)
@@ -76,13 +79,13 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
             bq_name=identifiers.bigquery_column_for(source_column.name),
             source_type=_type_name(source_column.type, engine),
             bq_type=bigquery_type_for_sqlalchemy(source_column.type),
-            nullable=bool(source_column.nullable) and source_column.name not in table.key,
+            nullable=bool(source_column.nullable) and source_column.name not in key,
             precision=precision, scale=scale, length=length,
         ))
-    missing = [k for k in table.key if k not in {c.name for c in columns}]
+    missing = [k for k in key if k not in {c.name for c in columns}]
     if missing:
         raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
-    return SourceTable(table, reflected, TableSchema(columns=columns, key=list(table.key)))
+    return SourceTable(table, reflected, TableSchema(columns=columns, key=key))
 
 
 KeyBound = tuple | None
@@ -154,10 +157,10 @@ def _discover_mssql(engine: Engine, table: TableConfig) -> SourceTable:
     schema_name = table.schema_name or DEFAULT_SCHEMA
     try:
         with engine.connect() as connection:
-            schema = discover_mssql(connection, schema_name, table.table_name, list(table.key))
+            schema = discover_mssql(connection, schema_name, table.table_name, table.key)
     except MssqlCatalogError as error:
         raise SourceError(f"table {table.name!r}: {error}") from None
-    columns = [sa.Column(c.name, sa.types.NullType(), primary_key=c.name in table.key) for c in schema.columns]
+    columns = [sa.Column(c.name, sa.types.NullType(), primary_key=c.name in schema.key) for c in schema.columns]
     return SourceTable(table, sa.Table(table.table_name, sa.MetaData(), *columns, schema=schema_name), schema)
 
 

@@ -200,12 +200,18 @@ def snapshot_column(column: CatalogColumn, key: Iterable[str]) -> Column:
 
 
 def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table: str,
-                        key: list[str]) -> TableSchema:
-    """The snapshot schema from catalog rows: ordinal order, excluded columns dropped, key checked."""
+                        key: list[str] | None) -> TableSchema:
+    """The snapshot schema from catalog rows: ordinal order, excluded columns dropped, key checked;
+    no configured key means the primary key."""
     where = f"{schema}.{table}"
     catalog = sorted((CatalogColumn.from_row(row) for row in rows), key=lambda c: c.ordinal)
     if not catalog:
         raise MssqlCatalogError(f"table {where} not found in the source (or not visible to this login)")
+    if not key:
+        key = [c.name for c in sorted((c for c in catalog if c.primary_key_ordinal),
+                                      key=lambda c: c.primary_key_ordinal or 0)]
+        if not key:
+            raise MssqlCatalogError(f"{where} has no primary key: configure its key columns (`key:`)")
     by_name = {c.name: c for c in catalog}
     missing = [k for k in key if k not in by_name]
     if missing:
@@ -234,7 +240,7 @@ def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table
         raise MssqlCatalogError(f"{where}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
-def discover_mssql(connection: Connection, schema: str, table: str, key: list[str]) -> TableSchema:
+def discover_mssql(connection: Connection, schema: str, table: str, key: list[str] | None) -> TableSchema:
     """Reads the catalog for `schema`.`table` on an open connection and maps it; see the module docstring."""
     result = connection.execute(sa.text(COLUMNS_SQL), {"schema": schema, "table": table})
     return schema_from_catalog(result.mappings().all(), schema, table, key)

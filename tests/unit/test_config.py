@@ -78,3 +78,23 @@ def test_hostile_source_names_are_kept_for_quoting_and_mapped_for_bigquery(tmp_p
     table = load_config(write(tmp_path, text), environ={}).tables[0]
     assert table.table_name == "Order Details; DROP TABLE x"
     assert table.target_table == "Order_x0020_Details_x003B__x0020_DROP_x0020_TABLE_x0020_x"
+
+
+def test_key_is_optional_and_then_the_primary_key(tmp_path: Path) -> None:
+    import sqlite3
+
+    from shared.extractor.source import SourceError, connect, discover
+
+    database = tmp_path / "matrix.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE deliveries (sub INTEGER, day DATE, copies INTEGER, PRIMARY KEY (sub, day))")
+        connection.execute("CREATE TABLE heap (a INTEGER, b TEXT)")
+    text = VALID.replace("name: dbo.customers\n    key: [customer_id]", "name: deliveries").replace(
+        "name: deliveries\n    key: [subscription_id, delivery_date]\n    target: deliveries_v2", "name: heap")
+    config = load_config(write(tmp_path, text.replace("sqlite:///matrix.db", f"sqlite:///{database}")), environ={})
+    assert config.tables[0].key is None
+    engine = connect(config.source)
+    assert discover(engine, config.tables[0]).schema.key == ["sub", "day"]
+    with pytest.raises(SourceError, match="has no primary key: configure its key columns"):
+        discover(engine, config.tables[1])
+    engine.dispose()
