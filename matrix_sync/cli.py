@@ -16,6 +16,7 @@ from matrix_sync.environment import local_stack, target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
+from matrix_sync.report import report
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
@@ -247,6 +248,7 @@ def loadtest(tables: int, max_rows: int, cycles: int, workers: int, mode: str, t
 
 main.add_command(create_tables)
 main.add_command(generate_models)
+main.add_command(report)
 for _operator_command in OPERATOR_COMMANDS:  # they report their own errors, one line, exit 2
     main.add_command(_operator_command)
 

@@ -1,0 +1,371 @@
+"""One measurement per process: `python -m bench.worker COMMAND 'JSON ARGS'` prints one JSON line.
+
+Each measurement runs in a fresh interpreter so its peak memory (ru_maxrss) is its own and one side's
+caches never help the other. The clock starts after imports and connection set-up and stops when the
+output is complete; both sides are timed the same way. "ours" commands run in the project's .venv,
+"dlt"/"reladiff" commands in .venv-bench (dlt and the project pin different DuckDB versions).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def command(function: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    COMMANDS[function.__name__.replace("_", "-")] = function
+    return function
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process: VmHWM, the high-water mark of its own address space.
+
+    Not ru_maxrss: Linux records the parent's high-water mark in the child's ru_maxrss when the
+    child (spawned by vfork/fork) calls exec, so a worker started by a big orchestrator would report
+    the orchestrator's peak. ru_maxrss is kept beside it in the results as `ru_maxrss_mb`.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return ru_maxrss_mb()
+
+
+def ru_maxrss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+# --- ours ----------------------------------------------------------------------------------------
+
+def _ours_config(args: dict[str, Any]):  # -> shared.config.Config
+    from shared.config import Config
+
+    return Config.model_validate({
+        "source": {"url": args["url"]},
+        "tables": [{"name": args["table"], "key": ["id"]}],
+        "gcs": {"bucket": args.get("bucket", "bench-local")},
+        "bigquery": {"project": args.get("project", "bench-local"), "dataset": args.get("dataset", "bench")},
+        "pubsub": {"project": args.get("project", "bench-local")},
+        "extract": {"chunk_rows": args.get("chunk_rows", 50_000), "mode": "full"},
+    })
+
+
+def _local_uploads(root: Path) -> None:
+    """shared.gcs.upload replaced by a local file write (same bytes, same MD5): the extractor's own
+    code path (read, convert, hash, Parquet, MD5, manifest) without the HTTP transfer."""
+    from shared import gcs
+
+    def upload(bucket: str, name: str, data: bytes, content_type: str, *, only_if_new: bool = False) -> Any:
+        path = root / bucket / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return gcs.ObjectInfo(gcs.uri(bucket, name), len(data), gcs.md5_base64(data))
+
+    gcs.upload = upload
+
+
+@command
+def ours_extract(args: dict[str, Any]) -> dict[str, Any]:
+    """A full snapshot of the table with shared.extractor.snapshot.extract_table.
+
+    target "local": Parquet parts, key index and manifest written to a local folder instead of GCS.
+    target "gcs": uploaded to the GCS emulator named by STORAGE_EMULATOR_HOST (fake-gcs-server).
+    """
+    from shared.extractor.snapshot import extract_table
+    from shared.extractor.source import connect, discover
+
+    config = _ours_config(args)
+    out = Path(args["out"])
+    if args.get("target", "local") == "local":
+        _local_uploads(out)
+    else:
+        from shared import gcs
+
+        gcs.ensure_bucket(config.gcs.bucket)
+    engine = connect(config.source)
+    source = discover(engine, config.tables[0])
+    started = time.perf_counter()
+    result = extract_table(config, engine, source)
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    written = folder_bytes(out) if args.get("target", "local") == "local" else None
+    return {"seconds": seconds, "rows": result.rows, "bytes": result.bytes, "bytes_all_objects": written,
+            "parts": result.parts, "rows_per_s": result.rows / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+@command
+def ours_hashing(args: dict[str, Any]) -> dict[str, Any]:
+    """RowHasher over converted source rows vs raw hashlib.sha256 over the same canonical buffers."""
+    import hashlib
+
+    from shared.extractor.source import connect, discover, stream_rows
+    from shared.hashing import RowHasher, encode_row
+    from shared.types import arrow_value_converter
+
+    config = _ours_config(args)
+    engine = connect(config.source)
+    source = discover(engine, config.tables[0])
+    converters = [arrow_value_converter(c.bq_type) for c in source.schema.columns]
+    rows = []
+    for chunk in stream_rows(engine, source, 50_000):
+        rows.extend(tuple(convert(v) for convert, v in zip(converters, row, strict=True)) for row in chunk)
+        if len(rows) >= args["rows"]:
+            break
+    engine.dispose()
+    rows = rows[: args["rows"]]
+    hasher = RowHasher(source.schema.key_positions)
+    buffers = [encode_row(row) for row in rows]
+    total_bytes = sum(len(b) for b in buffers)
+    best: dict[str, float] = {}
+    for _ in range(args.get("rounds", 3)):  # best of a few rounds: a micro-benchmark, noise only adds
+        started = time.perf_counter()
+        for row in rows:
+            hasher(row)
+        best["rowhasher"] = min(best.get("rowhasher", 1e9), time.perf_counter() - started)
+        started = time.perf_counter()
+        for row in rows:
+            encode_row(row)
+        best["encode"] = min(best.get("encode", 1e9), time.perf_counter() - started)
+        sha = hashlib.sha256
+        started = time.perf_counter()
+        for buffer in buffers:
+            sha(buffer).hexdigest()
+        best["sha256"] = min(best.get("sha256", 1e9), time.perf_counter() - started)
+    n = len(rows)
+    return {
+        "rows": n, "canonical_bytes": total_bytes, "bytes_per_row": total_bytes / n,
+        "rowhasher_s": best["rowhasher"], "rowhasher_rows_per_s": n / best["rowhasher"],
+        "rowhasher_bytes_per_s": total_bytes / best["rowhasher"],
+        "encode_s": best["encode"],
+        "sha256_s": best["sha256"], "sha256_rows_per_s": n / best["sha256"],
+        "sha256_bytes_per_s": total_bytes / best["sha256"],
+        "ratio_rowhasher_vs_sha256": best["rowhasher"] / best["sha256"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+@command
+def ours_compare(args: dict[str, Any]) -> dict[str, Any]:
+    """Source against BigQuery without moving the table: the source is read and hashed exactly as
+    the extractor does (SnapshotWriter.prepare: convert, RowHasher, fingerprint), BigQuery answers
+    the reconciler's fingerprint query. Equal fingerprints end it. Otherwise one GROUP BY gives a
+    fingerprint per bucket of key hashes (first BUCKET_DIGITS hex digits); only the buckets that
+    differ are fetched as (_key_hash, _row_hash) and diffed against the source's hashes, which are
+    held in memory as 32 bytes a row."""
+    from collections import defaultdict
+
+    from google.cloud import bigquery
+
+    from shared import bigquery as bq
+    from shared.extractor.snapshot import SnapshotWriter
+    from shared.extractor.source import connect, discover, stream_rows
+    from shared.hashing import TableFingerprint, fingerprint_sql
+    from shared.identifiers import quote_bigquery
+
+    digits = int(args.get("bucket_digits", 3))
+    config = _ours_config(args)
+    project = config.bigquery.project
+    table = quote_bigquery(project, config.bigquery.dataset, config.tables[0].target_table)
+    engine = connect(config.source)
+    source = discover(engine, config.tables[0])
+    started = time.perf_counter()
+    writer = SnapshotWriter(config, source, "compare")  # prepare() only: no snapshot is written
+    hashes: dict[str, bytearray] = defaultdict(bytearray)
+    for chunk in stream_rows(engine, source, config.extract.chunk_rows):
+        for key_hash, row_hash in writer.prepare(chunk).hashes:
+            hashes[key_hash[:digits]] += bytes.fromhex(key_hash + row_hash)
+    source_seconds = time.perf_counter() - started
+    target = bq.query(project, f"SELECT {fingerprint_sql()} FROM {table}")[0]
+    same = (target["row_count"], target["xor60"], target["sum32"]) == (
+        writer.fingerprint.count, writer.fingerprint.xor60, writer.fingerprint.sum32)
+    missing = extra = changed = fetched = 0
+    mismatched: list[str] = []
+    if not same:
+        rows = bq.query(project, f"SELECT SUBSTR(_key_hash, 1, {digits}) AS bucket, {fingerprint_sql()} "
+                                 f"FROM {table} GROUP BY bucket")
+        target_buckets = {r["bucket"]: (r["row_count"], r["xor60"], r["sum32"]) for r in rows}
+        for bucket in sorted(set(target_buckets) | set(hashes)):
+            fingerprint = TableFingerprint()
+            data = hashes.get(bucket, b"")
+            for offset in range(0, len(data), 32):
+                fingerprint.add(data[offset + 16:offset + 32].hex())
+            if (fingerprint.count, fingerprint.xor60, fingerprint.sum32) != target_buckets.get(bucket, (0, 0, 0)):
+                mismatched.append(bucket)
+        target_rows = bq.query(project, f"SELECT _key_hash, _row_hash FROM {table} "
+                                        f"WHERE SUBSTR(_key_hash, 1, {digits}) IN UNNEST(@buckets)",
+                               [bigquery.ArrayQueryParameter("buckets", "STRING", mismatched)])
+        fetched = len(target_rows)
+        theirs = {r["_key_hash"]: r["_row_hash"] for r in target_rows}
+        ours: dict[str, str] = {}
+        for bucket in mismatched:
+            data = hashes.get(bucket, b"")
+            for offset in range(0, len(data), 32):
+                ours[data[offset:offset + 16].hex()] = data[offset + 16:offset + 32].hex()
+        missing = len(ours.keys() - theirs.keys())
+        extra = len(theirs.keys() - ours.keys())
+        changed = sum(1 for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": seconds, "source_seconds": source_seconds, "rows": writer.fingerprint.count,
+            "fingerprints_equal": same, "differing_keys": missing + extra + changed, "missing_in_target": missing,
+            "extra_in_target": extra, "changed": changed, "buckets_fetched": len(mismatched),
+            "target_rows_fetched": fetched, "peak_rss_mb": peak_rss_mb()}
+
+
+@command
+def ours_compare_keys(args: dict[str, Any]) -> dict[str, Any]:
+    """The operator's `compare-keys` (matrix_sync.compare.compare_table): the source streamed and
+    hashed by the extractor's code, both hashes of every BigQuery row rebuilt from its data, segment
+    fingerprints compared level by level, only differing segments fetched."""
+    from matrix_sync.compare import compare_table
+    from shared.extractor.source import connect
+
+    config = _ours_config(args)
+    engine = connect(config.source)
+    started = time.perf_counter()
+    result = compare_table(config, engine, config.tables[0])
+    seconds = time.perf_counter() - started
+    engine.dispose()
+    kinds: dict[str, int] = {}
+    for difference in result.differences:
+        kinds[difference.kind] = kinds.get(difference.kind, 0) + 1
+    return {"seconds": seconds, "source_seconds": result.source_seconds, "rows": result.source_rows,
+            "differing_keys": len({d.key_hash for d in result.differences}), "kinds": kinds, "deep": result.deep,
+            "segments_compared": result.segments_compared, "peak_rss_mb": peak_rss_mb()}
+
+
+# --- dlt -----------------------------------------------------------------------------------------
+
+def _dlt_env(work: Path) -> None:
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("DLT_DATA_DIR", str(work / "dlt-data"))
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+
+
+def _dlt_source(args: dict[str, Any]):
+    from dlt.sources.sql_database import sql_database
+
+    source = sql_database(credentials=args["url"], table_names=[args["table"]], backend="pyarrow",
+                          chunk_size=args.get("chunk_rows", 50_000))
+    source.resources[args["table"]].apply_hints(primary_key="id")
+    return source
+
+
+def _dlt_package(info: Any, pipeline: Any, table: str) -> tuple[int, int]:
+    """(rows normalized for the table, bytes of the load package's job files)."""
+    rows = pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)
+    size = 0
+    for package in info.load_packages:
+        for jobs in package.jobs.values():
+            size += sum(job.file_size for job in jobs if job.job_file_info.table_name == table)
+    return rows, size
+
+
+@command
+def dlt_extract(args: dict[str, Any]) -> dict[str, Any]:
+    """dlt's sql_database source (pyarrow backend) into a local filesystem destination as Parquet."""
+    work = Path(args["work"])
+    _dlt_env(work)
+    import dlt
+
+    out = Path(args["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline = dlt.pipeline(pipeline_name=args["name"], pipelines_dir=str(work / "dlt-pipelines"),
+                            destination=dlt.destinations.filesystem(bucket_url=out.as_uri()), dataset_name="bench")
+    source = _dlt_source(args)
+    started = time.perf_counter()
+    info = pipeline.run(source, write_disposition="replace", loader_file_format="parquet")
+    seconds = time.perf_counter() - started
+    info.raise_on_failed_jobs()
+    rows, _ = _dlt_package(info, pipeline, args["table"])
+    written = sum(p.stat().st_size for p in out.rglob("*.parquet"))
+    return {"seconds": seconds, "rows": rows, "bytes": written, "rows_per_s": rows / seconds,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+@command
+def dlt_merge(args: dict[str, Any]) -> dict[str, Any]:
+    """dlt's sql_database source merged into DuckDB on the primary key (the pipeline keeps its state
+    between calls: the first call is the initial load, later ones are the change cycles)."""
+    work = Path(args["work"])
+    _dlt_env(work)
+    import dlt
+
+    pipeline = dlt.pipeline(pipeline_name=args["name"], pipelines_dir=str(work / "dlt-pipelines"),
+                            destination=dlt.destinations.duckdb(str(args["duckdb"])), dataset_name="bench")
+    source = _dlt_source(args)
+    started = time.perf_counter()
+    info = pipeline.run(source, write_disposition="merge", loader_file_format="parquet")
+    seconds = time.perf_counter() - started
+    info.raise_on_failed_jobs()
+    rows, size = _dlt_package(info, pipeline, args["table"])
+    with pipeline.sql_client() as client:
+        dest_rows = client.execute_sql(f"SELECT COUNT(*) FROM {args['table']}")[0][0]
+    return {"seconds": seconds, "rows_written": rows, "bytes": size, "dest_rows": dest_rows,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+# --- reladiff ------------------------------------------------------------------------------------
+
+@command
+def duckdb_copy(args: dict[str, Any]) -> dict[str, Any]:
+    from bench import datagen
+
+    started = time.perf_counter()
+    datagen.generate_duckdb(Path(args["path"]), args["rows"], table=args.get("table"))
+    return {"seconds": time.perf_counter() - started}
+
+
+@command
+def reladiff_diff(args: dict[str, Any]) -> dict[str, Any]:
+    """reladiff's hashdiff of the PostgreSQL table against the DuckDB copy, every column compared."""
+    from reladiff import connect_to_table, diff_tables
+    from sqeleton.abcs.database_types import Date, Integer
+    from sqeleton.databases.duckdb import Dialect as DuckDBDialect
+    from sqeleton.databases.duckdb import Mixin_NormalizeValue as DuckDBNormalize
+
+    from bench import datagen
+
+    # Two fixes to reladiff 0.6's DuckDB dialect (sqeleton 0.1.7), without which it cannot compare
+    # this table at all: it maps neither SMALLINT nor DATE (its PostgreSQL dialect does), and it
+    # renders a NULL timestamp as a non-NULL text (DuckDB's CONCAT skips NULLs), a false difference.
+    DuckDBDialect.TYPE_CLASSES.setdefault("SMALLINT", Integer)
+    DuckDBDialect.TYPE_CLASSES.setdefault("DATE", Date)
+    original = DuckDBNormalize.normalize_timestamp
+
+    def normalize_timestamp(self: Any, value: str, coltype: Any) -> str:
+        return f"CASE WHEN {value} IS NULL THEN NULL ELSE {original(self, value, coltype)} END"
+
+    DuckDBNormalize.normalize_timestamp = normalize_timestamp
+
+    columns = tuple(datagen.NAMES[1:])
+    left = connect_to_table(args["pg_url"], args["pg_table"], "id", extra_columns=columns)
+    right = connect_to_table(f"duckdb://{args['duckdb']}", args["table"], "id", extra_columns=columns)
+    started = time.perf_counter()
+    # skip_sort_results: its sort compares whole rows and fails on a NULL beside a text of the same key.
+    differences = list(diff_tables(left, right, algorithm="hashdiff", threaded=True, skip_sort_results=True))
+    seconds = time.perf_counter() - started
+    keys = {row[0] for _, row in differences}
+    return {"seconds": seconds, "differing_keys": len(keys), "diff_rows": len(differences),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def main() -> None:
+    name, raw = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "{}"
+    result = COMMANDS[name](json.loads(raw))
+    result.setdefault("ru_maxrss_mb", ru_maxrss_mb())
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

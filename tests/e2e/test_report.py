@@ -1,0 +1,140 @@
+"""`matrix-sync report` after two real cycles: the page renders in headless Chromium, its charts are
+laid out, a screenshot is not blank, and every number it shows is the ledger's."""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zlib
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from matrix_sync import sample
+from matrix_sync.cycle import extract_all, wait_for_chain
+from matrix_sync.report import report
+from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
+from tests.support import write_config
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--hide-scrollbars"]
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
+    return found
+
+
+def _browse(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True)
+
+
+class _Dom(HTMLParser):
+    """Start tags with their attributes, and each runs-table cell's text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.section: str | None = None
+        self.run: str | None = None
+        self.field: str | None = None
+        self.cells: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self.tags.append((tag, values))
+        if tag == "section":
+            self.section = values.get("data-table")
+        elif tag == "tr":
+            self.run = values.get("data-run")
+        elif tag == "td" and "data-value" in values and self.section and self.run:
+            self.field = values["data-field"]
+            self.cells[(self.section, self.run, self.field)] = (values["data-value"], "")
+
+    def handle_data(self, data: str) -> None:
+        if self.field and self.section and self.run:
+            key = (self.section, self.run, self.field)
+            value, text = self.cells[key]
+            self.cells[key] = (value, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self.field = None
+
+
+def _png_pixels_vary(path: Path) -> tuple[int, int, int]:
+    """(width, height, distinct byte values of the decompressed image data): a blank page has ~2."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    offset, idat, size = 8, b"", (0, 0)
+    while offset < len(data):
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        chunk = data[offset + 8:offset + 8 + length]
+        if kind == b"IHDR":
+            size = struct.unpack(">II", chunk[:8])
+        elif kind == b"IDAT":
+            idat += chunk
+        offset += 12 + length
+    return size[0], size[1], len(set(zlib.decompress(idat)))
+
+
+def test_report_of_two_cycles_renders_and_shows_the_ledger(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    _chromium()
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=23)
+    config_path = tmp_path / "config.yaml"
+    config = write_config(config_path, url=f"sqlite:///{database}", tables=sample.TABLE_KEYS, suffix=unique_name,
+                          chunk_rows=50)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    for cycle in range(2):
+        reports = wait_for_chain(config, extract_all(config), timeout_s=180)
+        assert all(r.ok for r in reports), reports
+        if cycle == 0:
+            sample.mutate(database, 0.2, seed=77)
+
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(report, ["--config", str(config_path), "--output", str(page)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(config.tables)} table(s), {2 * len(config.tables)} run(s), 0 failed" in result.output
+
+    dom_text = _browse(page, tmp_path / "profile-dom", "--virtual-time-budget=3000", "--dump-dom").stdout
+    dom = _Dom()
+    dom.feed(dom_text)
+    body = next(attrs for tag, attrs in dom.tags if tag == "body")
+    charts = [attrs for tag, attrs in dom.tags if tag == "svg" and attrs.get("class") == "chart"]
+    assert len(charts) == 3 * len(config.tables)
+    # set by the page's script after load, from the laid-out sizes of the SVG charts and bars
+    assert body.get("data-rendered-charts") == str(len(charts)), body
+    assert int(body.get("data-rendered-bars", "0")) >= len(config.tables)
+    assert body.get("data-failures") == "0"
+
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    ledger = bq.query(project, f"SELECT table_id, run_id, rows_inserted, rows_updated, rows_deleted, source_rows "
+                               f"FROM `{project}.{dataset}._sync_ledger`")
+    assert len(ledger) == 2 * len(config.tables)
+    bars = {(a["data-run"], a["data-series"]): a["data-value"] for tag, a in dom.tags if a.get("class") == "bar"}
+    changed_somewhere = False
+    for row in ledger:
+        for name in ("rows_inserted", "rows_updated", "rows_deleted", "source_rows"):
+            expected = int(row[name] or 0)
+            value, text = dom.cells[(row["table_id"], row["run_id"], name)]
+            assert (int(value), text) == (expected, f"{expected:,}"), (row["table_id"], row["run_id"], name)
+            if name != "source_rows":
+                assert bars[(row["run_id"], name)] == str(expected)
+                changed_somewhere |= name != "rows_inserted" and expected > 0
+    assert changed_somewhere, "the second cycle should have updated or deleted rows"
+
+    shot = tmp_path / "report.png"
+    _browse(page, tmp_path / "profile-shot", "--window-size=1280,1600", f"--screenshot={shot}")
+    width, height, distinct = _png_pixels_vary(shot)
+    assert (width, height) == (1280, 1600)
+    assert distinct > 40, f"the screenshot looks blank ({distinct} distinct byte values)"
