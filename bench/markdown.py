@@ -71,10 +71,10 @@ def render(summary: dict[str, Any]) -> str:
 
     if g.has("initial"):
         out += ["## (1) Initial extract + hash + Parquet", "",
-                "ours-local: `extract_table` (read with SQLAlchemy in 50k-row chunks, convert, RowHasher, fingerprint, "
+                ("ours-local: `extract_table` (read with SQLAlchemy in 50k-row chunks, convert, RowHasher, fingerprint, "
                 "Parquet parts + key index + manifest, MD5) with `shared.gcs.upload` swapped for a local file write; "
                 "ours-gcs: the same, uploading to fake-gcs-server on loopback; dlt: `sql_database(backend=\"pyarrow\")` "
-                "→ filesystem destination, Parquet, `replace`. Clock: the extraction call only (after imports).", "",
+                "→ filesystem destination, Parquet, `replace`. Clock: the extraction call only (after imports)."), "",
                 "| size | source | ours-local rows/s | ours-gcs rows/s | dlt rows/s | ours-local / dlt | ours-gcs / dlt | ours bytes (parts) | dlt bytes |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         ratios = []
@@ -97,12 +97,12 @@ def render(summary: dict[str, Any]) -> str:
 
     if g.has("change"):
         out += ["## (2) Change cycle after 1% updates, 0.5% inserts, 0.5% deletes", "",
-                "ours: `extract_all` + `wait_for_chain` on a LocalStack (fake-gcs-server, Pub/Sub emulator, bqemulator, "
+                ("ours: `extract_all` + `wait_for_chain` on a LocalStack (fake-gcs-server, Pub/Sub emulator, bqemulator, "
                 "functions-framework loader/reconciler/validator); *extract* is the extractor alone, *end to end* adds load "
                 "(MERGE), reconciliation and validation. dlt: `sql_database(backend=\"pyarrow\")` rerun with "
                 "`write_disposition=\"merge\"` (primary key `id`) into DuckDB; its time is its whole run. "
                 "*data bytes*: what the loader loads (parts + deleted keys); *all bytes*: every object the run uploaded, "
-                "including the key index the next delta reads.", "",
+                "including the key index the next delta reads."), "",
                 "| size | variant | extract s | end to end s | rows shipped / written | data bytes | all bytes | MERGE ins/upd/del | rows in target after |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for size in g.sizes("change"):
@@ -145,16 +145,16 @@ def render(summary: dict[str, Any]) -> str:
 
     if g.has("reconcile"):
         out += ["## (3) Reconciliation", "",
-                "Source SQLite, target BigQuery (bqemulator) loaded by the chain. *compare-keys*: the operator's "
+                ("Source SQLite, target BigQuery (bqemulator) loaded by the chain. *compare-keys*: the operator's "
                 "`matrix_sync.compare.compare_table` (source hashed by the extractor's code, both hashes of every "
                 "BigQuery row rebuilt from its data, segment fingerprints compared level by level, differing "
                 "segments fetched). *fingerprint*: the source hashed the same way against the reconciler's "
                 "fingerprint query over the stored `_row_hash`; on a mismatch, per-bucket fingerprints (4096 "
                 "buckets of key hash) and a key/hash diff of the differing buckets. reladiff: "
                 "`diff_tables(..., algorithm=\"hashdiff\")` over every column, PostgreSQL against a DuckDB copy "
-                "(reladiff has no SQLite driver). Planted: half updates, a quarter deletes, a quarter inserts.", "",
-                "| size | planted | ours compare-keys s | ours fingerprint s | reladiff s | compare-keys / reladiff | "
-                "fingerprint / reladiff | differing keys found (compare-keys / fingerprint / reladiff) |",
+                "(reladiff has no SQLite driver). Planted: half updates, a quarter deletes, a quarter inserts."), "",
+                ("| size | planted | ours compare-keys s | ours fingerprint s | reladiff s | compare-keys / reladiff | "
+                "fingerprint / reladiff | differing keys found (compare-keys / fingerprint / reladiff) |"),
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for size in g.sizes("reconcile"):
             for planted in (0, 100):
@@ -186,13 +186,13 @@ def render(summary: dict[str, Any]) -> str:
     if g.has("hashing"):
         m = [x for x in summary["measurements"] if x["scenario"] == "hashing"][-1]
         out += ["## (5) Hashing throughput (best of rounds, one core)", "",
-                "RowHasher (canonical framing of every value + SHA-256 of key and of row) against bare "
-                "`hashlib.sha256(buffer).hexdigest()` over the same canonical row buffers (one digest a row).", "",
+                ("RowHasher (canonical framing of every value + SHA-256 of key and of row) against bare "
+                "`hashlib.sha256(buffer).hexdigest()` over the same canonical row buffers (one digest a row)."), "",
                 "| rows | bytes/row | RowHasher rows/s | RowHasher MB/s | sha256 rows/s | sha256 MB/s | RowHasher time / sha256 time |",
                 "|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {_n(m['rows'])} | {_n(m['bytes_per_row'], 1)} | {_n(m['rowhasher_rows_per_s'])} | "
+                (f"| {_n(m['rows'])} | {_n(m['bytes_per_row'], 1)} | {_n(m['rowhasher_rows_per_s'])} | "
                 f"{_n(m['rowhasher_bytes_per_s'] / 1e6, 1)} | {_n(m['sha256_rows_per_s'])} | {_n(m['sha256_bytes_per_s'] / 1e6, 1)} | "
-                f"{m['ratio_rowhasher_vs_sha256']:.1f}x |", ""]
+                f"{m['ratio_rowhasher_vs_sha256']:.1f}x |"), ""]
         verdicts.append(f"(5) RowHasher takes {m['ratio_rowhasher_vs_sha256']:.1f}x the time of raw SHA-256 on the same buffers "
                         f"(canonical encoding alone: {m['encode_s'] / m['sha256_s']:.1f}x)")
 
@@ -201,10 +201,10 @@ def render(summary: dict[str, Any]) -> str:
     noise = summary["noise"]
     spread = max(g.spreads) if g.spreads else 0.0
     out += ["## Noise", "",
-            f"{summary['machine']['cpus']} cores shared with other work. During the measurements other processes kept "
+            (f"{summary['machine']['cpus']} cores shared with other work. During the measurements other processes kept "
             f"a median of {noise['other_cores_median']} and at most {noise['other_cores_max']} cores busy; 1-minute load "
             f"average {noise['loadavg_min']}–{noise['loadavg_max']}. Largest spread of repeats within one cell "
-            f"((max−min)/median): {spread:.0%}.", ""]
+            f"((max−min)/median): {spread:.0%}."), ""]
     out += [f"- {note}" for note in summary.get("notes", [])]
     return "\n".join(out).rstrip() + "\n"
 

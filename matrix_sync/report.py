@@ -183,8 +183,8 @@ def bar_chart(chart_id: str, title: str, runs: Sequence[Run], series: Sequence[t
     peak = _nice_max(max(values, default=0))
     group_w = plot_w / max(len(runs), 1)
     bar_w = max(1.0, min(22.0, (group_w * 0.8) / max(len(series), 1)))
-    parts = [f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+    parts = [(f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" '
+             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'),
              f'<text class="chart-title" x="{left}" y="16">{_e(title)}</text>']
     for fraction in (0, 0.5, 1):
         y = top + plot_h * (1 - fraction)
@@ -346,7 +346,7 @@ def _safe_source(config: Config) -> str:
 
     try:
         return sa.engine.make_url(config.source.url).render_as_string(hide_password=True)
-    except Exception:  # an unusual URL is still better shown without any credentials
+    except (sa.exc.ArgumentError, ValueError):  # an unusual URL is still shown without any credentials
         return config.source.url.split("@")[-1]
 
 
