@@ -64,7 +64,7 @@ def render(summary: dict[str, Any]) -> str:
     out: list[str] = [f"# matrix-sync benchmarks — {summary['finished']}", ""]
     out.append(f"`{summary['command']}` · sizes {', '.join(size_label(s) for s in summary['sizes'])} · "
                f"{summary['repeats']} repeat(s), sides interleaved · medians shown · dlt {summary['versions'].get('dlt')}, "
-               f"reladiff {summary['versions'].get('reladiff')} · git {summary['git']['head'][:10]}"
+               f"reladiff {summary['versions'].get('reladiff')} · git {_head(summary['git']['head'])}"
                f"{' + ' + str(summary['git']['uncommitted_files']) + ' uncommitted files' if summary['git']['uncommitted_files'] else ''}")
     out.append("")
     verdicts: list[str] = []
@@ -122,20 +122,21 @@ def render(summary: dict[str, Any]) -> str:
                            f"{_mb(g.get('change', size, side, 'bytes_all'))} | "
                            f"{_n(g.get('change', size, side, 'rows_inserted'))}/{_n(g.get('change', size, side, 'rows_updated'))}/"
                            f"{_n(g.get('change', size, side, 'rows_deleted'))} | {_n(g.get('change', size, side, 'dest_rows'))} |")
+        out.append("")
+        for size in g.sizes("change"):
             delta_e2e = g.get("change", size, "ours-delta", "end_to_end_s")
             delta_x = g.get("change", size, "ours-delta", "extract_s")
             dlt = g.get("change", size, "dlt-merge", "end_to_end_s")
             data_share = _share(g.get("change", size, "ours-delta", "bytes_data"), g.get("change", size, "ours-full", "bytes_data"))
             all_share = _share(g.get("change", size, "ours-delta", "bytes_all"), g.get("change", size, "ours-full", "bytes_all"))
-            out.append("")
-            out.append(f"{size_label(size)}: delta end to end / dlt merge = {_ratio(delta_e2e, dlt)}; delta extractor / dlt merge = "
+            out.append(f"- {size_label(size)}: delta end to end / dlt merge = {_ratio(delta_e2e, dlt)}; delta extractor / dlt merge = "
                        f"{_ratio(delta_x, dlt)}; delta data bytes = {_pct(data_share)} of full; delta all bytes = {_pct(all_share)} of full.")
             if delta_e2e and dlt and data_share is not None:
                 met = delta_e2e / dlt <= 0.5 and data_share <= 0.03
                 verdicts.append(f"(2) {size_label(size)}: {TARGETS['change']}: end to end {delta_e2e / dlt:.2f}x, "
                                 f"data bytes {_pct(data_share)} (all bytes incl. key index {_pct(all_share)}) → "
                                 f"{'MET' if met else 'NOT MET'}")
-            out.append("")
+        out.append("")
         base = [(size, g.get("base", size, "ours-full", "end_to_end_s"), g.get("base", size, "dlt-merge", "end_to_end_s"))
                 for size in g.sizes("base")]
         if base:
@@ -165,6 +166,14 @@ def render(summary: dict[str, Any]) -> str:
                                    for side in ("ours-keys", "ours", "reladiff"))
                 out.append(f"| {size_label(size)} | {planted} | {_n(keys, 2)} | {_n(print_, 2)} | {_n(theirs, 2)} | "
                            f"{_ratio(keys, theirs)} | {_ratio(print_, theirs)} | {found} |")
+        out.append("")
+        for size in g.sizes("reconcile"):
+            keys_source = _median(g.get("reconcile", size, "ours-keys", "source_seconds", planted=p) for p in (0, 100))
+            print_source = _median(g.get("reconcile", size, "ours", "source_seconds", planted=p) for p in (0, 100))
+            if keys_source is not None or print_source is not None:
+                out.append(f"- {size_label(size)}: reading and hashing the source took {_n(keys_source, 1)} s of compare-keys "
+                           f"(the rest is bqemulator rebuilding every row's hashes from its data) and {_n(print_source, 1)} s "
+                           "of fingerprint (the rest is its BigQuery queries and bucket diff).")
         out.append("")
 
     memory = [(size, _peak(g, size, "ours-local"), _peak(g, size, "dlt")) for size in
@@ -218,6 +227,10 @@ def _peak(g: Groups, size: int, side: str) -> float | None:
         if values:
             return max(values)
     return None
+
+
+def _head(head: str) -> str:
+    return head[:10] if len(head) == 40 else head
 
 
 def _share(part: float | None, whole: float | None) -> float | None:

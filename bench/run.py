@@ -441,6 +441,8 @@ def merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     first["started"] = min(s["started"] for s in summaries)
     first["finished"] = max(s["finished"] for s in summaries)
     first["notes"] = [n for s in summaries for n in s.get("notes", [])]
+    heads = list(dict.fromkeys(s["git"]["head"][:10] for s in summaries))
+    first["git"] = {"head": " / ".join(heads), "uncommitted_files": max(s["git"]["uncommitted_files"] for s in summaries)}
     others = [m["noise"]["other_cores"] for m in first["measurements"] if "noise" in m]
     loads = [m["noise"]["loadavg_1m"] for m in first["measurements"] if "noise" in m]
     first["noise"] = {"other_cores_median": round(statistics.median(others), 2) if others else None,
