@@ -1,4 +1,5 @@
-"""BigQuery queries that also report what they cost, for the replication certificate.
+"""BigQuery jobs beyond plain queries: queries that also report what they cost, for the replication
+certificate, and load jobs under ids the caller derives, so a repeated call finds the job it started.
 
 `shared.bigquery.query` returns rows only; the reconciler, the validator and the operator tools
 need `total_bytes_processed` and DML row counts too, with the same retry policy.
@@ -8,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import bigquery
 
@@ -15,6 +17,7 @@ from shared import bigquery as bq
 from shared.clients import emulated
 
 _EMULATOR_RETRY = gretry.Retry(timeout=30)
+AnyJob = bigquery.LoadJob | bigquery.QueryJob | bigquery.CopyJob | bigquery.ExtractJob | bigquery.job.UnknownJob
 
 
 @dataclass
@@ -38,7 +41,7 @@ class JobStats:
 def run(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter] = (),
         stats: JobStats | None = None) -> list[bigquery.Row]:
     """Runs one query or script, waits, adds its numbers to `stats` and returns its rows."""
-    retry = _EMULATOR_RETRY if emulated() else bigquery.DEFAULT_RETRY
+    retry = _retry()
     job = bq.client(project).query(
         sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)), retry=retry,
         job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY,  # type: ignore[attr-defined]
@@ -47,3 +50,31 @@ def run(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter |
     if stats is not None:
         stats.add(job)
     return rows
+
+
+def find(project: str, job_id: str, location: str | None) -> AnyJob | None:
+    """The job of that id, in whatever state it is, or None if BigQuery never ran one."""
+    try:
+        return bq.client(project).get_job(job_id, project=project, location=location, retry=_retry())
+    except gexc.NotFound:
+        return None
+
+
+def start_load(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobConfig, *, job_id: str,
+               location: str | None) -> AnyJob:
+    """Starts a load job under `job_id`. If BigQuery already has a job of that id (another delivery
+    started it), that job is returned instead: one id, one load, however often this is called.
+    The emulator does not enforce job ids (it runs a duplicate again), so callers look up first."""
+    project = table_id.split(".")[0]
+    try:
+        return bq.client(project).load_table_from_uri(list(uris), table_id, job_id=job_id, location=location,
+                                                      job_config=job_config, retry=_retry())
+    except gexc.Conflict:
+        existing = find(project, job_id, location)
+        if existing is None:
+            raise
+        return existing
+
+
+def _retry() -> gretry.Retry:
+    return _EMULATOR_RETRY if emulated() else bigquery.DEFAULT_RETRY
