@@ -23,3 +23,30 @@ resource "google_cloud_scheduler_job" "extract" {
 
   depends_on = [google_project_service.api, terraform_data.config_guard]
 }
+
+# One Cloud Scheduler job for the deep reconciliation: it publishes a reconcile request
+# (local.deep_reconcile_request, shared/reconciler/request.py) to reconcile-requests, whose push
+# subscription feeds the reconciler; the reconciler fans it out per table, rebuilds every row's
+# hashes from its data, repairs what differs and alerts on what it cannot repair.
+locals {
+  deep_reconcile_scope = coalesce(join(", ", var.scheduler.deep_reconcile.tables), "every table")
+}
+
+resource "google_cloud_scheduler_job" "deep_reconcile" {
+  name        = "deep-reconcile"
+  region      = var.region
+  description = "matrix-sync: deep reconciliation of ${local.deep_reconcile_scope}"
+  schedule    = var.scheduler.deep_reconcile.schedule
+  time_zone   = coalesce(var.scheduler.deep_reconcile.time_zone, var.scheduler.time_zone)
+  paused      = coalesce(var.scheduler.deep_reconcile.paused, var.scheduler.paused)
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.topic[local.topology.topics.reconcile_requests].id
+    data       = base64encode(jsonencode(local.deep_reconcile_request))
+    attributes = {
+      request = local.deep_reconcile_request.request
+    }
+  }
+
+  depends_on = [google_project_service.api, terraform_data.config_guard]
+}

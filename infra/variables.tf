@@ -244,7 +244,13 @@ variable "scheduler" {
       time_zone = optional(string)
       paused    = optional(bool)
     })), {})
+    deep_reconcile = optional(object({
+      schedule  = optional(string, "0 4 * * 0")
+      time_zone = optional(string)
+      paused    = optional(bool)
+      tables    = optional(list(string), [])
+    }), {})
   })
-  description = "Cloud Scheduler: one job per table group of the config file (a table's optional `group`, \"default\" when absent) publishes an extract request for the group's tables on `schedule` (cron, in time_zone). groups overrides schedule, time zone or pause per group; each key must be a group of the config."
+  description = "Cloud Scheduler: one job per table group of the config file (a table's optional `group`, \"default\" when absent) publishes an extract request for the group's tables on `schedule` (cron, in time_zone). groups overrides schedule, time zone or pause per group; each key must be a group of the config. deep_reconcile: one job publishes a deep reconcile request (hashes rebuilt from the data in BigQuery, so values edited behind the pipeline's back are caught and repaired) on its own `schedule` (default Sundays 04:00) for `tables` (BigQuery or source names; empty: every replicated table); time zone and pause default to the extract jobs'."
   default     = {}
 }

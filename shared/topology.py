@@ -7,6 +7,7 @@ from __future__ import annotations
 GCS_NOTIFICATIONS_TOPIC = "gcs-notifications"
 EXTRACT_REQUESTS_TOPIC = "extract-requests"
 TABLE_LOADED_TOPIC = "table-loaded"
+RECONCILE_REQUESTS_TOPIC = "reconcile-requests"  # scheduled (and operators') deep reconciliations
 ALERTS_TOPIC = "alerts"
 DEAD_LETTER_SUFFIX = "-dead-letter"
 
@@ -24,6 +25,13 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "reconciler": ("on_table_loaded", TABLE_LOADED_TOPIC),
     "validator": ("on_table_loaded", TABLE_LOADED_TOPIC),
     "extractor": ("on_extract_request", EXTRACT_REQUESTS_TOPIC),
+}
+
+
+# Push subscriptions beyond each function's own trigger: subscription -> (function, topic). The
+# function's one entry point tells the messages apart by their body.
+REQUEST_SUBSCRIPTIONS: dict[str, tuple[str, str]] = {
+    "reconciler-requests-push": ("reconciler", RECONCILE_REQUESTS_TOPIC),
 }
 
 

@@ -23,6 +23,8 @@ from shared.topology import (
     EXTRACT_REQUESTS_TOPIC,
     FUNCTIONS,
     GCS_NOTIFICATIONS_TOPIC,
+    RECONCILE_REQUESTS_TOPIC,
+    REQUEST_SUBSCRIPTIONS,
     STAGING_DATASET_SUFFIX,
     TABLE_LOADED_TOPIC,
     dead_letter_topic,
@@ -85,11 +87,15 @@ def ensure_resources(endpoints: Endpoints, *, bucket: str, bigquery_project: str
     ensure_bucket(endpoints.storage, bucket, project=bigquery_project)
     ensure_datasets(endpoints.bigquery, bigquery_project, [dataset, dataset + STAGING_DATASET_SUFFIX])
     with pubsub_admin(endpoints.pubsub) as admin:
-        for topic in (TABLE_LOADED_TOPIC, ALERTS_TOPIC, EXTRACT_REQUESTS_TOPIC):
+        for topic in (TABLE_LOADED_TOPIC, ALERTS_TOPIC, EXTRACT_REQUESTS_TOPIC, RECONCILE_REQUESTS_TOPIC):
             ensure_topic(admin, pubsub_project, topic)
         for function, (_entry_point, trigger) in FUNCTIONS.items():
             if trigger == TABLE_LOADED_TOPIC and function in endpoints.functions:
                 ensure_push_subscription(admin, pubsub_project, function, endpoints.functions[function])
+        for subscription, (function, topic) in REQUEST_SUBSCRIPTIONS.items():
+            if function in endpoints.functions:
+                ensure_push_subscription(admin, pubsub_project, function, endpoints.functions[function],
+                                         subscription=subscription, topic=topic)
         ensure_pull_subscription(admin, pubsub_project, ALERTS_SUBSCRIPTION, ALERTS_TOPIC)
 
 
@@ -110,14 +116,16 @@ def ensure_pull_subscription(admin: PubSubAdmin, project: str, name: str, topic:
         pass
 
 
-def ensure_push_subscription(admin: PubSubAdmin, project: str, function: str, endpoint: str) -> None:
-    """`subscription_name(function)` pushing to `endpoint`, dead-lettering to `dead_letter_topic(function)`,
-    whose own pull subscription keeps what lands there for inspection."""
-    _entry_point, trigger = FUNCTIONS[function]
+def ensure_push_subscription(admin: PubSubAdmin, project: str, function: str, endpoint: str, *,
+                             subscription: str | None = None, topic: str | None = None) -> None:
+    """`subscription` (default `subscription_name(function)`) of `topic` (default the function's
+    trigger) pushing to `endpoint`, dead-lettering to `dead_letter_topic(function)`, whose own pull
+    subscription keeps what lands there for inspection."""
+    trigger = topic or FUNCTIONS[function][1]
     dead_letters = dead_letter_topic(function)
     ensure_topic(admin, project, dead_letters)
     ensure_pull_subscription(admin, project, dead_letters + DEAD_LETTER_SUBSCRIPTION_SUFFIX, dead_letters)
-    name = SubscriberClient.subscription_path(project, subscription_name(function))
+    name = SubscriberClient.subscription_path(project, subscription or subscription_name(function))
     try:
         admin.subscriber.create_subscription(
             request={

@@ -11,11 +11,15 @@ Table names are matched against the BigQuery table name and the full table id.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared import logs
+
 ENV_VARIABLE = "MATRIX_RECONCILE"
+log = logs.get(__name__)
 
 
 class ReconcileOptions(BaseModel):
@@ -52,3 +56,15 @@ def options_for(table_id: str, document: str | Mapping[str, object] | None) -> R
     except ValidationError as error:
         raise OptionsError(f"{ENV_VARIABLE} for {table_id}: {error.errors()[0]['loc']}: "
                            f"{error.errors()[0]['msg']}") from None
+
+
+def from_environment(table_id: str, *, deep: bool | None = None) -> ReconcileOptions:
+    """The table's options from `MATRIX_RECONCILE`, with `deep` overridden when a request says so.
+    A broken options document is logged and the defaults are used, so a configuration slip never
+    turns every message into a poison message."""
+    try:
+        options = options_for(table_id, os.environ.get(ENV_VARIABLE))
+    except OptionsError as error:
+        log.error("using default reconcile options: %s", error)
+        options = ReconcileOptions()
+    return options if deep is None else options.model_copy(update={"deep": deep})

@@ -37,6 +37,7 @@ def test_names_are_those_of_shared_topology(names: dict[str, Any], evaluate: Eva
         "extract_requests": topology.EXTRACT_REQUESTS_TOPIC,
         "table_loaded": topology.TABLE_LOADED_TOPIC,
         "alerts": topology.ALERTS_TOPIC,
+        "reconcile_requests": topology.RECONCILE_REQUESTS_TOPIC,
     }
     assert names["dead_letter_suffix"] == topology.DEAD_LETTER_SUFFIX
     assert "x" + names["push_subscription_suffix"] == topology.subscription_name("x")
@@ -45,6 +46,8 @@ def test_names_are_those_of_shared_topology(names: dict[str, Any], evaluate: Eva
     assert names["tables"] == {"ledger": topology.LEDGER_TABLE, "reconciliations": topology.RECONCILIATION_TABLE,
                                "validations": topology.VALIDATION_TABLE}
     assert {name: (f["entry_point"], f["trigger_topic"]) for name, f in names["functions"].items()} == topology.FUNCTIONS
+    assert {name: (s["function"], s["topic"]) for name, s in names["request_subscriptions"].items()} \
+        == topology.REQUEST_SUBSCRIPTIONS
     assert evaluate("local.snapshot_prefix") == topology.SNAPSHOT_PREFIX
 
 
@@ -88,6 +91,7 @@ def test_each_function_is_fed_by_its_trigger_topic(mode: dict[str, Any], evaluat
                 if f != "extractor" or mode is FUNCTION}
     if mode is AGENT:
         expected[topology.EXTRACTOR_PULL_SUBSCRIPTION] = ("extractor", topology.EXTRACT_REQUESTS_TOPIC, False)
+    expected |= {name: (f, topic, True) for name, (f, topic) in topology.REQUEST_SUBSCRIPTIONS.items()}
     assert {name: (c["function"], c["topic"], c["push"]) for name, c in consumers.items()} == expected
 
 

@@ -1,0 +1,51 @@
+"""`matrix-sync reconcile` as operators type it: the fingerprint check is blind to a value edited in
+BigQuery without its hashes, `--deep` finds, repairs and requests it and exits 1, and `--publish`
+hands the same request to the reconciler function through `reconcile-requests`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from matrix_sync import sample
+from matrix_sync.cycle import extract_all, wait_for_chain
+from matrix_sync.stack import LocalStack
+from shared.topology import EXTRACT_REQUESTS_TOPIC, RECONCILIATION_TABLE
+from tests.e2e.test_cli import matrix_sync
+from tests.support import write_config
+from tests.support_reconcile import execute, pull_json, pull_subscription, wait_for_rows
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+
+def test_reconcile_deep_finds_what_the_fingerprint_cannot(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=8)
+    path = tmp_path / "config.yaml"
+    config = write_config(path, url=f"sqlite:///{database}", tables={"customers": ["customer_id"]}, suffix=unique_name)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    (extracted,) = extract_all(config)
+    (report,) = wait_for_chain(config, [extracted], timeout_s=120)
+    assert report.reconciliation == "match", report
+    requests = pull_subscription(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, "extract-requests-cli-test")
+    execute(config, "UPDATE {t:customers} SET email = 'edited.by.hand@example.com' WHERE customer_id = 2")
+
+    shallow = matrix_sync("reconcile", "--config", str(path), "--table", "customers", stack=stack, cwd=tmp_path)
+    assert shallow.returncode == 0, shallow.stdout + shallow.stderr
+    assert "fingerprint" in shallow.stdout and "match" in shallow.stdout
+
+    deep = matrix_sync("reconcile", "--config", str(path), "--table", "customers", "--deep", stack=stack, cwd=tmp_path)
+    assert deep.returncode == 1, deep.stdout + deep.stderr
+    assert "deep" in deep.stdout and "mismatch" in deep.stdout and "1 key(s)" in deep.stdout
+    rows = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 3)
+    assert [(r["mode"], r["verdict"]) for r in rows] == [("fingerprint", "match"), ("fingerprint", "match"),
+                                                         ("deep", "mismatch")]
+    assert (rows[-1]["stale_hash_rows"], rows[-1]["rows_restamped"], rows[-1]["keys_requested"]) == (1, 1, 1)
+    assert '"requested_by": "operator"' in str(rows[-1]["details"])
+    assert pull_json(requests, lambda body: body.get("run_id") == extracted.run_id)["keys"] == [[2]]
+
+    published = matrix_sync("reconcile", "--config", str(path), "--deep", "--publish", stack=stack, cwd=tmp_path)
+    assert published.returncode == 0 and "reconcile request" in published.stdout, published.stdout + published.stderr
+    by_function = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 4)[-1]
+    assert by_function["mode"] == "deep" and '"requested_by": "operator"' in str(by_function["details"])
