@@ -14,6 +14,10 @@ fetched from either side. Kinds of difference:
 * ``duplicate``   a key BigQuery holds more than once
 * ``stale-hash``  data equal to the source, but stored hashes that do not describe it (the
                   reconciler would flag the table)
+
+A keyless table is compared by row hash and number of copies: its "key" is the row hash, and a
+hash held fewer times in BigQuery than in the source is ``missing``, more times ``duplicate``
+(``extra`` when the source has none); an edited row is one missing and one extra hash.
 """
 from __future__ import annotations
 
@@ -77,6 +81,7 @@ class TableComparison:
     stats: bq_jobs.JobStats = field(default_factory=bq_jobs.JobStats)
     hash_table: str | None = None
     note: str = ""
+    keyless: bool = False
 
     @property
     def clean(self) -> bool:
@@ -90,6 +95,11 @@ class TableComparison:
 
 
 # --- the BigQuery side --------------------------------------------------------------------------
+
+
+def _keys_then(schema: TableSchema) -> str:
+    """The key columns as the start of a select list (nothing for a keyless table)."""
+    return "".join(f"{q(c.bq_name)}, " for c in schema.key_columns)
 
 
 def _check_target(schema: TableSchema, target_id: str) -> None:
@@ -112,14 +122,14 @@ def build_hash_table(config: Config, schema: TableSchema, target_id: str, stats:
     fields += [bigquery.SchemaField(name, "STRING")
                for name in (KEY_HASH_COLUMN, ROW_HASH_COLUMN, STORED_KEY_HASH, STORED_ROW_HASH)]
     bq.create_table(table_id, fields, expires=dt.datetime.now(dt.UTC) + STAGING_TTL)
-    keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
+    keys = _keys_then(schema)
     target = q(*target_id.split("."))
     try:
-        select = (f"SELECT {keys}, {q(DEEP_KEY_HASH)}, {q(DEEP_ROW_HASH)}, {q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)} "
-                  f"FROM ({deep_hash_query(schema, target)})")
+        select = (f"SELECT {keys}{q(DEEP_KEY_HASH)}, {q(DEEP_ROW_HASH)}, {q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)} "
+                  f"FROM ({deep_hash_query(schema.hash_keyed(), target)})")
         deep = True
     except DeepHashError:
-        select = (f"SELECT {keys}, {q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {q(KEY_HASH_COLUMN)}, "
+        select = (f"SELECT {keys}{q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {q(KEY_HASH_COLUMN)}, "
                   f"{q(ROW_HASH_COLUMN)} FROM {target}")
         deep = False
     columns = ", ".join(q(f.name) for f in fields)
@@ -137,19 +147,23 @@ def _bigquery_level(project: str, hash_table: str, stats: bq_jobs.JobStats) -> s
 
 def _target_rows(project: str, hash_table: str, schema: TableSchema, where: str,
                  params: list[bigquery.ArrayQueryParameter], stats: bq_jobs.JobStats) -> list[dict[str, object]]:
-    keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
-    sql = (f"SELECT {keys}, {q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {q(STORED_KEY_HASH)}, {q(STORED_ROW_HASH)} "
+    sql = (f"SELECT {_keys_then(schema)}{q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {q(STORED_KEY_HASH)}, "
+           f"{q(STORED_ROW_HASH)} "
            f"FROM {q(*hash_table.split('.'))} WHERE {where}")
     return [dict(r.items()) for r in bq_jobs.run(project, sql, params, stats=stats)]
 
 
 def _key_texts(row: dict[str, object], schema: TableSchema) -> tuple[str | None, ...]:
+    if schema.keyless:
+        return (str(row[KEY_HASH_COLUMN]),)
     return tuple(canonical_text(row[c.bq_name]) for c in schema.key_columns)
 
 
 def diff_leaves(source_rows: Iterator[tuple[str, str, tuple[str | None, ...]]], target_rows: list[dict[str, object]],
                 schema: TableSchema) -> list[KeyDifference]:
     """The differing keys among the rows of the differing segments."""
+    if schema.keyless:
+        return diff_copies(source_rows, target_rows)
     source = {kh: (rh, key) for kh, rh, key in source_rows}
     target: dict[str, list[dict[str, object]]] = {}
     for row in target_rows:
@@ -181,6 +195,27 @@ def _stale_hashes(project: str, hash_table: str, schema: TableSchema, known: set
             if row[KEY_HASH_COLUMN] not in known]
 
 
+def diff_copies(source_rows: Iterator[tuple[str, str, tuple[str | None, ...]]],
+                target_rows: list[dict[str, object]]) -> list[KeyDifference]:
+    """A keyless table's differing row hashes: copies in the source against copies in BigQuery."""
+    source: dict[str, int] = {}
+    for kh, _, _ in source_rows:
+        source[kh] = source.get(kh, 0) + 1
+    target: dict[str, int] = {}
+    for row in target_rows:
+        kh = str(row[KEY_HASH_COLUMN])
+        target[kh] = target.get(kh, 0) + 1
+    found = []
+    for kh in sorted(source.keys() | target.keys()):
+        wanted, held = source.get(kh, 0), target.get(kh, 0)
+        if wanted == held:
+            continue
+        kind = MISSING if held < wanted else EXTRA if wanted == 0 else DUPLICATE
+        found.append(KeyDifference(kind, (kh,), kh, f"{wanted} cop{'y' if wanted == 1 else 'ies'} in the source, "
+                                                    f"{held} in BigQuery"))
+    return found
+
+
 @contextmanager
 def _scratch() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="matrix-compare-") as directory:
@@ -196,9 +231,12 @@ def compare_table(config: Config, engine: Engine, table: TableConfig,
     schema = source.schema
     project = config.bigquery.project
     target_id = f"{project}.{config.bigquery.dataset}.{table.target_table}"
-    result = TableComparison(table.name, target_id, [c.name for c in schema.key_columns],
-                             [c.bq_name for c in schema.key_columns],
-                             [c.bq_type.upper() == "STRING" for c in schema.key_columns])
+    if schema.keyless:
+        result = TableComparison(table.name, target_id, [ROW_HASH_COLUMN], [], [True], keyless=True)
+    else:
+        result = TableComparison(table.name, target_id, [c.name for c in schema.key_columns],
+                                 [c.bq_name for c in schema.key_columns],
+                                 [c.bq_type.upper() == "STRING" for c in schema.key_columns])
     _check_target(schema, target_id)
     with _scratch() as directory:
         keys = SourceKeys(directory)
@@ -275,6 +313,8 @@ def repair_in_bigquery(config: Config, result: TableComparison) -> Repair:
     Needs the comparison's hash table (`keep_hash_table=True`)."""
     if result.hash_table is None:
         raise CompareError("the comparison's hash table is gone; compare again with keep_hash_table=True")
+    if result.keyless:
+        return _repair_keyless(config, result)
     project = config.bigquery.project
     target, hashes = q(*result.target.split(".")), q(*result.hash_table.split("."))
     key_names = [q(c) for c in result.key_bq_names]
@@ -294,3 +334,23 @@ def repair_in_bigquery(config: Config, result: TableComparison) -> Repair:
                              f"{q(ROW_HASH_COLUMN)} = C.{q(ROW_HASH_COLUMN)} FROM {hashes} AS C WHERE {match} AND {stale}",
                     stats=result.stats)
     return Repair(deleted, result.stats.dml_rows - before)
+
+
+def _repair_keyless(config: Config, result: TableComparison) -> Repair:
+    """Every copy of an extra or duplicated row hash is deleted, and (deep) every copy under a stored
+    hash that no longer describes its row's data, since nothing else identifies such a row; the full
+    re-extraction that follows inserts the source's copies again. Nothing is re-stamped."""
+    assert result.hash_table is not None
+    project, stats = config.bigquery.project, result.stats
+    target, hashes = q(*result.target.split(".")), q(*result.hash_table.split("."))
+    before = stats.dml_rows
+    doomed = result.hashes(EXTRA, DUPLICATE)
+    if doomed:
+        bq_jobs.run(project, f"DELETE FROM {target} AS T WHERE T.{q(ROW_HASH_COLUMN)} IN UNNEST(@doomed)",
+                    [bigquery.ArrayQueryParameter("doomed", "STRING", doomed)], stats=stats)
+    if result.deep:
+        stale = (f"C.{q(ROW_HASH_COLUMN)} != C.{q(STORED_ROW_HASH)} "
+                 f"OR C.{q(KEY_HASH_COLUMN)} != C.{q(STORED_KEY_HASH)}")
+        bq_jobs.run(project, f"DELETE FROM {target} AS T WHERE T.{q(ROW_HASH_COLUMN)} IN "
+                             f"(SELECT C.{q(STORED_ROW_HASH)} FROM {hashes} AS C WHERE {stale})", stats=stats)
+    return Repair(stats.dml_rows - before, 0)

@@ -67,7 +67,7 @@ def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, chunk_r
     (the extractor quarantines those, so they are not expected in BigQuery)."""
     schema = source.schema
     converters = [arrow_value_converter(c.bq_type) for c in schema.columns]
-    hasher = RowHasher(schema.key_positions)
+    hasher = RowHasher(schema.key_hash_positions)
     positions = schema.key_positions
     unconvertible = 0
     for chunk in stream_rows(engine, source, chunk_rows):

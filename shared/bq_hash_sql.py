@@ -159,6 +159,7 @@ def deep_hash_query(schema: TableSchema, table: str, *, extra_columns: tuple[str
     """A SELECT over `table` (a quoted identifier) returning the key columns, the stored hashes and
     the recomputed ones as `_deep_key_hash` / `_deep_row_hash`, plus `extra_columns` (quoted names).
     """
+    schema = schema.hash_keyed()
     unsupported = unsupported_columns(schema)
     if unsupported:
         raise DeepHashError(f"column(s) {', '.join(unsupported)} cannot be re-encoded inside BigQuery")

@@ -11,7 +11,8 @@ schema changes show up in code review. It creates what the loader would, plus wh
   source that relaxes any other column must keep loading (the validator reports NULLs instead);
 * ``_key_hash`` and ``_row_hash``, required;
 * ``CLUSTER BY`` the key columns (BigQuery allows four, and not FLOAT64, BYTES or TIME), since the
-  MERGE and the checks join on them;
+  MERGE and the checks join on them; a keyless table by ``_row_hash``, which its loads and
+  reconciliations group and match on;
 * a table description naming the source table, and each column's source type as a comment.
 
 The text is a pure function of its inputs (no timestamps), so regenerating an unchanged schema
@@ -21,14 +22,17 @@ from __future__ import annotations
 
 from shared import sql_literals
 from shared.identifiers import quote_bigquery
-from shared.schema import HASH_COLUMNS, Column, TableSchema
+from shared.schema import HASH_COLUMNS, ROW_HASH_COLUMN, Column, TableSchema
 
 MAX_CLUSTER_COLUMNS = 4
 _CLUSTERABLE = {"BIGNUMERIC", "BOOL", "DATE", "DATETIME", "GEOGRAPHY", "INT64", "NUMERIC", "STRING", "TIMESTAMP"}
 
 
 def cluster_columns(schema: TableSchema) -> list[str]:
-    """BigQuery names of the key columns the table can be clustered by, in key order, at most four."""
+    """BigQuery names of the key columns the table can be clustered by, in key order, at most four;
+    `_row_hash` for a keyless table."""
+    if schema.keyless:
+        return [ROW_HASH_COLUMN]
     usable = [c.bq_name for c in schema.key_columns if c.bq_type.upper() in _CLUSTERABLE]
     return usable[:MAX_CLUSTER_COLUMNS]
 

@@ -117,6 +117,8 @@ class Manifest(_Strict):
             raise ValueError("deleted_rows differs from the sum of the deleted parts' rows")
         if self.fingerprint.count != self.row_count:
             raise ValueError("fingerprint count differs from row_count")
+        if self.table_schema.keyless and self.mode == "delta":
+            raise ValueError("a keyless table has no delta snapshots: rows without a key cannot be matched")
         return self
 
     @property

@@ -24,12 +24,18 @@ class Column(BaseModel):
 
 
 class TableSchema(BaseModel):
-    """Columns in source ordinal order plus the key; the order is part of the row hash."""
+    """Columns in source ordinal order plus the key; the order is part of the row hash.
+
+    A keyless table (no primary key, none configured) has an empty key: a row is identified by its
+    row hash, so its key hash is its row hash, and identical rows by their number of copies.
+    `keyless` is left out of the JSON when false, so manifests of keyed tables stay as they were."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     columns: list[Column]
-    key: list[str] = Field(description="key column names, source names")
+    key: list[str] = Field(description="key column names, source names; empty for a keyless table")
+    keyless: bool = Field(default=False, exclude_if=lambda keyless: not keyless,
+                          description="no key: rows replicate by row hash and multiplicity, full snapshots only")
 
     @model_validator(mode="after")
     def _key_columns_exist(self) -> "TableSchema":
@@ -37,8 +43,12 @@ class TableSchema(BaseModel):
         missing = [k for k in self.key if k not in names]
         if missing:
             raise ValueError(f"key columns {missing} are not columns of the table")
-        if not self.key:
-            raise ValueError("a table needs at least one key column")
+        if self.keyless and self.key:
+            raise ValueError("a keyless table cannot have key columns")
+        if not self.key and not self.keyless:
+            raise ValueError("a table needs at least one key column, or to be keyless")
+        if not self.columns:
+            raise ValueError("a table needs at least one column")
         bq_names = [c.bq_name.lower() for c in self.columns]
         if len(set(bq_names)) != len(bq_names):
             raise ValueError("two source columns map to the same BigQuery column name")
@@ -55,3 +65,16 @@ class TableSchema(BaseModel):
     def key_positions(self) -> list[int]:
         names = [c.name for c in self.columns]
         return [names.index(k) for k in self.key]
+
+    @property
+    def key_hash_positions(self) -> list[int]:
+        """The positions `_key_hash` is computed from: the key's, or every column of a keyless table
+        (whose key hash then equals its row hash)."""
+        return list(range(len(self.columns))) if self.keyless else self.key_positions
+
+    def hash_keyed(self) -> "TableSchema":
+        """This schema, or for a keyless table the same columns keyed by all of them: a keyed schema
+        with the same key hash, for SQL written for keyed tables that rebuilds the hashes."""
+        if not self.keyless:
+            return self
+        return TableSchema(columns=self.columns, key=[c.name for c in self.columns])

@@ -5,7 +5,7 @@ the same order) streams beside them: a merge join keeps one chunk of each in mem
 table's size. The join needs both sides ordered the same way; the source is asked for binary
 collation on text keys, and every key is checked to be strictly increasing in Python's order. If
 that ever fails (a collation we did not foresee) the run falls back to a full snapshot rather than
-guess.
+guess. A keyless table has no key to join on: its snapshots are always full.
 """
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
     """The latest applied snapshot of the table, if a delta on top of it can be trusted: the table
     has not been changed since by anything but that load (a refusal, an operator's delete or
     truncate), the reconciler found it equal to that snapshot, and the schema is the same."""
+    if schema.keyless:
+        log.info("%s is keyless: full snapshot (a delta needs unique, ordered keys to merge-join on)", table_id)
+        return None
     try:
         latest = ledger.latest_event(project, dataset, table_id)
         if latest is None or latest["status"] != ledger.APPLIED or not latest.get("manifest_uri"):

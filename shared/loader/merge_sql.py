@@ -1,5 +1,6 @@
 """The load transaction, generated from the schema: ledger guard, counts, MERGE (and for a delta the
-DELETE of deleted keys), ledger row and a row-count check, all or nothing.
+DELETE of deleted keys; for a keyless table DELETE and INSERT by multiplicity), ledger row and a
+row-count check, all or nothing.
 
 Identifiers are quoted by `shared.identifiers.quote_bigquery` only; values become script
 variables with literals rendered by `shared.sql_literals` (the emulator binds no parameters in
@@ -12,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from shared import sql_literals as lit
+from shared.loader import keyless_sql
 from shared.identifiers import quote_bigquery as q
 from shared.ledger import APPLIED, DUPLICATE, STALE
 from shared.schema import HASH_COLUMNS, ROW_HASH_COLUMN, TableSchema
@@ -137,6 +139,26 @@ def ledger_insert(ledger: str) -> str:
     )
 
 
+def _counts(schema: TableSchema, tables: Tables) -> dict[str, str]:
+    if schema.keyless:
+        return keyless_sql.count_queries(tables.target, tables.staging)
+    return count_queries(schema, tables)
+
+
+def _writes(schema: TableSchema, tables: Tables) -> list[str]:
+    """The statements that change the table: by key (MERGE, and a delta's DELETE of deleted keys),
+    or for a keyless table by multiplicity (`shared.loader.keyless_sql`)."""
+    if schema.keyless:
+        if tables.deleted is not None:
+            raise ValueError("a keyless table has no delta snapshots")
+        return [keyless_sql.delete_statement(tables.target, tables.staging),
+                keyless_sql.insert_statement(schema, tables.target, tables.staging)]
+    writes = [merge_statement(schema, tables.target, tables.staging, delete_missing=tables.deleted is None)]
+    if tables.deleted is not None:
+        writes.append(delete_statement(schema, tables.target, tables.deleted))
+    return writes
+
+
 def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues, *,
                 deleted: str | None = None, fault: bool = False) -> str:
     """A script whose last statement returns the counts and the outcome (one of OUTCOMES).
@@ -144,15 +166,14 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
     delivery finds the ledger row. The table must end with exactly the manifest's row count, or
     everything is rolled back (`diverged`): a delta applied to a table that is not its base's
-    result must not commit. `fault` (tests only) fails the script after the MERGE.
+    result must not commit. `fault` (tests only) fails the script after the first write. A keyless
+    table is applied by multiplicity instead of by key, in the same transaction.
     """
     tables = Tables(target, staging, ledger, deleted)
-    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in count_queries(schema, tables).items())
-    writes = [merge_statement(schema, target, staging, delete_missing=deleted is None) + ";"]
+    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in _counts(schema, tables).items())
+    writes = [w + ";" for w in _writes(schema, tables)]
     if fault:
-        writes.append("SELECT ERROR('MATRIX_FAULT=during_merge');")
-    if deleted is not None:
-        writes.append(delete_statement(schema, target, deleted) + ";")
+        writes.insert(1, "SELECT ERROR('MATRIX_FAULT=during_merge');")
     body = "\n".join(f"  {w}" for w in writes)
     return f"""
 {values.declarations()}

@@ -10,6 +10,7 @@ from shared import bigquery as bq
 from shared import logs
 from shared.loader.errors import SchemaChangeError
 from shared.manifest import Manifest
+from shared.schema import ROW_HASH_COLUMN
 
 log = logs.get(__name__)
 _ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "DECIMAL": "NUMERIC",
@@ -30,6 +31,9 @@ def normalised(bq_type: str) -> str:
 
 
 def key_names(manifest: Manifest) -> tuple[str, ...]:
+    """What the target is clustered by and the ledger records as its key; a keyless table's is its row hash."""
+    if manifest.table_schema.keyless:
+        return (ROW_HASH_COLUMN,)
     return tuple(c.bq_name for c in manifest.table_schema.key_columns)
 
 

@@ -202,7 +202,7 @@ def snapshot_column(column: CatalogColumn, key: Iterable[str]) -> Column:
 def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table: str,
                         key: list[str] | None) -> TableSchema:
     """The snapshot schema from catalog rows: ordinal order, excluded columns dropped, key checked;
-    no configured key means the primary key."""
+    no configured key means the primary key, and a heap without one is keyless."""
     where = f"{schema}.{table}"
     catalog = sorted((CatalogColumn.from_row(row) for row in rows), key=lambda c: c.ordinal)
     if not catalog:
@@ -211,7 +211,8 @@ def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table
         key = [c.name for c in sorted((c for c in catalog if c.primary_key_ordinal),
                                       key=lambda c: c.primary_key_ordinal or 0)]
         if not key:
-            raise MssqlCatalogError(f"{where} has no primary key: configure its key columns (`key:`)")
+            log.info("%s is a heap without a primary key and has no configured key: replicated as keyless "
+                     "(rows matched by row hash and number of copies, full snapshots only)", where)
     by_name = {c.name: c for c in catalog}
     missing = [k for k in key if k not in by_name]
     if missing:
@@ -233,9 +234,10 @@ def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table
             kept.append(snapshot_column(column, key))
     if excluded:
         log.info("%s: column(s) left out of the snapshot: %s", where, "; ".join(excluded))
-    _warn_if_key_is_not_primary_key(catalog, key, where)
+    if key:
+        _warn_if_key_is_not_primary_key(catalog, key, where)
     try:
-        return TableSchema(columns=kept, key=list(key))
+        return TableSchema(columns=kept, key=list(key), keyless=not key)
     except ValidationError as error:
         raise MssqlCatalogError(f"{where}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 

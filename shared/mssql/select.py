@@ -30,6 +30,10 @@ decide; ``uniqueidentifier`` sorts as its text (SQL Server's own GUID order is b
 SQL Server pads the shorter string with spaces when comparing, so a key ending in a character below
 the space (a tab, say) sorts differently from Python; that too only costs a full snapshot.
 
+A keyless table (empty key) is read without ORDER BY and without key ranges: its snapshots are
+always full and matched by row hash, so row order carries nothing and a sort would only cost a
+sort of the whole table in tempdb.
+
 The key range is exclusive below and inclusive above, ``lower < key <= upper``, so consecutive
 ranges ``(None, k1], (k1, k2], (k2, None)`` cover a table exactly once. A composite key compares as
 a row value, expanded because T-SQL has no row-value comparison:
@@ -187,20 +191,23 @@ def _render(schema_name: str | None, table: str, columns: list[Column], key: lis
     where = f"\nWHERE {' AND '.join(conditions)}" if conditions else ""
     # Qualified ORDER BY: a bare name could resolve to a projected alias of the same name
     # (a datetimeoffset key would then sort as text).
-    return (f"SELECT\n    {select_list}\nFROM {source} AS {quote(TABLE_ALIAS)}{where}\n"
-            f"ORDER BY {', '.join(key_refs)}")
+    order = f"\nORDER BY {', '.join(key_refs)}" if key_refs else ""
+    return f"SELECT\n    {select_list}\nFROM {source} AS {quote(TABLE_ALIAS)}{where}{order}"
 
 
 def select_statement(schema_name: str | None, table: str, columns: list[Column], key: list[str],
                      lower: tuple | None = None, upper: tuple | None = None) -> MssqlSelect:
     """The streaming SELECT of `columns` (snapshot order) from `schema_name`.`table`, ordered by
-    `key`, limited to ``lower < key <= upper`` when bounds are given."""
+    `key`, limited to ``lower < key <= upper`` when bounds are given; unordered and unbounded for a
+    keyless table (empty `key`)."""
     if not columns:
         raise ValueError("a SELECT needs at least one column")
     names = {c.name for c in columns}
     missing = [k for k in key if k not in names]
-    if not key or missing:
-        raise ValueError(f"key {key} must be non-empty and among the selected columns (missing {missing})")
+    if missing:
+        raise ValueError(f"key {key} must be among the selected columns (missing {missing})")
+    if not key and (lower is not None or upper is not None):
+        raise ValueError("a keyless table has no key ranges")
     by_name = {c.name: c for c in columns}
     params = {name: _bound_value(by_name[key[int(name.split("_")[1])]], value)
               for name, value in _bounds(key, lower, upper).items()}

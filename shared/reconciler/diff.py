@@ -9,6 +9,8 @@ difference into a small diff table:
 * ``changed``   in both, different row hash
 * ``duplicate`` in the snapshot once, in BigQuery more than once
 
+A keyless table is compared as a multiset of row hashes instead (`shared.reconciler.keyless_diff`).
+
 Nothing but counts and a bounded sample of keys leaves BigQuery. Repairs run as one guarded
 script: if this snapshot is still the newest applied one, extra and duplicated rows are deleted
 and (deep mode) rows whose data no longer matches their stored hash get the hash of their data, so
@@ -30,6 +32,7 @@ from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
 from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
+from shared.reconciler import keyless_diff
 from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import STAGING_DATASET_SUFFIX
 
@@ -59,6 +62,10 @@ class Diff:
     @property
     def to_request(self) -> int:
         return sum(self.keys[k] for k in TO_REQUEST)
+
+
+def _key_names(schema: TableSchema) -> list[str]:
+    return [q(KEY_HASH_COLUMN)] if schema.keyless else [q(c.bq_name) for c in schema.key_columns]
 
 
 def _fields(schema: TableSchema) -> list[bigquery.SchemaField]:
@@ -109,6 +116,8 @@ def _target_side(manifest: Manifest, deep: bool) -> str:
 
 
 def diff_sql(manifest: Manifest, index_table: str, diff_table: str, *, deep: bool) -> str:
+    if manifest.table_schema.keyless:
+        return keyless_diff.diff_sql(manifest, index_table, diff_table, deep=deep)
     key_columns = manifest.table_schema.key_columns
     keys = [q(c.bq_name) for c in key_columns]
     target_keys = ", ".join(f"ANY_VALUE({k}) AS t_{i}" for i, k in enumerate(keys))
@@ -134,11 +143,15 @@ def find_differences(manifest: Manifest, *, deep: bool, stats: bq_jobs.JobStats)
     fields = [bigquery.SchemaField("kind", "STRING"), bigquery.SchemaField(KEY_HASH_COLUMN, "STRING"),
               bigquery.SchemaField("snapshot_row_hash", "STRING"), bigquery.SchemaField("target_row_hash", "STRING"),
               bigquery.SchemaField("target_rows", "INT64"), *_fields(manifest.table_schema)]
+    keyless = manifest.table_schema.keyless
+    if keyless:
+        fields += keyless_diff.diff_fields()
     bq.create_table(diff_table, fields, expires=dt.datetime.now(dt.UTC) + STAGING_TTL)
     bq_jobs.run(manifest.target.project, diff_sql(manifest, index_table, diff_table, deep=deep), stats=stats)
     diff = Diff(diff_table, index_table)
-    for row in bq_jobs.run(manifest.target.project,
-                           f"SELECT kind, COUNT(*) AS n FROM {q(*diff_table.split('.'))} GROUP BY kind", stats=stats):
+    counts = (keyless_diff.counts_sql(diff_table) if keyless
+              else f"SELECT kind, COUNT(*) AS n FROM {q(*diff_table.split('.'))} GROUP BY kind")
+    for row in bq_jobs.run(manifest.target.project, counts, stats=stats):
         diff.keys[str(row["kind"])] = int(row["n"])
     return diff
 
@@ -153,8 +166,9 @@ def json_value(value: object) -> object:
 
 def keys_of(manifest: Manifest, diff: Diff, kinds: tuple[str, ...], limit: int,
             stats: bq_jobs.JobStats) -> dict[str, list[list[object]]]:
-    """Up to `limit` keys per kind (in key hash order), as JSON-ready lists of key values."""
-    keys = ", ".join(q(c.bq_name) for c in manifest.table_schema.key_columns)
+    """Up to `limit` keys per kind (in key hash order), as JSON-ready lists of key values; for a
+    keyless table the row hash stands for the key."""
+    keys = ", ".join(_key_names(manifest.table_schema))
     kinds_sql = ", ".join(lit.string(k) for k in kinds)
     rows = bq_jobs.run(manifest.target.project, (
         f"SELECT kind, {keys} FROM {q(*diff.diff_table.split('.'))} WHERE kind IN ({kinds_sql}) "
@@ -182,7 +196,10 @@ def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
     delete_kinds = ", ".join(lit.string(k) for k in TO_DELETE)
     doomed = f"EXISTS (SELECT 1 FROM {diff_table} AS D WHERE D.kind IN ({delete_kinds}) AND {match})"
     restamp = ""
-    if deep:
+    if manifest.table_schema.keyless:
+        doomed = keyless_diff.doomed(table, diff_table, delete_kinds)
+        restamp = keyless_diff.stale_rows_delete(manifest, table) if deep else ""
+    elif deep:
         # After the deletes, every row whose stored hashes no longer describe its data gets the
         # hashes of its data: an edited row then differs from the snapshot and the next load
         # rewrites it; a row whose hash columns alone were edited is simply correct again.

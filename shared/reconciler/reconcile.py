@@ -11,6 +11,7 @@ from shared.reconciler import diff as diffs
 from shared.reconciler.certificate import Certificate
 from shared.reconciler.fingerprint import compare_with_snapshot
 from shared.reconciler.options import ReconcileOptions
+from shared.schema import ROW_HASH_COLUMN
 from shared.topology import EXTRACT_REQUESTS_TOPIC
 
 log = logs.get(__name__)
@@ -105,7 +106,9 @@ def _request(manifest: Manifest, certificate: Certificate, *, keys: list[list[ob
         certificate.full_snapshot_requested = True
         certificate.message += "requested a full snapshot; "
     else:
-        body |= {"keys": keys, "key_columns": [c.bq_name for c in manifest.table_schema.key_columns]}
+        schema = manifest.table_schema
+        key_columns = [ROW_HASH_COLUMN] if schema.keyless else [c.bq_name for c in schema.key_columns]
+        body |= {"keys": keys, "key_columns": key_columns}
         certificate.keys_requested = len(keys)
         certificate.message += f"requested {len(keys)} key(s) again; "
     message_id = pubsub.publish_json(target.pubsub_project, EXTRACT_REQUESTS_TOPIC, body)

@@ -4,8 +4,9 @@
 check                  passes when
 =====================  ==========================================================================
 ``row_count``          BigQuery holds the snapshot's row count (± ``row_count_tolerance``)
-``key_unique``         no key occurs twice
-``key_not_null``       no key column is NULL
+``key_unique``         no key occurs twice (a keyless table: skipped, said so in the result; its
+                       identical rows are replicated by number of copies and are not an error)
+``key_not_null``       no key column is NULL (a keyless table: skipped likewise)
 ``not_null:<col>``     a source NOT NULL column holds no NULL
 ``max_length:<col>``   no string is longer (in code points) than the source column's declared
                        length; SQL Server counts UTF-16 units (nvarchar) or bytes (varchar), so
@@ -175,12 +176,11 @@ def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
         expected = f"{manifest.row_count}" + (f" ± {tolerance}" if tolerance else "")
         return CheckResult("row_count", abs(count - manifest.row_count) <= tolerance, str(count), expected)
 
-    probes = [
-        _Probe("row_count", {"row_count": "COUNT(*)"}, row_count),
-        _Probe("key_not_null", {"key_nulls": f"COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)})"},
-               _count_result("key_not_null", "key_nulls")),
-        *_not_null_probes([c for c in schema.columns if not c.nullable and c.name not in schema.key]),
-    ]
+    probes = [_Probe("row_count", {"row_count": "COUNT(*)"}, row_count)]
+    if keys:
+        probes.append(_Probe("key_not_null", {"key_nulls": f"COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)})"},
+                             _count_result("key_not_null", "key_nulls")))
+    probes += _not_null_probes([c for c in schema.columns if not c.nullable and c.name not in schema.key])
     for i, column in enumerate(schema.columns):
         found = [_length_probe(i, column) if thresholds.check_lengths else None, _decimal_probe(i, column),
                  _range_probe(i, column, thresholds)]
@@ -193,6 +193,11 @@ def _profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats |
     table = q(*manifest.target.table_id.split("."))
     values = dict(bq_jobs.run(manifest.target.project, f"SELECT {expressions} FROM {table}", stats=stats)[0].items())
     return [p.result(values) for p in probes]
+
+
+def _keyless(check_name: str) -> CheckResult:
+    return CheckResult(check_name, True, "skipped: keyless table", "no key to check",
+                       "the table has no key: rows are matched by row hash, identical rows by their number of copies")
 
 
 def _key_unique(manifest: Manifest, stats: bq_jobs.JobStats | None) -> CheckResult:
@@ -246,8 +251,10 @@ def run_checks(manifest: Manifest, thresholds: Thresholds | None = None, *, now:
     thresholds = thresholds or Thresholds()
     now = now or dt.datetime.now(dt.UTC)
     checks = _profile(manifest, _probes(manifest, thresholds), stats)
+    keyless = manifest.table_schema.keyless
     extra: list[tuple[str, Callable[[], CheckResult]]] = [
-        ("key_unique", lambda: _key_unique(manifest, stats)),
+        ("key_unique", lambda: _keyless("key_unique") if keyless else _key_unique(manifest, stats)),
+        *([("key_not_null", lambda: _keyless("key_not_null"))] if keyless else []),
         ("schema_drift", lambda: schema_drift(manifest, thresholds)),
         ("freshness", lambda: freshness(manifest, thresholds, now)),
         ("quarantined_rows", lambda: quarantine(manifest, thresholds)),
