@@ -10,6 +10,11 @@ locals {
       description = "Objects under the snapshot prefix and nothing else in the bucket"
       expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/\")"
     }
+    extraction-locks-only = {
+      title       = "extraction-locks-only"
+      description = "The per-table extraction lock objects, which the extractor overwrites"
+      expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_locks/\")"
+    }
     function-source-buckets-only = {
       title       = "function-source-buckets-only"
       description = "The sources bucket and the bucket Cloud Functions stages sources in"

@@ -1,10 +1,15 @@
-# Secrets. Terraform creates the secrets, never their values where they are secret: the source URL
-# (with the SQL Server password) is added by a person, so it is in no state file:
+# Secrets. Terraform creates the secrets, never their values where they are secret: the source's
+# credentials are added by a person, so they are in no state file. One of two ways (topology.tf):
 #
-#   printf '%s' 'mssql+pymssql://etl_reader:PASSWORD@matrix-db.corp:1433/Matrix' |
-#     gcloud secrets versions add matrix-sync-source-url --data-file=-
+# - the config names source.password_secret: projects/<project>/secrets/matrix-sync-source-password/versions/latest
+#   (preferred). The secret holds the password alone; the extractor (function or on-prem agent)
+#   reads it at connect time, and its identity may access that one secret:
+#     printf '%s' 'PASSWORD' | gcloud secrets versions add matrix-sync-source-password --data-file=-
+# - otherwise the secret matrix-sync-source-url holds the whole URL, password included; the extractor
+#   function gets it as MATRIX_SOURCE__URL, which overrides source.url of the config file:
+#     printf '%s' 'mssql+pymssql://etl_reader:PASSWORD@matrix-db.corp:1433/Matrix' |
+#       gcloud secrets versions add matrix-sync-source-url --data-file=-
 #
-# The extractor reads it as MATRIX_SOURCE__URL, which overrides source.url of the config file.
 # A cloud-hosted extractor also reads the config file itself from the "config" secret (it holds no
 # password: main.tf refuses a config whose source.url has one).
 

@@ -17,6 +17,10 @@ locals {
   tables             = local.config.tables
   # group name -> names of the tables in it; a table without `group` is in "default"
   table_groups = { for t in local.tables : try(t.group, "default") => t.name... }
+  # source.password_secret (shared/config.py): the extractor reads the password itself from this
+  # secret version; without it the whole URL comes from the source-url secret (MATRIX_SOURCE__URL).
+  source_password_secret = try(local.config.source.password_secret, null)
+  source_secret          = local.source_password_secret == null ? "source-url" : "source-password"
 
   # Why this config cannot be deployed, if it cannot (main.tf refuses to plan then).
   config_problems = concat(
@@ -24,6 +28,8 @@ locals {
     ["bigquery.project and pubsub.project must both be ${var.project_id} (var.project_id): one project holds the deployment"],
     can(regex("://[^/@:]*:[^/@]*@", try(local.config.source.url, ""))) ?
     ["source.url holds a password: keep it in the Secret Manager secret (MATRIX_SOURCE__URL), never in the file"] : [],
+    local.source_password_secret == null || can(regex("^projects/${var.project_id}/secrets/${var.name_prefix}-source-password/versions/(latest|[1-9][0-9]*)$", coalesce(local.source_password_secret, "-"))) ? [] :
+    ["source.password_secret must name a version of the secret Terraform creates: projects/${var.project_id}/secrets/${var.name_prefix}-source-password/versions/latest"],
     [for g in keys(local.table_groups) : "table group ${jsonencode(g)} must be lowercase letters, digits and hyphens (it names a Cloud Scheduler job)" if !can(regex("^[a-z][a-z0-9-]{0,40}$", g))],
     [for g in keys(var.scheduler.groups) : "scheduler.groups names ${jsonencode(g)}, a group no table of the config is in" if !contains(keys(local.table_groups), g)],
     [for name, f in var.functions : "functions.${name}.timeout_seconds exceeds pubsub.ack_deadline_seconds: Pub/Sub would redeliver events still running" if f.timeout_seconds > var.pubsub.ack_deadline_seconds],
@@ -32,10 +38,11 @@ locals {
   # shared/topology.py, spelled out.
   topology = {
     topics = {
-      gcs_notifications = "gcs-notifications"
-      extract_requests  = "extract-requests"
-      table_loaded      = "table-loaded"
-      alerts            = "alerts"
+      gcs_notifications  = "gcs-notifications"
+      extract_requests   = "extract-requests"
+      table_loaded       = "table-loaded"
+      alerts             = "alerts"
+      reconcile_requests = "reconcile-requests"
     }
     dead_letter_suffix          = "-dead-letter"
     push_subscription_suffix    = "-push"
@@ -52,6 +59,11 @@ locals {
       reconciler = { entry_point = "on_table_loaded", trigger_topic = "table-loaded" }
       validator  = { entry_point = "on_table_loaded", trigger_topic = "table-loaded" }
       extractor  = { entry_point = "on_extract_request", trigger_topic = "extract-requests" }
+    }
+    # push subscriptions beyond each function's trigger (topology.REQUEST_SUBSCRIPTIONS); the
+    # function's one entry point tells the messages apart by their body
+    request_subscriptions = {
+      "reconciler-requests-push" = { function = "reconciler", topic = "reconcile-requests" }
     }
   }
   # matrix_sync/stack/bootstrap.py's pull subscriptions for people: alerts, and each dead-letter topic.
@@ -75,6 +87,13 @@ locals {
         push     = true
       }
     },
+    {
+      for name, s in local.topology.request_subscriptions : name => {
+        function = s.function
+        topic    = s.topic
+        push     = true
+      } if contains(keys(local.deployed_functions), s.function)
+    },
     var.extractor.deploy_as_function ? {} : {
       (local.topology.extractor_pull_subscription) = {
         function = "extractor"
@@ -85,6 +104,18 @@ locals {
   )
   # one dead-letter topic per consumer: <function>-dead-letter
   dead_letter_topics = toset([for s in values(local.consumer_subscriptions) : s.function])
+
+  # What the deep-reconcile Cloud Scheduler job publishes to reconcile-requests
+  # (shared/reconciler/request.py): every table of the config, or var.scheduler.deep_reconcile.tables.
+  deep_reconcile_request = {
+    request        = "reconcile"
+    deep           = true
+    project        = local.config.bigquery.project
+    dataset        = local.dataset_id
+    pubsub_project = local.config.pubsub.project
+    tables         = var.scheduler.deep_reconcile.tables
+    requested_by   = "schedule"
+  }
 
   # Environment of every function. The functions learn their target (project, dataset, topics)
   # from each snapshot's manifest, not from the environment.
@@ -101,10 +132,10 @@ locals {
   extractor_env = tomap({
     MATRIX_CONFIG = "${local.extractor_config_dir}/${local.extractor_config_file}"
   })
-  # variable -> key of local.secrets
-  extractor_secret_env = tomap({
+  # variable -> key of local.secrets; none when the extractor reads source.password_secret itself
+  extractor_secret_env = local.source_password_secret == null ? tomap({
     MATRIX_SOURCE__URL = "source-url"
-  })
+  }) : tomap({})
   function_env = {
     for name in keys(local.deployed_functions) :
     name => merge(local.common_env, name == "extractor" ? local.extractor_env : tomap({}))
@@ -112,7 +143,9 @@ locals {
 
   # Secret Manager secrets (ids: <name_prefix>-<key>); values are added by people (secrets.tf).
   secrets = merge(
-    { "source-url" = "SQLAlchemy URL of the Matrix SQL Server, with the password (MATRIX_SOURCE__URL)" },
+    local.source_password_secret == null ?
+    { "source-url" = "SQLAlchemy URL of the Matrix SQL Server, with the password (MATRIX_SOURCE__URL)" } :
+    { "source-password" = "Password of the Matrix SQL Server login, read by the extractor (source.password_secret)" },
     var.extractor.deploy_as_function ? tomap({ config = "The matrix-sync config file, mounted into the extractor function (MATRIX_CONFIG)" }) : tomap({}),
   )
 
@@ -139,14 +172,16 @@ locals {
       { account = "loader", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:table-loaded" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:alerts" },
-      # reconciler: read the table, the ledger and the manifest, stage the snapshot to diff it on a
-      # mismatch, write its results table, request a repair extraction, alert
+      # reconciler: read the ledger and the manifest, stage the snapshot to diff it on a mismatch,
+      # repair the table (delete extra rows, re-stamp stale hashes), write its results table,
+      # request a repair extraction, fan a reconcile request out per table, alert
       { account = "reconciler", role = "roles/bigquery.jobUser", scope = "project" },
-      { account = "reconciler", role = "roles/bigquery.dataViewer", scope = "dataset:target" },
+      { account = "reconciler", role = "roles/bigquery.dataEditor", scope = "dataset:target" },
       { account = "reconciler", role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
       { account = "reconciler", role = "roles/bigquery.dataEditor", scope = "table:_sync_reconciliations" },
       { account = "reconciler", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
       { account = "reconciler", role = "roles/pubsub.publisher", scope = "topic:extract-requests" },
+      { account = "reconciler", role = "roles/pubsub.publisher", scope = "topic:reconcile-requests" },
       { account = "reconciler", role = "roles/pubsub.publisher", scope = "topic:alerts" },
       # validator: the same, with its own results table
       { account = "validator", role = "roles/bigquery.jobUser", scope = "project" },
@@ -157,10 +192,12 @@ locals {
       # extractor (function or agent): write snapshots, read the last one back (delta), read the ledger
       { account = local.extractor_account, role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
       { account = local.extractor_account, role = "roles/storage.objectViewer", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      # overwriting a lock object is a delete in GCS: only the lock objects may be overwritten
+      { account = local.extractor_account, role = "roles/storage.objectUser", scope = "bucket:snapshots", condition = "extraction-locks-only" },
       { account = local.extractor_account, role = "roles/bigquery.jobUser", scope = "project" },
       { account = local.extractor_account, role = "roles/bigquery.dataViewer", scope = "dataset:target" },
-      { account = local.extractor_account, role = "roles/pubsub.publisher", scope = "topic:alerts" },
-      { account = local.extractor_account, role = "roles/secretmanager.secretAccessor", scope = "secret:source-url" },
+      # ... and read the source's credentials: that one secret, not the project's secrets
+      { account = local.extractor_account, role = "roles/secretmanager.secretAccessor", scope = "secret:${local.source_secret}" },
       # build: what Cloud Build needs to turn a source archive into the function's container
       { account = "build", role = "roles/logging.logWriter", scope = "project" },
       { account = "build", role = "roles/artifactregistry.writer", scope = "project" },

@@ -14,7 +14,7 @@ from shared.clients import publisher, subscriber
 from shared.config import Config
 from shared.events import EventError, Message
 from shared.extractor.handler import run_request
-from shared.extractor.snapshot import ExtractResult
+from shared.extractor.run import Extraction
 from shared.pubsub import publish_json
 from shared.topology import EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
 
@@ -43,8 +43,9 @@ def request_extract(config: Config, tables: list[str]) -> str:
 
 
 def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
-          on_results: Callable[[list[ExtractResult]], None]) -> int:
-    """Handles requests one at a time; acknowledges each only after its snapshots are written."""
+          on_results: Callable[[Extraction], None]) -> int:
+    """Handles requests one at a time; acknowledges each only after its snapshots are written, or
+    after its tables were found locked by another extraction (which is writing them)."""
     path = ensure_subscription(config)
     handled = 0
     idle_since = time.monotonic()

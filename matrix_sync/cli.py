@@ -20,8 +20,10 @@ from matrix_sync.report import report
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
-from shared.extractor.run import extract_tables
+from shared.extractor.run import Extraction, extract as extract_snapshots
 from shared.extractor.source import SourceError
+from shared.pubsub import publish_json
+from shared.topology import RECONCILE_REQUESTS_TOPIC
 
 # Missing Google credentials is expected too: no local stack running and no gcloud login.
 EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, DefaultCredentialsError)
@@ -158,10 +160,16 @@ def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
     config = load_config(config_path)
     target_config(config)
     with RichProgress() as progress:
-        results = extract_tables(config, list(tables) or None, progress, force_full=full)
-    for r in results:
+        outcome = extract_snapshots(config, list(tables) or None, progress, force_full=full)
+    for r in outcome.written:
         console.print(f"{r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped, "
                       f"{r.deleted_rows:,} deleted, {r.quarantined:,} quarantined")
+    for locked in outcome.locked:
+        console.print(locked.describe())
+    if outcome.locked:
+        errors.print(f"skipped, another extraction holds them: {', '.join(t.table for t in outcome.locked)}",
+                     highlight=False)
+        sys.exit(1)
 
 
 @main.command("request")
@@ -188,12 +196,47 @@ def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
     where = target_config(config)
     console.print(f"extractor agent for {config_path} ({where}); waiting for extract requests")
 
-    def show(results: list[Any]) -> None:
-        for r in results:
+    def show(outcome: Extraction) -> None:
+        for r in outcome.written:
             console.print(f"  {r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped")
+        for locked in outcome.locked:
+            console.print(f"  {locked.describe()}")
 
     handled = serve(config, once=once, idle_timeout_s=idle_timeout, on_results=show)
     console.print(f"handled {handled} request(s)")
+
+
+@main.command("reconcile")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable); default all")
+@click.option("--deep", is_flag=True, help="rebuild every row's hashes from its data, so values edited in BigQuery "
+                                           "without touching the hash columns are caught")
+@click.option("--publish", is_flag=True, help="publish the request to reconcile-requests, as Cloud Scheduler does, "
+                                              "and let the reconciler function run it")
+@friendly_errors
+def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool, publish: bool) -> None:
+    """Checks tables against their newest applied snapshot now, repairs what differs and prints the
+    certificates; exits 1 if a table is not clean."""
+    from matrix_sync.reconcile_view import certificates_table
+    from shared.reconciler.on_request import check_table, resolve
+    from shared.reconciler.request import new_request
+
+    config = load_config(config_path)
+    target_config(config)
+    request = new_request(project=config.bigquery.project, dataset=config.bigquery.dataset,
+                          pubsub_project=config.pubsub.project, tables=list(tables), deep=deep,
+                          requested_by="operator")
+    if publish:
+        message_id = publish_json(config.pubsub.project, RECONCILE_REQUESTS_TOPIC, request.body())
+        console.print(f"reconcile request {message_id} published for {', '.join(tables) or 'all tables'}")
+        return
+    found, unknown = resolve(request)
+    certificates = [check_table(request, table_id) for table_id in found]
+    console.print(certificates_table(certificates, title=f"{'deep' if deep else 'fingerprint'} reconciliation"))
+    if unknown:
+        errors.print(f"no applied snapshot of: {', '.join(unknown)}", highlight=False)
+    if unknown or not all(c.clean for c in certificates):
+        sys.exit(1)
 
 
 @main.command()

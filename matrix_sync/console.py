@@ -8,8 +8,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from matrix_sync.cycle import Progress as CycleProgress
-from matrix_sync.cycle import TableReport, extract_all, wait_for_chain
+from matrix_sync.cycle import TableReport, locked_report, wait_for_chain
 from shared.config import Config
+from shared.extractor.run import extract
 from shared.extractor.snapshot import ExtractResult
 
 # Piped output (CI, logs) gets a width that fits the summary table instead of rich's default 80.
@@ -68,8 +69,9 @@ def summary_table(reports: list[TableReport], title: str) -> Table:
 def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str) -> bool:
     """One cycle with progress bars and a summary table; True when every table reconciled."""
     with RichProgress() as progress:
-        extracted = extract_all(config, progress, tables or None)
-        reports = wait_for_chain(config, extracted, timeout_s, progress)
+        extraction = extract(config, tables or None, progress)
+        reports = wait_for_chain(config, extraction.written, timeout_s, progress)
+    reports += [locked_report(config, locked) for locked in extraction.locked]
     console.print(summary_table(reports, title))
     failed = [r.table for r in reports if not r.ok]
     if failed:

@@ -9,7 +9,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import ledger
 from shared.config import Config
-from shared.extractor.run import ExtractProgress, extract_tables
+from shared.extractor.run import ExtractProgress, LockedTable, extract_tables
 from shared.extractor.snapshot import ExtractResult
 from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
 
@@ -53,6 +53,13 @@ class Progress(ExtractProgress):
 
 def extract_all(config: Config, progress: Progress | None = None, tables: list[str] | None = None) -> list[ExtractResult]:
     return extract_tables(config, tables, progress)
+
+
+def locked_report(config: Config, locked: LockedTable) -> TableReport:
+    """A table this cycle skipped because another extraction held its lock: not ok, nothing to wait for."""
+    target = f"{config.bigquery.project}.{config.bigquery.dataset}.{config.table(locked.table).target_table}"
+    return TableReport(locked.table, target, run_id="", load_status="locked", reconciliation="skipped",
+                       validation="skipped")
 
 
 def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: float,

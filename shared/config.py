@@ -1,21 +1,29 @@
 """The one YAML file that says what is replicated where, plus environment overrides.
 
 Environment variables `MATRIX_<SECTION>__<FIELD>` override the file, e.g. `MATRIX_SOURCE__URL` or
-`MATRIX_GCS__BUCKET`, so secrets such as the source password need never be written into it.
+`MATRIX_GCS__BUCKET`. The source password is never read from the file: it comes from the environment
+(`MATRIX_SOURCE__PASSWORD`, or a whole URL in `MATRIX_SOURCE__URL`) or from the Secret Manager
+secret version named by `source.password_secret` (shared/credentials.py).
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import url as sa_url
 
 from shared import identifiers, secrets
 
 ENV_PREFIX = "MATRIX_"
+PASSWORD_VARIABLE = f"{ENV_PREFIX}SOURCE__PASSWORD"
+_SECRET_VERSION = re.compile(
+    r"^projects/[a-z0-9][a-z0-9-]{0,62}/secrets/[A-Za-z0-9_-]{1,255}/versions/(latest|[1-9][0-9]*)$")
+_QUERY_PASSWORD = re.compile(r"(?i)[?&;](password|pwd|passwd)=")
 
 
 class ConfigError(ValueError):
@@ -28,6 +36,10 @@ class _Strict(BaseModel):
 
 class SourceConfig(_Strict):
     url: str = Field(description="SQLAlchemy URL, e.g. mssql+pymssql://user@host/Matrix or sqlite:///matrix.db")
+    password: SecretStr | None = Field(
+        default=None, description=f"the source password; only from the environment ({PASSWORD_VARIABLE})")
+    password_secret: str | None = Field(
+        default=None, description="Secret Manager version holding the password: projects/P/secrets/S/versions/V")
     connect_timeout_s: int = Field(default=15, ge=1)
 
     @field_validator("url")
@@ -40,6 +52,40 @@ class SourceConfig(_Strict):
         except Exception:  # an unparsable URL fails later with the driver's own message, redacted
             pass
         return value
+
+    @field_validator("password")
+    @classmethod
+    def _mask_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secrets.register(value.get_secret_value())
+        return value
+
+    @field_validator("password_secret")
+    @classmethod
+    def _valid_secret_version(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_VERSION.match(value):
+            raise ValueError(f"{value!r} is not a secret version: "
+                             "projects/<project>/secrets/<secret>/versions/<number|latest>")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> SourceConfig:
+        given = [name for name, present in (("a password in source.url", url_has_password(self.url)),
+                                            (PASSWORD_VARIABLE, self.password is not None),
+                                            ("source.password_secret", self.password_secret is not None)) if present]
+        if len(given) > 1:
+            raise ValueError(f"the password is given twice ({' and '.join(given)}): keep one")
+        return self
+
+
+def url_has_password(url: str) -> bool:
+    """A password in the URL's user part or in its query string (password=, pwd=)."""
+    if _QUERY_PASSWORD.search(url):
+        return True
+    try:
+        return bool(sa_url.make_url(url).password)
+    except (sa_exc.ArgumentError, ValueError):  # not parsable as a URL: look for user:password@ instead
+        return any(match["password"] for match in secrets.URL_PASSWORD.finditer(url))
 
 
 class TableConfig(_Strict):
@@ -138,6 +184,9 @@ class ExtractConfig(_Strict):
     full_every: int = Field(default=24, ge=1, description="every Nth snapshot of a table is full, to re-anchor")
     parallel_ranges: int = Field(default=1, ge=1, le=64,
                                  description="full snapshots split into this many key ranges, extracted in parallel")
+    lock_lease_s: int = Field(default=300, ge=5, le=3600,
+                              description="a table's extraction lock expires this long after its last renewal "
+                                          "(renewed every third of it while the extraction runs)")
 
 
 class RunConfig(_Strict):
@@ -181,12 +230,30 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    _refuse_password_in_file(raw, path)
     merged = _apply_overrides(raw, os.environ if environ is None else environ)
     _resolve_sqlite_path(merged, path.parent)
     try:
         return Config.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}") from None
+
+
+def _refuse_password_in_file(raw: dict[str, Any], path: Path) -> None:
+    """A config file is copied, committed and mounted; a password in it would travel with it."""
+    source = raw.get("source")
+    if not isinstance(source, dict):
+        return
+    if "password" in source:
+        key = "source.password"
+    elif isinstance(source.get("url"), str) and url_has_password(source["url"]):
+        key = "source.url"
+    else:
+        return
+    raise ConfigError(
+        f"{path}: {key}: a password is never read from the config file; remove it and set "
+        f"{PASSWORD_VARIABLE} (or the whole URL in {ENV_PREFIX}SOURCE__URL) in the environment, or name a "
+        "Secret Manager secret version in source.password_secret (projects/<project>/secrets/<secret>/versions/latest)")
 
 
 def _apply_overrides(raw: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
+URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@\s]*)@", re.I)
 _KEY_VALUE = re.compile(r"(?i)\b(password|pwd|passwd|secret|token)=([^;&\s]+)")
 
 
@@ -20,5 +20,5 @@ def redact(text: str) -> str:
     """Removes registered secrets, the password part of URLs and password=... pairs."""
     for secret in sorted(_known, key=len, reverse=True):
         text = text.replace(secret, "***")
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _KEY_VALUE.sub(lambda m: f"{m[1]}=***", text)

@@ -9,8 +9,7 @@ from cloudevents.http import CloudEvent
 from shared import logs
 from shared.config import Config, ConfigError, load_config
 from shared.events import EventError, Message, event_id, pubsub_message
-from shared.extractor.run import extract_tables
-from shared.extractor.snapshot import ExtractResult
+from shared.extractor.run import Extraction, extract
 
 log = logs.get(__name__)
 CONFIG_VARIABLE = "MATRIX_CONFIG"
@@ -28,18 +27,24 @@ def requested_tables(config: Config, message: Message) -> list[str]:
     return names
 
 
-def run_request(config: Config, message: Message) -> list[ExtractResult]:
+def run_request(config: Config, message: Message) -> Extraction:
     """A repair request (keys found wrong in BigQuery, or "full": true) gets a full snapshot: a
     delta compares the source with the last snapshot, not with BigQuery, so it would not re-ship
-    a row that was changed behind the pipeline's back. The full MERGE rewrites only differing rows."""
+    a row that was changed behind the pipeline's back. The full MERGE rewrites only differing rows.
+    A table another extraction holds is skipped (Extraction.locked); the message is still acknowledged,
+    since that extraction is writing the table's snapshot."""
     tables = requested_tables(config, message)
     repair = bool(message.data.get("keys") or message.data.get("full"))
     if repair:
         log.info("repair request for %s (%d key(s)): full snapshot", tables, len(message.data.get("keys") or []))
-    return extract_tables(config, tables, force_full=repair)
+    outcome = extract(config, tables, force_full=repair)
+    logs.event(log, f"extract request done: {len(outcome.written)} snapshot(s) written, "
+                    f"{len(outcome.locked)} table(s) skipped as locked",
+               written=[r.table for r in outcome.written], locked=[t.table for t in outcome.locked])
+    return outcome
 
 
-def handle_extract_request(event: CloudEvent) -> list[ExtractResult]:
+def handle_extract_request(event: CloudEvent) -> Extraction:
     with logs.labels(event_id=event_id(event), stage="extractor"):
         config_path = os.environ.get(CONFIG_VARIABLE)
         if not config_path:
@@ -49,4 +54,4 @@ def handle_extract_request(event: CloudEvent) -> list[ExtractResult]:
             return run_request(config, pubsub_message(event))
         except (EventError, ConfigError) as error:
             log.error("ignored extract request: %s", error)
-            return []
+            return Extraction()

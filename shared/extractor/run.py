@@ -1,10 +1,46 @@
 """Extracting a set of configured tables: what the on-prem agent, the extractor function and
-`matrix-sync run` all do."""
+`matrix-sync run` all do. Each table is extracted under its lock (shared/extractor/lock.py), so a
+table another extraction is working on is skipped and reported, never extracted twice at once."""
 from __future__ import annotations
 
-from shared.config import Config
-from shared.extractor.snapshot import ExtractResult, extract_table
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from shared import logs
+from shared.config import Config, TableConfig
+from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
+from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
 from shared.extractor.source import connect, discover
+
+log = logs.get(__name__)
+
+
+@dataclass(frozen=True)
+class LockedTable:
+    """A table skipped because another extraction holds its lock (or took it over mid-way)."""
+
+    table: str
+    reason: str
+    holder: str
+    host: str
+    expires_at: datetime | None
+
+    def describe(self) -> str:
+        if self.expires_at is None:
+            return f"{self.table}: skipped, {self.reason}"
+        return (f"{self.table}: skipped, {self.reason} by extraction {self.holder} on {self.host} "
+                f"until {self.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@dataclass
+class Extraction:
+    """What one request did: the snapshots written and the tables skipped."""
+
+    written: list[ExtractResult] = field(default_factory=list)
+    locked: list[LockedTable] = field(default_factory=list)
 
 
 class ExtractProgress:
@@ -13,23 +49,60 @@ class ExtractProgress:
     def table_started(self, table: str) -> None: ...
     def rows(self, table: str, count: int) -> None: ...
     def table_done(self, result: ExtractResult) -> None: ...
+    def table_locked(self, locked: LockedTable) -> None: ...
+
+
+def extract(config: Config, tables: list[str] | None = None, progress: ExtractProgress | None = None,
+            *, force_full: bool = False, clock: Clock = utc_now) -> Extraction:
+    """One snapshot per table, in config order, each under its table's lock; one source connection
+    pool for all of them."""
+    progress = progress or ExtractProgress()
+    chosen = [config.table(name) for name in tables] if tables else config.tables
+    holder = new_run_id()
+    outcome = Extraction()
+    engine = connect(config.source)
+    try:
+        with logs.labels(lock_holder=holder):
+            for table in chosen:
+                try:
+                    with table_lock(config.gcs.bucket, config.gcs.prefix, table.target_table, holder,
+                                    config.extract.lock_lease_s, clock) as lease:
+                        result = _extract_locked(config, engine, table, lease, progress, force_full)
+                except TableLocked as error:
+                    _skipped(LockedTable(table.name, "locked", error.holder.holder, error.holder.host,
+                                         error.holder.expires_at), outcome, progress)
+                except LeaseLost:
+                    _skipped(LockedTable(table.name, "lock taken over mid-way by another extraction", "", "", None),
+                             outcome, progress)
+                else:
+                    progress.table_done(result)
+                    outcome.written.append(result)
+    finally:
+        engine.dispose()
+    return outcome
 
 
 def extract_tables(config: Config, tables: list[str] | None = None, progress: ExtractProgress | None = None,
                    *, force_full: bool = False) -> list[ExtractResult]:
-    """One snapshot per table, in config order; one source connection pool for all of them."""
-    progress = progress or ExtractProgress()
-    chosen = [config.table(name) for name in tables] if tables else config.tables
-    engine = connect(config.source)
-    results = []
-    try:
-        for table in chosen:
-            progress.table_started(table.name)
-            source = discover(engine, table)
-            result = extract_table(config, engine, source, on_rows=lambda n, t=table.name: progress.rows(t, n),
-                                   force_full=force_full)
-            progress.table_done(result)
-            results.append(result)
-    finally:
-        engine.dispose()
-    return results
+    """The snapshots written; locked tables are skipped, logged and passed to progress.table_locked."""
+    return extract(config, tables, progress, force_full=force_full).written
+
+
+def _extract_locked(config: Config, engine: Engine, table: TableConfig, lease: Lease, progress: ExtractProgress,
+                    force_full: bool) -> ExtractResult:
+    progress.table_started(table.name)
+    source = discover(engine, table)
+
+    def on_rows(count: int) -> None:
+        lease.check()  # a lease lost mid-way stops the extraction before its manifest
+        progress.rows(table.name, count)
+
+    return extract_table(config, engine, source, on_rows=on_rows, force_full=force_full)
+
+
+def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress) -> None:
+    logs.event(log, f"extraction {locked.describe()}", logging.WARNING, outcome="locked", table=locked.table,
+               holder=locked.holder, holder_host=locked.host,
+               expires_at=locked.expires_at.isoformat() if locked.expires_at else None)
+    outcome.locked.append(locked)
+    progress.table_locked(locked)

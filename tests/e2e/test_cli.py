@@ -71,10 +71,11 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, config_text: str, mes
 
 
 def test_unreachable_source_is_one_line_without_the_password(tmp_path: Path, unique_name: str) -> None:
-    write_config(tmp_path / "config.yaml", url="postgresql+psycopg2://etl:S3cretPw@127.0.0.1:1/matrix",
+    write_config(tmp_path / "config.yaml", url="postgresql+psycopg2://etl@127.0.0.1:1/matrix",
                  tables={"customers": ["customer_id"]}, suffix=unique_name)
     result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), cwd=tmp_path,
-                         extra_env={"MATRIX_STACK_DIR": str(tmp_path / "no-stack"),
+                         extra_env={"MATRIX_SOURCE__URL": "postgresql+psycopg2://etl:S3cretPw@127.0.0.1:1/matrix",
+                                    "MATRIX_STACK_DIR": str(tmp_path / "no-stack"),
                                     "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:1"})
     assert result.returncode == 2, result.stderr
     assert "cannot connect to source" in result.stderr

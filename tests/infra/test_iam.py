@@ -15,9 +15,9 @@ SNAPSHOTS_ONLY = "snapshot-objects-only"
 EXTRACTOR = {
     ("roles/storage.objectCreator", "bucket:snapshots", SNAPSHOTS_ONLY),
     ("roles/storage.objectViewer", "bucket:snapshots", SNAPSHOTS_ONLY),
+    ("roles/storage.objectUser", "bucket:snapshots", "extraction-locks-only"),
     ("roles/bigquery.jobUser", "project", None),
     ("roles/bigquery.dataViewer", "dataset:target", None),
-    ("roles/pubsub.publisher", "topic:alerts", None),
     ("roles/secretmanager.secretAccessor", "secret:source-url", None),
 }
 COMMON = {
@@ -31,11 +31,12 @@ COMMON = {
     },
     "reconciler": {
         ("roles/bigquery.jobUser", "project", None),
-        ("roles/bigquery.dataViewer", "dataset:target", None),
+        ("roles/bigquery.dataEditor", "dataset:target", None),  # repairs delete rows and re-stamp hashes
         ("roles/bigquery.dataEditor", "dataset:staging", None),
         ("roles/bigquery.dataEditor", f"table:{topology.RECONCILIATION_TABLE}", None),
         ("roles/storage.objectViewer", "bucket:snapshots", None),
         ("roles/pubsub.publisher", "topic:extract-requests", None),
+        ("roles/pubsub.publisher", f"topic:{topology.RECONCILE_REQUESTS_TOPIC}", None),
         ("roles/pubsub.publisher", "topic:alerts", None),
     },
     "validator": {

@@ -102,7 +102,8 @@ def test_generate_models_writes_an_importable_package(config_path: Path, tmp_pat
     assert "0 file(s) written, 6 unchanged" in again.output and contents(out) == before
 
 
-def test_expected_errors_are_one_line_and_exit_2(config_path: Path, tmp_path: Path) -> None:
+def test_expected_errors_are_one_line_and_exit_2(config_path: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     missing = run("create-tables", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "ddl"))
     assert missing.exit_code == 2 and "config file not found" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
@@ -121,7 +122,8 @@ def test_expected_errors_are_one_line_and_exit_2(config_path: Path, tmp_path: Pa
     clash = run("generate-models", "--config", str(config_path), "--out", str(out))
     assert clash.exit_code == 2 and "would share the module 'a_b'" in clash.stderr
 
-    raw["source"]["url"] = "postgresql://nobody:secret-pw@127.0.0.1:1/none"
+    raw["source"]["url"] = "postgresql://nobody@127.0.0.1:1/none"
+    monkeypatch.setenv("MATRIX_SOURCE__PASSWORD", "secret-pw")
     config_path.write_text(yaml.safe_dump(raw))
     unreachable = run("create-tables", "--config", str(config_path), "--out", str(tmp_path / "ddl"))
     assert unreachable.exit_code == 2 and "cannot connect to source" in unreachable.stderr
