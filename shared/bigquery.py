@@ -34,18 +34,33 @@ def query(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter
     return list(job.result(retry=_retry()))
 
 
+class MissingDatasetError(RuntimeError):
+    """A deployed dataset that does not exist: Terraform (infra/) creates datasets, the functions never do."""
+
+
 def ensure_dataset(project: str, dataset: str, location: str = "US",
                    default_table_expiration: dt.timedelta | None = None) -> None:
+    """Checks the dataset exists; against the local emulators a missing one is created. Deployed, the
+    functions' dataset-level roles grant no bigquery.datasets.create or .update, so an existing dataset
+    is only looked at and a missing one is a clear error naming the fix."""
+    try:
+        client(project).get_dataset(f"{project}.{dataset}")
+        return
+    except gexc.NotFound:
+        if not emulated():
+            raise MissingDatasetError(f"dataset {project}.{dataset} does not exist: deploy infra/ (Terraform "
+                                      "creates the target and staging datasets)") from None
+    create_missing_dataset(project, dataset, location, default_table_expiration)
+
+
+def create_missing_dataset(project: str, dataset: str, location: str,
+                           default_table_expiration: dt.timedelta | None) -> None:
+    """Local stack only (see ensure_dataset)."""
     ds = bigquery.Dataset(f"{project}.{dataset}")
     ds.location = location
-    if default_table_expiration is None:
-        client(project).create_dataset(ds, exists_ok=True)
-        return
-    ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
-    existing = client(project).create_dataset(ds, exists_ok=True)
-    if existing.default_table_expiration_ms != ds.default_table_expiration_ms:  # made elsewhere without it
-        existing.default_table_expiration_ms = ds.default_table_expiration_ms
-        client(project).update_dataset(existing, ["default_table_expiration_ms"])
+    if default_table_expiration is not None:
+        ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
+    client(project).create_dataset(ds, exists_ok=True)
 
 
 def table_fields(schema: TableSchema) -> list[bigquery.SchemaField]:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from matrix_sync.stack import bootstrap
 from matrix_sync.stack.errors import StackError
 from matrix_sync.stack.install import find_tools, install_duckdb_spatial
 from matrix_sync.stack.ports import HOST, StackPorts, env_variable, port_free
-from matrix_sync.stack.processes import identity, is_same_process, spawn, stop_all, wait_ready
+from matrix_sync.stack.processes import identity, is_same_process, kill_now, spawn, stop_all, suspend, wait_ready
 from matrix_sync.stack.services import FUNCTION_SERVERS, SERVICE_NAMES, ServiceSpec, service_specs
 from matrix_sync.stack.state import ServiceRecord, StackState, load_state, remove_state, save_state
 
@@ -97,7 +98,7 @@ class LocalStack:
                 (self.root / directory).mkdir(parents=True, exist_ok=True)
             self._start(missing, state, say)
             say("bootstrap: topics, subscriptions, bucket and datasets")
-            self._bootstrap(ports, state.project)
+            self._bootstrap(ports, state.project, state.resources)
 
     def down(self) -> list[str]:
         """Stop exactly the processes this root's stack started (never a reused pid); their names."""
@@ -147,6 +148,41 @@ class LocalStack:
             )
         except (GoogleAPICallError, RetryError) as error:
             raise StackError(f"creating local resources failed: {_one_line(error)}; see the logs under {self.root / 'logs'}") from None
+        self._remember({"bucket": bucket, "bigquery_project": bigquery_project, "dataset": dataset,
+                        "pubsub_project": pubsub_project})
+
+    # --- faults: one service crashed, restarted or stalled, as the fault tests need ------------
+
+    def kill(self, service: str) -> None:
+        """SIGKILL one service's process group, as a crash would; `restart` (or `up`) brings it back."""
+        kill_now(self._live_record(service).pid)
+
+    def freeze(self, service: str, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) one service: connections open but nothing answers, like a stalled network."""
+        suspend(self._live_record(service).pid, frozen)
+
+    def restart(self, service: str, env: Mapping[str, str] | None = None) -> None:
+        """Start one service again on the same port, killing it first if it runs. `env` is added to its
+        environment (a PYTHONPATH there is prepended). A restarted Pub/Sub emulator keeps nothing, so every
+        topic and subscription of this stack (defaults and each `ensure_resources`) is created again."""
+        if service not in SERVICE_NAMES:
+            raise StackError(f"unknown service {service!r}; one of {', '.join(SERVICE_NAMES)}")
+        tools = find_tools()
+        with self._lock():
+            state = self._running_state()
+            if state is None:
+                raise StackError("the local stack is not running; start it with `matrix-sync stack up`")
+            record = state.services.pop(service, None)
+            if record is not None and _is_running(record):
+                kill_now(record.pid)
+            ports = StackPorts(**state.ports)
+            specs = service_specs(tools, ports, self.root, state.project, self._env_for(ports, state.project))
+            spec = next(spec for spec in specs if spec.name == service)
+            spec = replace(spec, env=_with_overrides(spec.env, env or {}))
+            _wait_ports_free(spec)
+            self._start([spec], state, lambda _message: None)
+            if service == "pubsub":
+                self._bootstrap(ports, state.project, state.resources)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -195,15 +231,31 @@ class LocalStack:
             started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), log=str(self.log_path(spec.name)),
         )
 
-    def _bootstrap(self, ports: StackPorts, project: str) -> None:
+    def _bootstrap(self, ports: StackPorts, project: str, resources: list[dict[str, str]]) -> None:
         endpoints = self._endpoints(ports)
         try:
             bootstrap.ensure_loader_wiring(endpoints, project)
             bootstrap.ensure_resources(
                 endpoints, bucket=DEFAULT_BUCKET, bigquery_project=project, dataset=DEFAULT_DATASET, pubsub_project=project
             )
+            for entry in resources:
+                bootstrap.ensure_resources(endpoints, **entry)
         except (GoogleAPICallError, RetryError) as error:
             raise StackError(f"bootstrap of the local stack failed: {_one_line(error)}; see the logs under {self.root / 'logs'}") from None
+
+    def _remember(self, resources: dict[str, str]) -> None:
+        with self._lock():
+            state = load_state(self.state_path)
+            if state is not None and resources not in state.resources:
+                state.resources.append(resources)
+                save_state(self.state_path, state)
+
+    def _live_record(self, service: str) -> ServiceRecord:
+        state = self._running_state()
+        record = state.services.get(service) if state else None
+        if record is None or not _is_running(record):
+            raise StackError(f"{service} is not running in the stack at {self.root}")
+        return record
 
     def _effective(self) -> tuple[StackPorts, str]:
         state = self._running_state()
@@ -261,6 +313,21 @@ def _check_ports_free(specs: list[ServiceSpec], *, reused: bool) -> None:
             if not port_free(port):
                 hint = " (after `matrix-sync stack down`, since a running stack keeps its ports)" if reused else ""
                 raise StackError(f"port {port} ({field}) is in use by another process; stop it or set {env_variable(field)}{hint}")
+
+
+def _wait_ports_free(spec: ServiceSpec, timeout: float = 15.0) -> None:
+    """A killed server's port can stay taken for a moment while the kernel tears its sockets down."""
+    deadline = time.monotonic() + timeout
+    while not all(port_free(port) for port in spec.ports.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _check_ports_free([spec], reused=True)
+
+
+def _with_overrides(base: dict[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    merged = {**base, **extra}
+    if extra.get("PYTHONPATH") and base.get("PYTHONPATH"):
+        merged["PYTHONPATH"] = os.pathsep.join([extra["PYTHONPATH"], base["PYTHONPATH"]])
+    return merged
 
 
 def _one_line(error: BaseException) -> str:

@@ -104,6 +104,21 @@ def stop_all(pids: list[int], grace: float = 10.0) -> None:
             time.sleep(0.02)
 
 
+def kill_now(pid: int, sig: signal.Signals = signal.SIGKILL, timeout: float = 10.0) -> None:
+    """Sends `sig` to pid's process group at once, as a crash would; waits until the group is gone."""
+    _signal_group(pid, sig)
+    deadline = time.monotonic() + timeout
+    while _group_alive(pid):
+        if time.monotonic() > deadline:
+            raise StackError(f"process group {pid} still alive {timeout:.0f} s after {sig.name}")
+        time.sleep(0.02)
+
+
+def suspend(pid: int, frozen: bool) -> None:
+    """SIGSTOP / SIGCONT the group: the process keeps its sockets but answers nothing (a stalled network)."""
+    _signal_group(pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
 def tail(log: Path, lines: int = 5) -> str:
     try:
         with log.open(errors="replace") as handle:

@@ -25,6 +25,8 @@ class StackState:
     project: str
     ports: dict[str, int]
     services: dict[str, ServiceRecord] = field(default_factory=dict)
+    # every ensure_resources() call, so a restarted Pub/Sub emulator (which keeps nothing) gets them back
+    resources: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -33,6 +35,7 @@ class StackState:
                 "project": self.project,
                 "ports": self.ports,
                 "services": {name: asdict(record) for name, record in self.services.items()},
+                "resources": self.resources,
             },
             indent=2,
         )
@@ -46,6 +49,7 @@ def load_state(path: Path) -> StackState | None:
             project=raw["project"],
             ports={name: int(port) for name, port in raw["ports"].items()},
             services={name: ServiceRecord(**record) for name, record in raw["services"].items()},
+            resources=[dict(entry) for entry in raw.get("resources", [])],
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -1,0 +1,99 @@
+"""Least privilege, from the code's side: the Google API calls each deployed identity's code makes
+(tests/infra/iam_calls.py) against the permissions of the roles Terraform grants it
+(local.grant_list). A call no held role permits fails, and so does a role none of the calls needs.
+Which resource each role is scoped to is test_iam.py's business."""
+from __future__ import annotations
+
+import pytest
+
+from tests.infra.conftest import ROOT, Evaluate
+from tests.infra.iam_calls import permissions_needed
+
+_VIEWER = {"bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.list"}
+# The permissions of each predefined role that matter to the calls the code makes (Google's IAM reference).
+ROLE_PERMISSIONS: dict[str, set[str]] = {
+    "roles/bigquery.jobUser": {"bigquery.jobs.create"},
+    "roles/bigquery.dataViewer": _VIEWER,
+    "roles/bigquery.dataEditor": _VIEWER | {"bigquery.tables.create", "bigquery.tables.delete",
+                                            "bigquery.tables.update", "bigquery.tables.updateData"},
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+    "roles/storage.objectUser": {"storage.objects.create", "storage.objects.delete", "storage.objects.get",
+                                 "storage.objects.list", "storage.objects.update"},
+    "roles/pubsub.publisher": {"pubsub.topics.publish"},
+    "roles/pubsub.subscriber": {"pubsub.subscriptions.consume"},
+    "roles/secretmanager.secretAccessor": {"secretmanager.versions.access"},
+}
+# account -> (mode, the code it runs, its entry points)
+CODE = {
+    "loader": ("extractor-agent", "functions/loader/main.py", ["on_snapshot_event"]),
+    "reconciler": ("extractor-agent", "functions/reconciler/main.py", ["on_table_loaded"]),
+    "validator": ("extractor-agent", "functions/validator/main.py", ["on_table_loaded"]),
+    "agent": ("extractor-agent", "matrix_sync/agent.py", ["serve"]),
+    "extractor": ("extractor-function", "functions/extractor/main.py", ["on_extract_request"]),
+}
+MODES = {"extractor-agent": {"deploy_as_function": False}, "extractor-function": {"deploy_as_function": True}}
+KNOWN_GAPS: dict[str, str] = {}
+
+
+def _held_roles(evaluate: Evaluate, account: str) -> set[str]:
+    mode, _code, _entries = CODE[account]
+    return {g["role"] for g in evaluate("local.grant_list", extractor=MODES[mode]) if g["account"] == account}
+
+
+def _cases() -> list[object]:
+    return [pytest.param(account, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[account]))
+            if account in KNOWN_GAPS else account for account in CODE]
+
+
+def test_every_role_held_by_code_identities_is_modelled(evaluate: Evaluate) -> None:
+    for account in CODE:
+        assert _held_roles(evaluate, account) <= ROLE_PERMISSIONS.keys(), account
+
+
+def test_the_call_graph_finds_the_calls_each_function_is_known_to_make() -> None:
+    """The scan itself: the loader loads from GCS and publishes, the agent pulls, the extractor uploads."""
+    loader = permissions_needed(ROOT / "functions/loader/main.py", ["on_snapshot_event"])
+    assert {"load_table_from_uri"} <= loader["bigquery.jobs.create"] and "publish" in loader["pubsub.topics.publish"]
+    agent = permissions_needed(ROOT / "matrix_sync/agent.py", ["serve"])
+    assert "pull" in agent["pubsub.subscriptions.consume"] and "pubsub.subscriptions.create" not in agent
+    extractor = permissions_needed(ROOT / "functions/extractor/main.py", ["on_extract_request"])
+    assert "upload_from_string" in extractor["storage.objects.create"]
+    assert "pubsub.subscriptions.consume" not in extractor and "bigquery.tables.updateData" not in extractor
+
+
+@pytest.mark.parametrize("account", _cases())
+def test_each_call_is_permitted_and_each_role_needed(account: str, evaluate: Evaluate) -> None:
+    _mode, code, entries = CODE[account]
+    needed = permissions_needed(ROOT / code, entries)
+    roles = _held_roles(evaluate, account)
+    held = set().union(*(ROLE_PERMISSIONS[role] for role in roles))
+    not_permitted = {permission: sorted(calls) for permission, calls in needed.items() if permission not in held}
+    not_needed = sorted(role for role in roles if not ROLE_PERMISSIONS[role] & needed.keys())
+    assert (not_permitted, not_needed) == ({}, []), \
+        f"{account}: calls not permitted {not_permitted}, roles not needed {not_needed}"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_only_the_push_identity_invokes_functions_and_nobody_anonymous(mode: str, evaluate: Evaluate) -> None:
+    grants = evaluate("local.grant_list", extractor=MODES[mode])
+    invokers = {g["account"] for g in grants if g["role"] == "roles/run.invoker"}
+    assert invokers == {"push"}
+    for path in (ROOT / "infra").glob("*.tf"):
+        text = path.read_text()
+        assert "allUsers" not in text and "allAuthenticatedUsers" not in text, path.name
+
+
+def test_local_stack_only_functions_are_called_only_behind_the_emulator_check() -> None:
+    import ast
+
+    from tests.infra.iam_calls import LOCAL_STACK_ONLY
+
+    for path in (ROOT / "shared").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            called = {n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", None)
+                      for n in ast.walk(node) if isinstance(n, ast.Call)}
+            if called & LOCAL_STACK_ONLY:
+                assert "emulated" in called, f"{path}:{node.name} calls {called & LOCAL_STACK_ONLY} unguarded"
