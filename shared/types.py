@@ -40,6 +40,10 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UTC = datetime.timezone.utc
 # Room for 38 integer and 38 fractional digits, so checking a BIGNUMERIC never rounds.
 _EXACT = decimal.Context(prec=80)
+# The largest STRING/BYTES value (UTF-8 bytes) a row may carry; larger ones are quarantined.
+# BigQuery documents no limit per value, only 100 MB per row in a load job; 10 MiB is far above
+# any real value of the source and keeps one hostile cell from swelling a chunk or a loaded row.
+MAX_CELL_BYTES = 10 * 1024 * 1024
 
 
 class TypeMappingError(ValueError):
@@ -248,6 +252,13 @@ def _decimal_converter(
     return convert
 
 
+def _cell_sized(text: str, bq_type: str) -> str:
+    # A code point is at most 4 UTF-8 bytes: only long texts need encoding to be measured.
+    if len(text) > MAX_CELL_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_CELL_BYTES:
+        raise ValueError(f"cannot convert a str to {bq_type}: over {MAX_CELL_BYTES} bytes (the per-cell limit)")
+    return text
+
+
 def _utf8_text(value: str, bq_type: str) -> str:
     """An exact str that UTF-8 can encode (Parquet and hashing both need that)."""
     text = str.__str__(value)
@@ -256,7 +267,7 @@ def _utf8_text(value: str, bq_type: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise _refuse(value, bq_type, "unpaired surrogate") from None
-    return text
+    return _cell_sized(text, bq_type)
 
 
 def _to_string(value: object) -> str | None:
@@ -265,9 +276,10 @@ def _to_string(value: object) -> str | None:
     if isinstance(value, str):
         return _utf8_text(value, "STRING")
     try:
-        return canonical_text(value)
+        text = canonical_text(value)
     except HashingError as exc:
         raise _refuse(value, "STRING", str(exc)) from None
+    return None if text is None else _cell_sized(text, "STRING")
 
 
 def _to_text_only(bq_type: str) -> Callable[[object], str]:
@@ -280,9 +292,12 @@ def _to_text_only(bq_type: str) -> Callable[[object], str]:
 
 
 def _to_bytes(value: object) -> bytes:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise _refuse(value, "BYTES")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise _refuse(value, "BYTES")
+    data = bytes(value)
+    if len(data) > MAX_CELL_BYTES:
+        raise _refuse(value, "BYTES", f"over {MAX_CELL_BYTES} bytes (the per-cell limit)")
+    return data
 
 
 def _parsed(value: object, parse: Callable[[str], object], bq_type: str) -> object:

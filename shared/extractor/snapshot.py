@@ -1,12 +1,13 @@
 """One extraction of one table: Parquet parts with row and key hashes, then the manifest, last."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import multiprocessing
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,13 +19,16 @@ from sqlalchemy.engine import Engine
 from shared import gcs, logs
 from shared.config import Config
 from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, previous_index
+from shared.extractor.prefetch import prefetched
+from shared.extractor.prepare import ChunkPreparer, Prepared, hash_fields
+from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
-from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
+from shared.extractor.uploads import BackgroundUploads
+from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
-from shared.models import chunk_validator
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
-from shared.types import arrow_type, arrow_value_converter
+from shared.types import arrow_type
 
 log = logs.get(__name__)
 PARQUET = "application/vnd.apache.parquet"
@@ -40,19 +44,10 @@ def snapshot_folder(config: Config, target_table: str, run_id: str) -> str:
     return f"{config.gcs.prefix}/{target_table}/{run_id}"
 
 
-def _hash_fields() -> list[pa.Field]:
-    return [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False), pa.field(ROW_HASH_COLUMN, pa.string(), nullable=False)]
-
-
-def arrow_schema(schema: TableSchema) -> pa.Schema:
-    fields = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=c.nullable) for c in schema.columns]
-    return pa.schema(fields + _hash_fields())
-
-
 def index_schema(schema: TableSchema) -> pa.Schema:
     """Key columns and both hashes: what the next delta joins against."""
     keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
-    return pa.schema(keys + _hash_fields())
+    return pa.schema(keys + hash_fields())
 
 
 def deleted_schema(schema: TableSchema) -> pa.Schema:
@@ -60,19 +55,10 @@ def deleted_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(keys + [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False)])
 
 
-def _parquet(table_schema: pa.Schema, columns: Sequence[Sequence[object]]) -> bytes:
-    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, table_schema, strict=True)]
+def _parquet_table(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_arrays(arrays, schema=table_schema), buffer, compression="snappy")
+    pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
-
-
-@dataclass
-class Prepared:
-    """A chunk converted for BigQuery and hashed; rows that could not be converted are gone."""
-
-    rows: list[tuple]
-    hashes: list[tuple[str, str]]
 
 
 @dataclass
@@ -91,44 +77,33 @@ class SnapshotWriter:
     fingerprint: TableFingerprint = field(default_factory=TableFingerprint)
 
     def __post_init__(self) -> None:
-        schema = self.source.schema
-        self._converters = [arrow_value_converter(c.bq_type) for c in schema.columns]
-        self._invalid = chunk_validator(schema)
-        self._hasher = RowHasher(schema.key_positions)
-        self._key_positions = schema.key_positions
+        self._prepare = ChunkPreparer(self.source.schema)
         self.folder = snapshot_folder(self.config, self.source.config.target_table, self.run_id)
-        self._rows_buffer: list[tuple] = []
-        self._hashes_buffer: list[tuple[str, str]] = []
+        self._rows_buffer: list[pa.Table] = []
+        self._buffered_rows = 0
         self._deleted_buffer: list[tuple[tuple, str]] = []
+        self._uploads = BackgroundUploads()
+        self._written = {"part": 0, "index": 0, "deleted": 0}  # files named so far, uploaded or in flight
 
     def prepare(self, rows: Sequence[tuple]) -> Prepared:
         """Rows that break the source's declared schema (generated model) or cannot be represented
         in BigQuery are quarantined with the reason; the rest are converted and hashed."""
-        good: list[tuple] = []
-        rejected: list[dict[str, object]] = []
-        invalid = self._invalid(rows)
-        for index, row in enumerate(rows):
-            if index in invalid:
-                rejected.append(self._quarantine_entry(row, ValueError(invalid[index])))
-                continue
-            try:
-                good.append(tuple(convert(value) for convert, value in zip(self._converters, row, strict=True)))
-            except (ValueError, TypeError, ArithmeticError) as error:
-                rejected.append(self._quarantine_entry(row, error))
-        hashes = [self._hasher(row) for row in good]
-        for _, row_hash in hashes:
-            self.fingerprint.add(row_hash)
+        prepared, rejected = self._prepare(rows)
+        self.fingerprint.merge(prepared.fingerprint)
         if rejected:
             self._upload_quarantine(rejected)
-        return Prepared(good, hashes)
+        return prepared
 
     def keys(self, prepared: Prepared) -> list[tuple]:
-        return [tuple(row[p] for p in self._key_positions) for row in prepared.rows]
+        return prepared.keys()
 
-    def add_rows(self, rows: Sequence[tuple], hashes: Sequence[tuple[str, str]]) -> None:
-        self._rows_buffer.extend(rows)
-        self._hashes_buffer.extend(hashes)
-        if len(self._rows_buffer) >= self.config.extract.chunk_rows:
+    def add_rows(self, rows: pa.Table) -> None:
+        """Rows of a prepared chunk (`Prepared.table`, or a selection of it) for the next part."""
+        if not rows.num_rows:
+            return
+        self._rows_buffer.append(rows)
+        self._buffered_rows += rows.num_rows
+        if self._buffered_rows >= self.config.extract.chunk_rows:
             self._flush_rows()
 
     def add_deleted(self, deleted: Sequence[tuple[tuple, str]]) -> None:
@@ -137,38 +112,45 @@ class SnapshotWriter:
             self._flush_deleted()
 
     def add_index(self, prepared: Prepared) -> None:
-        if not prepared.rows:
+        if not len(prepared):
             return
-        keys = self.keys(prepared)
-        columns = [*zip(*keys, strict=True), *zip(*prepared.hashes, strict=True)]
-        self.index_parts.append(self._upload(f"_index/index-{self.name_prefix}{len(self.index_parts):05d}.parquet",
-                                             _parquet(index_schema(self.source.schema), columns), len(keys)))
+        schema = index_schema(self.source.schema)
+        table = prepared.table
+        columns = [table.column(p) for p in self.source.schema.key_positions]
+        hashes = [table.column(KEY_HASH_COLUMN), table.column(ROW_HASH_COLUMN)]
+        index = pa.Table.from_arrays([*columns, *hashes], schema=schema)
+        self._upload_table(self.index_parts, f"_index/index-{self.name_prefix}{self._next('index')}.parquet", index)
 
     def _flush_rows(self) -> None:
         if not self._rows_buffer:
             return
-        columns = [*zip(*self._rows_buffer, strict=True), *zip(*self._hashes_buffer, strict=True)]
-        data = _parquet(arrow_schema(self.source.schema), columns)
-        self.parts.append(self._upload(f"part-{self.name_prefix}{len(self.parts):05d}.parquet", data, len(self._rows_buffer)))
-        self._rows_buffer, self._hashes_buffer = [], []
+        rows = pa.concat_tables(self._rows_buffer)
+        self._upload_table(self.parts, f"part-{self.name_prefix}{self._next('part')}.parquet", rows)
+        self._rows_buffer, self._buffered_rows = [], 0
 
     def _flush_deleted(self) -> None:
         if not self._deleted_buffer:
             return
         keys = [key for key, _ in self._deleted_buffer]
         columns = [*zip(*keys, strict=True), [key_hash for _, key_hash in self._deleted_buffer]]
-        data = _parquet(deleted_schema(self.source.schema), columns)
-        self.deleted_parts.append(self._upload(f"deleted-{self.name_prefix}{len(self.deleted_parts):05d}.parquet", data, len(keys)))
+        schema = deleted_schema(self.source.schema)
+        arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+        deleted = pa.Table.from_arrays(arrays, schema=schema)
+        self._upload_table(self.deleted_parts, f"deleted-{self.name_prefix}{self._next('deleted')}.parquet", deleted)
         self._deleted_buffer = []
+
+    def _next(self, kind: str) -> str:
+        number = self._written[kind]
+        self._written[kind] += 1
+        return f"{number:05d}"
+
+    def _upload_table(self, into: list[Part], name: str, table: pa.Table) -> None:
+        """Encodes and uploads in the background; the Part lands in `into` when settled."""
+        self._uploads.submit(into, lambda: self._upload(name, _parquet_table(table), table.num_rows))
 
     def _upload(self, name: str, data: bytes, rows: int) -> Part:
         stored = gcs.upload(self.config.gcs.bucket, f"{self.folder}/{name}", data, PARQUET)
         return Part(uri=stored.uri, rows=rows, bytes=stored.size, md5=stored.md5)
-
-    def _quarantine_entry(self, row: tuple, error: Exception) -> dict[str, object]:
-        names = [c.name for c in self.source.schema.columns]
-        key = {k: repr(row[names.index(k)]) for k in self.source.schema.key}
-        return {"key": key, "reason": f"{type(error).__name__}: {error}", "row": [repr(v) for v in row]}
 
     def _upload_quarantine(self, rejected: list[dict[str, object]]) -> None:
         body = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in rejected).encode()
@@ -178,8 +160,18 @@ class SnapshotWriter:
         log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
 
     def flush(self) -> None:
+        """Writes what is buffered and waits for every upload (their Parts are then listed)."""
         self._flush_rows()
         self._flush_deleted()
+        self._uploads.settle()
+
+    def abandon(self) -> None:
+        """After a failure: lets the uploads in flight end, so none outlives the run."""
+        self._uploads.abandon()
+
+    def close(self) -> None:
+        """Ends the upload thread (after `flush`, nothing is in flight)."""
+        self._uploads.close()
 
     def absorb(self, other: RangeOutput) -> None:
         """Takes over what a range worker wrote; ranges are absorbed in key order."""
@@ -217,7 +209,25 @@ class SnapshotWriter:
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),
                    "application/json", only_if_new=True)
+        self.close()
         return manifest
+
+
+def _read_ahead(engine: Engine, chunks: Callable[[], Iterator[Sequence[tuple]]]) -> Iterator[Sequence[tuple]]:
+    """The chunks read one ahead on a thread; not for an in-memory SQLite database, whose pool
+    gives each thread a connection (and so a database) of its own."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return chunks()
+    return prefetched(chunks)
+
+
+@contextlib.contextmanager
+def _abandoned_on_failure(writer: SnapshotWriter) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        writer.abandon()
+        raise
 
 
 @dataclass(frozen=True)
@@ -240,13 +250,15 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         source = discover(engine, config.table(table_name))
         writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
         rows_read = 0
-        with logs.labels(run_id=run_id, table=table_name, key_range=str(index)):
-            for chunk in stream_rows(engine, source, config.extract.chunk_rows, lower, upper):
+        with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer):
+            chunks = _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
+            for chunk in chunks:
                 prepared = writer.prepare(chunk)
                 writer.add_index(prepared)
-                writer.add_rows(prepared.rows, prepared.hashes)
+                writer.add_rows(prepared.table)
                 rows_read += len(chunk)
             writer.flush()
+            writer.close()
         return RangeOutput(rows_read, writer.parts, writer.index_parts, writer.quarantine_uris,
                            writer.quarantined, writer.fingerprint.to_dict())
     finally:
@@ -345,15 +357,15 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     writer = SnapshotWriter(config, source, run_id)
     key_names = [c.bq_name for c in source.schema.key_columns]
     diff = KeyDiff(previous_index(base.manifest.index_parts, key_names)) if base else None
-    with logs.labels(run_id=run_id, table=source.config.name):
-        for chunk in stream_rows(engine, source, config.extract.chunk_rows):
+    with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
+        for chunk in _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows)):
             prepared = writer.prepare(chunk)
             writer.add_index(prepared)
             if diff is None:
-                writer.add_rows(prepared.rows, prepared.hashes)
+                writer.add_rows(prepared.table)
             else:
-                changes = diff.feed(writer.keys(prepared), [row_hash for _, row_hash in prepared.hashes])
-                writer.add_rows([prepared.rows[i] for i in changes.changed], [prepared.hashes[i] for i in changes.changed])
+                changes = diff.feed(prepared.keys(), prepared.row_hashes())
+                writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
                 writer.add_deleted(changes.deleted)
             if on_rows:
                 on_rows(len(chunk))

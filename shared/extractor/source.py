@@ -8,13 +8,18 @@ import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
 from sqlalchemy.engine import Engine
 
-from shared import identifiers
+from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
+from shared.credentials import source_url
+from shared.extractor.dbapi_stream import reads_from_cursor, stream_dbapi
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
 from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
+from shared.secret_manager import SecretAccessError
 from shared.secrets import redact
 from shared.types import bigquery_type_for_sqlalchemy, type_parameters
+
+log = logs.get(__name__)
 
 
 class SourceError(RuntimeError):
@@ -22,21 +27,26 @@ class SourceError(RuntimeError):
 
 
 def connect(source: SourceConfig) -> Engine:
-    """An engine whose first connection is tried now, so an unreachable source fails early and clearly."""
+    """An engine whose first connection is tried now, so an unreachable source fails early and clearly.
+    The password (environment or Secret Manager, shared/credentials.py) is added to the URL here only."""
     connect_args: dict[str, object] = {}
     if source.url.startswith("mssql+pymssql"):
         connect_args = {"login_timeout": source.connect_timeout_s, "timeout": 0}
     elif source.url.startswith(("postgresql", "mysql", "mariadb")):
         connect_args = {"connect_timeout": source.connect_timeout_s}
+    shown = sa.engine.make_url(source.url).render_as_string(hide_password=True)
     try:
-        engine = sa.create_engine(source.url, connect_args=connect_args, pool_pre_ping=True)
+        url = source_url(source)
+    except SecretAccessError as error:
+        raise SourceError(f"cannot read the password of source {shown}: {redact(str(error))}") from None
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _tolerate_invalid_utf8)
         with engine.connect():
             pass
     except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
-        url = sa.engine.make_url(source.url).render_as_string(hide_password=True)
-        raise SourceError(f"cannot connect to source {url}: {redact(_first_line(error))}") from None
+        raise SourceError(f"cannot connect to source {shown}: {redact(_first_line(error))}") from None
     return engine
 
 
@@ -57,7 +67,8 @@ def _tolerate_invalid_utf8(dbapi_connection: object, _record: object) -> None:
 
 
 def discover(engine: Engine, table: TableConfig) -> SourceTable:
-    """The table's columns in ordinal order with their BigQuery types; the key from the config."""
+    """The table's columns in ordinal order with their BigQuery types; the key from the config, else
+    the primary key, else none: the table is keyless (see `shared.schema.TableSchema`)."""
     if engine.dialect.name == "mssql":
         return _discover_mssql(engine, table)
     try:
@@ -66,7 +77,7 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
         raise SourceError(f"table {table.name!r} not found in the source") from None
     key = list(table.key or [c.name for c in reflected.primary_key.columns])
     if not key:
-        raise SourceError(f"table {table.name!r} has no primary key: configure its key columns (`key:`)")
+        _log_keyless(table.name)
     columns = []
     for source_column in reflected.columns:
         identifiers.source_part(source_column.name)
@@ -85,7 +96,12 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     missing = [k for k in key if k not in {c.name for c in columns}]
     if missing:
         raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
-    return SourceTable(table, reflected, TableSchema(columns=columns, key=key))
+    return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key))
+
+
+def _log_keyless(name: str) -> None:
+    log.info("table %r has neither a primary key nor a configured key: replicated as keyless "
+             "(rows matched by row hash and number of copies, full snapshots only)", name)
 
 
 KeyBound = tuple | None
@@ -110,12 +126,19 @@ def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None,
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: KeyBound = None,
                 upper: KeyBound = None) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key (lower < key <= upper when bounds are given), at most chunk_rows of them
-    in memory at a time (server-side cursor)."""
+    in memory at a time (server-side cursor). SQLite, PostgreSQL (psycopg2) and MySQL/MariaDB
+    (pymysql) are read from the DBAPI cursor, without a SQLAlchemy Row per row, as `SourceChunk`s."""
     if engine.dialect.name == "mssql":
         query: sa.Executable = _mssql_select(source, lower, upper).clause()
     else:
         query = _generic_select(engine, source, lower, upper)
     with engine.connect() as connection:
+        if isinstance(query, sa.Select) and reads_from_cursor(engine.dialect):
+            def select(low: KeyBound, high: KeyBound) -> sa.Select:
+                return _generic_select(engine, source, low, high)
+
+            yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper)
+            return
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for partition in result.partitions(chunk_rows):
             yield [tuple(row) for row in partition]
@@ -124,7 +147,7 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
 def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tuple]:
     """Keys splitting the table into `ranges` contiguous ranges of about equal row counts, in the
     same order and collation the rows are streamed in (so the ranges neither overlap nor miss)."""
-    if ranges <= 1:
+    if ranges <= 1 or not source.schema.key:
         return []
     with engine.connect() as connection:
         table = source.table

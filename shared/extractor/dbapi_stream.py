@@ -1,0 +1,157 @@
+"""Reading rows straight from the DBAPI cursor: no SQLAlchemy Row per row, the driver's values kept
+column-ready for the snapshot, SQLAlchemy's result processors applied only where a value needs them."""
+from __future__ import annotations
+
+import decimal
+import functools
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, overload
+
+import sqlalchemy as sa
+
+from shared.schema import TableSchema
+
+KeyBound = tuple | None
+Select = Callable[[KeyBound, KeyBound], sa.Select]
+
+
+Processor = Callable[[object], object] | None
+
+
+class SourceChunk(Sequence[tuple]):
+    """Up to chunk_rows rows as the DBAPI driver returned them, with SQLAlchemy's result processor
+    of each column (None: the driver's value is final). Indexing or iterating gives processed rows,
+    the values a SQLAlchemy Row would hold; the snapshot reads `raw` column by column instead."""
+
+    __slots__ = ("raw", "processors")
+
+    def __init__(self, raw: list[tuple], processors: Sequence[Processor]) -> None:
+        self.raw = raw
+        self.processors = tuple(processors)
+
+    def process(self, row: tuple) -> tuple:
+        """One raw row as SQLAlchemy would return it; raises what a processor raises."""
+        return tuple(value if p is None or value is None else p(value)
+                     for p, value in zip(self.processors, row, strict=True))
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple | list[tuple]:
+        if isinstance(index, slice):
+            return [self.process(row) for row in self.raw[index]]
+        return self.process(self.raw[index])
+
+    def __iter__(self) -> Iterator[tuple]:
+        return (self.process(row) for row in self.raw)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select, chunk_rows: int, lower: KeyBound,
+                 upper: KeyBound) -> Iterator[SourceChunk]:
+    """SQLite text is first decoded strictly, in C; only if some value is not UTF-8 does the rest of
+    the table (after the last key handed out) go through `connect`'s tolerant decoder, in Python."""
+    dialect = connection.dialect
+    driver_connection = connection.connection.driver_connection
+    tolerant = getattr(driver_connection, "text_factory", None) if dialect.name == "sqlite" else None
+    # Resuming after the last key needs a key; a keyless table is decoded tolerantly throughout.
+    strict = tolerant is not None and tolerant is not str and bool(schema.key)
+    try:
+        while True:
+            if strict:
+                driver_connection.text_factory = str
+            query = select(lower, upper)
+            try:
+                for chunk in _stream_cursor(_server_side_cursor(connection), dialect, query, chunk_rows):
+                    yield chunk
+                    last = chunk[len(chunk) - 1]
+                    lower = tuple(last[p] for p in schema.key_positions)
+                return
+            except sqlite3.OperationalError as error:
+                if not strict or "decode" not in str(error):
+                    raise
+                strict = False
+                driver_connection.text_factory = tolerant
+    finally:
+        if tolerant is not None:
+            driver_connection.text_factory = tolerant
+
+
+def _server_side_cursor(connection: sa.Connection) -> Any:
+    """A DBAPI cursor that fetches from the server a batch at a time."""
+    dialect = connection.dialect
+    driver_connection = connection.connection.driver_connection
+    if dialect.name == "postgresql":
+        cursor = driver_connection.cursor(name=f"matrix_sync_{secrets.token_hex(6)}")  # a named cursor is server-side
+        dialect.dbapi.extensions.register_type(_pg_numeric_as_text(dialect.dbapi), cursor)
+        return cursor
+    if dialect.name in ("mysql", "mariadb"):
+        return driver_connection.cursor(dialect.dbapi.cursors.SSCursor)  # the driver module: pymysql
+    return driver_connection.cursor()  # sqlite3 steps through the result as rows are fetched
+
+
+_PG_NUMERIC_OID = 1700
+
+
+@functools.cache
+def _pg_numeric_as_text(psycopg2: Any) -> Any:
+    """psycopg2 makes a Decimal of PostgreSQL's numeric text (a Python object a value); kept as
+    text, a column of them converts at once. `decimal.Decimal` makes the driver's value again."""
+    return psycopg2.extensions.new_type((_PG_NUMERIC_OID,), "MATRIX_SYNC_NUMERIC_TEXT", lambda value, _cursor: value)
+
+
+def _processor(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:
+    """SQLAlchemy's result processor of a column, after `decimal.Decimal` where numeric came as text."""
+    processor = column.type.dialect_impl(dialect).result_processor(dialect, type_code)
+    if dialect.name != "postgresql" or type_code != _PG_NUMERIC_OID:
+        return processor
+    if processor is None:
+        return decimal.Decimal
+    return lambda text: processor(decimal.Decimal(text))  # type: ignore[arg-type]
+
+
+_RAW_DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg2"), ("mysql", "pymysql"), ("mariadb", "pymysql")}
+
+
+def reads_from_cursor(dialect: sa.Dialect) -> bool:
+    """Drivers read straight from their DBAPI cursor (the rest, pymssql included, through SQLAlchemy)."""
+    return (dialect.name, dialect.driver) in _RAW_DRIVERS
+
+
+def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int) -> Iterator[SourceChunk]:
+    sql, parameters = _dbapi_statement(dialect, query)
+    try:
+        cursor.execute(sql, parameters)
+        processors: list[Processor] | None = None
+        while rows := cursor.fetchmany(chunk_rows):
+            if processors is None:  # a named cursor describes its columns once rows arrive
+                processors = [_processor(column, dialect, description[1])
+                              for column, description in zip(query.selected_columns, cursor.description, strict=True)]
+            yield SourceChunk(rows, processors)
+    finally:
+        cursor.close()
+
+
+def _dbapi_statement(dialect: sa.Dialect, query: sa.Select) -> tuple[str, Any]:
+    """The statement SQLAlchemy would send: compiled SQL and bound values after the bind processors."""
+    compiled = query.compile(dialect=dialect)
+    values = compiled.construct_params()
+    for name, bind in compiled.binds.items():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None and name in values:
+            values[name] = process(values[name])
+    if compiled.positional:
+        return str(compiled), tuple(values[name] for name in compiled.positiontup or ())
+    return str(compiled), values

@@ -1,0 +1,69 @@
+"""Reading the next chunk from the source while the current one is converted and hashed.
+
+The DBAPI drivers release the GIL while they wait for the database, and Arrow's kernels while they
+compute, so the reader thread and the hashing thread overlap on a second core. The reader hands a
+chunk over and reads the next only once it was taken: at most two chunks in memory, the one being
+prepared and the one being read.
+"""
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+_POLL_S = 0.1
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """The items of `items()`, produced one ahead on a reader thread (started with the caller's
+    context, so log labels carry over). An error of the reader is raised here; if the consumer stops
+    early, the reader is told to stop and joined, which closes its iterator (and cursor)."""
+    handoff: queue.Queue[object] = queue.Queue(maxsize=1)
+    taken = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        """Hands `item` over and waits until the consumer took it (or stopped)."""
+        handoff.put(item)  # never blocks: the previous item was taken
+        while not stop.is_set():
+            if taken.acquire(timeout=_POLL_S):
+                return True
+        return False
+
+    def read() -> None:
+        iterator = items()
+        try:
+            for item in iterator:
+                if not offer(item):
+                    return
+            offer(_DONE)
+        except BaseException as error:  # handed to the consumer, who raises it
+            offer(_Failed(error))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(read,), name="source-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = handoff.get()
+            taken.release()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join()
