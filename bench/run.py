@@ -375,7 +375,7 @@ class Bench:
                     self.record("reconcile", size, "reladiff", repeat, result, planted=planted,
                                 correct=result["differing_keys"] == planted)
 
-                if repeat < self.compare_keys_repeats:  # minutes a run at 1M: bqemulator rebuilds every hash
+                if repeat < self.compare_keys_repeats:
                     sides.append(ours)
                 sides.append(lambda planted=planted: ours(planted, "ours-compare"))
                 if self.competitors:
@@ -469,8 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results", help="where the JSON and latest.md go")
     parser.add_argument("--render", type=Path, nargs="+", default=None,
                         help="only re-render latest.md from results JSON file(s); several are merged (e.g. a 10M memory run)")
-    parser.add_argument("--compare-keys-repeats", type=int, default=1,
-                        help="repeats of the operator's compare-keys in (3) (default 1: it takes minutes at 1M on the emulator)")
+    parser.add_argument("--compare-keys-repeats", type=int, default=None,
+                        help="repeats of the operator's compare-keys in (3) (default: --repeats)")
     parser.add_argument("--hashing-rows", type=int, default=None, help="rows in the hashing scenario (default 100k)")
     options = parser.parse_args(argv)
 
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                   work=options.work.resolve(), results=options.results.resolve(), competitors=not options.no_competitors,
                   stack_root=options.stack_root, hashing_rows=options.hashing_rows or min(100_000, max(sizes)),
                   namespace=secrets.token_hex(3) if options.smoke else "",
-                  compare_keys_repeats=options.compare_keys_repeats)
+                  compare_keys_repeats=options.compare_keys_repeats or repeats)
     bench.work.mkdir(parents=True, exist_ok=True)
     try:
         summary = bench.run()

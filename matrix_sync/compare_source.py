@@ -1,19 +1,21 @@
-"""The source side of `compare-keys`: every row hashed as the extractor hashes it, segment
-fingerprints kept in memory, keys and hashes spilled to a temporary SQLite file (bounded memory)."""
+"""The source side of `compare-keys`: every chunk prepared and hashed by the extractor's own
+`ChunkPreparer` (columnar where it can, per row where it must), segment fingerprints kept in
+memory, keys and hashes spilled to a temporary Arrow file (bounded memory)."""
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shared import segments
+from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.source import SourceTable, stream_rows
-from shared.hashing import RowHasher, canonical_text
-from shared.types import arrow_value_converter
+from shared.hashing import canonical_text
+from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN
 
 
 class CompareProgress:
@@ -25,32 +27,54 @@ class CompareProgress:
 
 
 class SourceKeys:
-    """Segment fingerprints in memory, every row's key and hashes in a temporary SQLite file."""
+    """Segment fingerprints in memory (`shared.segments.SegmentIndex`); every row's key values, key
+    hash and row hash in a temporary Arrow file, read back only for the differing segments."""
 
     def __init__(self, directory: Path) -> None:
         self.index = segments.SegmentIndex()
-        self._db = sqlite3.connect(directory / "source-keys.sqlite")
-        self._db.execute("PRAGMA journal_mode = OFF")
-        self._db.execute("PRAGMA synchronous = OFF")
-        self._db.execute("CREATE TABLE rows (kh TEXT NOT NULL, rh TEXT NOT NULL, key TEXT NOT NULL)")
+        self._path = directory / "source-keys.arrow"
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._key_count = 0
 
-    def add(self, batch: list[tuple[str, str, str]]) -> None:
-        for key_hash, row_hash, _ in batch:
-            self.index.add(key_hash, row_hash)
-        self._db.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
+    def add(self, prepared: Prepared) -> None:
+        self.index.add_many(prepared.key_hashes(), prepared.row_hashes())
+        table = prepared.table
+        kept = table.select([*prepared.key_positions, table.schema.get_field_index(KEY_HASH_COLUMN),
+                             table.schema.get_field_index(ROW_HASH_COLUMN)])
+        if self._writer is None:
+            self._key_count = len(prepared.key_positions)
+            self._writer = pa.ipc.new_file(str(self._path), kept.schema)
+        self._writer.write_table(kept)
 
     def finish(self) -> None:
-        self._db.execute("CREATE INDEX rows_kh ON rows (kh)")
-        self._db.commit()
+        if self._writer is not None:
+            self._writer.close()
 
     def rows_under(self, prefixes: list[str]) -> Iterator[tuple[str, str, tuple[str | None, ...]]]:
+        """(key hash, row hash, canonical key texts) of every row whose key hash starts with one of
+        `prefixes`."""
+        if self._writer is None or not prefixes:
+            return
+        by_length: dict[int, list[str]] = {}
         for prefix in prefixes:
-            upper = prefix + "g"  # every hex digit sorts below "g"
-            for kh, rh, key in self._db.execute("SELECT kh, rh, key FROM rows WHERE kh >= ? AND kh < ?", (prefix, upper)):
-                yield kh, rh, tuple(json.loads(key))
+            by_length.setdefault(len(prefix), []).append(prefix)
+        with pa.memory_map(str(self._path)) as source:
+            reader = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                batch = reader.get_batch(i)
+                key_hash = batch.column(self._key_count)
+                wanted = None
+                for length, values in by_length.items():
+                    hit = pc.is_in(pc.utf8_slice_codeunits(key_hash, 0, length), value_set=pa.array(values))
+                    wanted = hit if wanted is None else pc.or_(wanted, hit)
+                for row in batch.filter(wanted).to_pylist():
+                    values = list(row.values())
+                    key = tuple(canonical_text(v) for v in values[: self._key_count])
+                    yield values[self._key_count], values[self._key_count + 1], key
 
     def close(self) -> None:
-        self._db.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def count_rows(engine: Engine, source: SourceTable) -> int | None:
@@ -63,25 +87,14 @@ def count_rows(engine: Engine, source: SourceTable) -> int | None:
 
 def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, chunk_rows: int,
                   progress: CompareProgress) -> int:
-    """Hashes every source row as the extractor does; returns the rows that could not be converted
-    (the extractor quarantines those, so they are not expected in BigQuery)."""
-    schema = source.schema
-    converters = [arrow_value_converter(c.bq_type) for c in schema.columns]
-    hasher = RowHasher(schema.key_hash_positions)
-    positions = schema.key_positions
+    """Prepares every source chunk as the extractor does; returns the rows it would quarantine (not
+    convertible, or breaking the declared schema), which are not expected in BigQuery."""
+    prepare = ChunkPreparer(source.schema)
     unconvertible = 0
     for chunk in stream_rows(engine, source, chunk_rows):
-        batch = []
-        for row in chunk:
-            try:
-                values = [convert(v) for convert, v in zip(converters, row, strict=True)]
-            except (ValueError, TypeError, ArithmeticError):
-                unconvertible += 1
-                continue
-            key_hash, row_hash = hasher(values)
-            key = json.dumps([canonical_text(values[p]) for p in positions], ensure_ascii=False)
-            batch.append((key_hash, row_hash, key))
-        keys.add(batch)
+        prepared, rejected = prepare(chunk)
+        unconvertible += len(rejected)
+        keys.add(prepared)
         progress.rows(len(chunk))
     keys.finish()
     return unconvertible

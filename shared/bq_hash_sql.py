@@ -11,15 +11,19 @@ NUMERIC, BIGNUMERIC         ``CAST(x AS STRING)`` with trailing fractional zeros
                             renders 1.50 as ``1.5``, the emulator as ``1.500000000``; both give
                             ``1.5``, and ``100`` stays ``100``)
 BOOL                        ``'true'`` / ``'false'``
-STRING                      ``NORMALIZE(x, NFC)``
+STRING                      ``NORMALIZE(x, NFC)``, only when `x` holds a character NFC could
+                            change (`shared.nfc_ranges`, one RE2 match): every other string is
+                            NFC already, and NORMALIZE is what costs (a Python call a row on
+                            the emulator)
 BYTES                       ``TO_HEX(x)`` (lowercase)
 DATE                        year zero-padded to four digits (``%Y`` alone does not pad), then
                             ``FORMAT_DATE('-%m-%d')``
 DATETIME                    same year, then ``FORMAT_DATETIME('-%m-%dT%H:%M:%E6S')``
 TIMESTAMP                   same in UTC, plus ``Z`` (a TIMESTAMP column is always UTC-aware)
 TIME                        ``FORMAT_TIME('%H:%M:%E6S')``
-FLOAT64                     Python's ``repr()`` rebuilt: the shortest of ``FORMAT('%.{p}e', x)``,
-                            p = 0..16, that casts back to exactly ``x`` gives the digits and
+FLOAT64                     Python's ``repr()`` rebuilt: the first of ``FORMAT('%.{p}e', x)``,
+                            p = 0..16 (a CASE, tried in order), that casts back to exactly
+                            ``x`` gives the digits and
                             exponent (plus, before 17 digits, the 16-digit string one step
                             above, which Python picks for some powers of two); they are laid
                             out in fixed notation for exponents -4..15 and as ``d.ddde±XX``
@@ -34,12 +38,15 @@ GEOGRAPHY, JSON             not rebuildable (BigQuery normalises them on load): 
 
 Each text is framed as in `shared.hashing` (NULL as ``~``, else ``<code points>:<text>``), the
 frames are concatenated in column order, hashed with SHA256, hex-encoded and cut to 32
-characters. The query is built in layers of nested SELECTs so that no expression is repeated
-inside another: float digits, then per-column texts, then the hashes.
+characters. The query is built in layers of nested SELECTs: float digits, then per-column texts,
+then the hashes. DuckDB (the emulator) inlines those layers, so every reference to a text is
+evaluated again: each text is referenced as few times as possible (a frame uses it twice, its
+NULL handled by IFNULL around the NULL-propagating CONCAT).
 """
 from __future__ import annotations
 
 from shared.identifiers import quote_bigquery as q
+from shared.nfc_ranges import re2_class
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, Column, TableSchema
 
 DEEP_KEY_HASH = "_deep_key_hash"
@@ -76,11 +83,12 @@ def _sixteen_digits_up(expr: str) -> str:
 
 
 def float_scientific_sql(expr: str) -> str:
-    """The shortest ``%.{p}e`` rendering of `expr` that reads back as the same double."""
+    """The shortest ``%.{p}e`` rendering of `expr` that reads back as the same double: a CASE
+    tried in order, not a correlated subquery (which DuckDB runs as a join per query)."""
     formats = [f"FORMAT('%.{p}e', {expr})" for p in range(_FLOAT_MAX_PRECISION + 1)]
-    candidates = ", ".join([*formats[:-1], _sixteen_digits_up(expr), formats[-1]])
-    return (f"(SELECT s FROM UNNEST([{candidates}]) AS s WITH OFFSET AS p "
-            f"WHERE SAFE_CAST(s AS FLOAT64) = {expr} ORDER BY p LIMIT 1)")
+    candidates = [*formats[:-1], _sixteen_digits_up(expr), formats[-1]]
+    tries = " ".join(f"WHEN SAFE_CAST({c} AS FLOAT64) = {expr} THEN {c}" for c in candidates)
+    return f"CASE {tries} END"
 
 
 def float_digits_sql(scientific: str) -> str:
@@ -122,7 +130,7 @@ def canonical_text_sql(column: Column, expr: str) -> str:
     elif bq_type == "BOOL":
         text = f"IF({expr}, 'true', 'false')"
     elif bq_type == "STRING":
-        text = f"NORMALIZE({expr}, NFC)"
+        text = f"IF(REGEXP_CONTAINS({expr}, r'{re2_class()}'), NORMALIZE({expr}, NFC), {expr})"
     elif bq_type == "BYTES":
         text = f"TO_HEX({expr})"
     elif bq_type == "DATE":
@@ -139,7 +147,7 @@ def canonical_text_sql(column: Column, expr: str) -> str:
 
 
 def frame_sql(text: str) -> str:
-    return f"IF({text} IS NULL, '~', CONCAT(CAST(CHAR_LENGTH({text}) AS STRING), ':', {text}))"
+    return f"IFNULL(CONCAT(CAST(CHAR_LENGTH({text}) AS STRING), ':', {text}), '~')"
 
 
 def hash_sql(texts: list[str]) -> str:

@@ -1,7 +1,7 @@
 """Deep mode's premise on the BigQuery emulator: the hashes rebuilt from the data in SQL equal the
 ones the extractor computed in Python, for every row of the sample tables and for the hard values
-of every type (NFD strings, trailing spaces, NUMERIC scale, year 1, microseconds, every power of two,
-random doubles)."""
+of every type (NFD strings and every kind of NFC change, trailing spaces, NUMERIC scale, year 1,
+microseconds, every power of two, random doubles)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -67,7 +67,12 @@ def _doubles() -> list[float]:
 
 def _hard_rows() -> list[tuple[object, ...]]:
     utc = dt.UTC
-    strings = ["", " ", "MX-1", "MX-1 ", "mx-1", "e\u0301", "\u00e9", "Zoë 🌻", "山田", "a:b~", "~", None]
+    strings = ["", " ", "MX-1", "MX-1 ", "mx-1", "e\u0301", "\u00e9", "Zoë 🌻", "山田", "a:b~", "~", None,
+               # NFC at work only where `shared.nfc_ranges` sends the string through NORMALIZE: jamo
+               # composing, a CJK compatibility ideograph, Kelvin sign, marks reordered, Greek oxia;
+               # and characters just outside the ranges, which are left alone
+               "\u1100\u1161\u11a8", "\uf900", "\u212a", "q\u0301\u0323", "A\u030a", "\u1f71", "\u0388",
+               "\u02ff", "👩\u200d💻", "Ναυσικά\u0345"]
     numerics = [decimal.Decimal(v) for v in ("0", "100", "1.5", "1.50", "-0.000000001", "12345678901234567890.123456789",
                                              "-99999999999999999999999999999.999999999", "10")] + [None]
     dates = [dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(2024, 2, 29), None]

@@ -219,3 +219,68 @@ def test_row_hash_is_sha256_of_the_framed_text() -> None:
     key_hash, row_hash = RowHasher([0])((1, None, "é"))
     assert row_hash == hashlib.sha256("1:1~1:é".encode()).hexdigest()[:32]
     assert key_hash == hashlib.sha256(b"1:1").hexdigest()[:32]
+
+
+def test_first_depth_keeps_segments_near_the_leaf_size() -> None:
+    assert [segments.first_depth(n) for n in (0, 4096, 4097, 100_000, 1_000_000, 10_000_000, 10**9)] == [
+        1, 1, 2, 3, 3, 4, 4]
+
+
+def test_index_built_in_batches_equals_fingerprints_added_row_by_row() -> None:
+    pairs = _hashes({i: f"row {i}" for i in range(3000)})
+    batched = segments.SegmentIndex()
+    batched.add_many([k for k, _ in pairs[:1000]], [r for _, r in pairs[:1000]])
+    batched.add_many([k for k, _ in pairs[1000:]], [r for _, r in pairs[1000:]])
+    assert batched.rows == 3000
+    for depth in (1, 3, 4):
+        expected: dict[str, TableFingerprint] = {}
+        for key_hash, row_hash in pairs:
+            expected.setdefault(key_hash[:depth], TableFingerprint()).add(row_hash)
+        assert batched.level(depth) == expected
+    parents = sorted({k[:2] for k, _ in pairs})[:3]
+    assert set(batched.level(3, parents)) == {k[:3] for k, _ in pairs if k[:2] in parents}
+    with pytest.raises(ValueError):
+        batched.add_many(["abc"], ["def"])
+
+
+def test_drill_can_start_deep_and_needs_one_level_for_small_segments() -> None:
+    rng = random.Random(5)
+    source = {i: f"value {rng.random()}" for i in range(20_000)}
+    target = dict(source)
+    target[4242] = "edited"
+    left, right = _index(_hashes(source)), _index(_hashes(target))
+    found = segments.drill(left.level, right.level, start_depth=3)
+    edited = _hashes({4242: "edited"})[0][0]
+    assert found.levels == 1 and found.leaves == [edited[:3]]
+    assert found.compared_segments == len(left.level(3))
+    with pytest.raises(ValueError):
+        segments.drill(left.level, right.level, start_depth=5)
+
+
+def test_compare_keys_sql_parses() -> None:
+    from matrix_sync.compare_bigquery import hash_table_select, level_sql, stale_condition
+
+    select, deep = hash_table_select(SCHEMA, TABLE)
+    assert deep
+    statement = strict(select)
+    assert [e.alias_or_name for e in statement.expressions] == [
+        "id", "code", "_deep_key_hash", "_deep_row_hash", "_key_hash", "_row_hash"]
+    geography = TableSchema(columns=[*SCHEMA.columns, Column(name="g", bq_name="g", source_type="geography",
+                                                             bq_type="GEOGRAPHY")], key=["id"])
+    select, deep = hash_table_select(geography, TABLE)
+    assert not deep and "SHA256" not in select
+    strict(select)
+    sql, params = level_sql("p.d_staging.compare_things_ab12", 3, None, with_stale=True)
+    assert "COUNTIF(" in sql and not params
+    strict(sql)
+    sql, params = level_sql("p.d_staging.compare_things_ab12", 4, ["abc"])
+    strict(sql)
+    strict(f"SELECT 1 FROM {TABLE} AS C WHERE {stale_condition('C')}")
+
+
+def test_strings_are_normalised_only_when_they_may_need_it() -> None:
+    text = canonical_text_sql(SCHEMA.columns[1], q("code"))
+    assert text.startswith("IF(`code` IS NULL, NULL, IF(REGEXP_CONTAINS(`code`, r'[\\x{300}-")
+    assert "NORMALIZE(`code`, NFC), `code`)" in text
+    strict(f"SELECT {text} FROM {TABLE}")
+    assert "UNNEST" not in float_scientific_sql(q("fee"))  # a CASE, not a correlated subquery per row

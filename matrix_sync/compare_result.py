@@ -1,0 +1,53 @@
+"""What `compare-keys` finds for one table: the kinds of difference and the typed result."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared import bq_jobs
+
+MISSING, EXTRA, CHANGED, DUPLICATE, STALE_HASH = "missing", "extra", "changed", "duplicate", "stale-hash"
+
+
+class CompareError(RuntimeError):
+    """A table that cannot be compared (not loaded yet, columns missing in BigQuery)."""
+
+
+@dataclass(frozen=True)
+class KeyDifference:
+    kind: str
+    key: tuple[str | None, ...]
+    key_hash: str
+    detail: str = ""
+
+
+@dataclass
+class TableComparison:
+    table: str
+    target: str
+    key_columns: list[str]
+    key_bq_names: list[str]
+    string_keys: list[bool]
+    deep: bool = True
+    source_rows: int = 0
+    target_rows: int = 0
+    unconvertible_rows: int = 0
+    differences: list[KeyDifference] = field(default_factory=list)
+    levels: int = 0
+    segments_compared: int = 0
+    source_seconds: float = 0.0
+    bigquery_seconds: float = 0.0  # the hash table and its first segment level, run while the source streams
+    seconds: float = 0.0
+    stats: bq_jobs.JobStats = field(default_factory=bq_jobs.JobStats)
+    hash_table: str | None = None
+    note: str = ""
+    keyless: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not self.differences
+
+    def count(self, kind: str) -> int:
+        return sum(1 for d in self.differences if d.kind == kind)
+
+    def hashes(self, *kinds: str) -> list[str]:
+        return sorted({d.key_hash for d in self.differences if d.kind in kinds})
