@@ -20,7 +20,8 @@ from matrix_sync.report import report
 from matrix_sync.stack import StackError
 from shared import logs
 from shared.config import ConfigError, load_config
-from shared.extractor.run import Extraction, extract as extract_snapshots
+from shared.extractor.run import Extraction
+from shared.extractor.run import extract as extract_snapshots
 from shared.extractor.source import SourceError
 from shared.pubsub import publish_json
 from shared.topology import RECONCILE_REQUESTS_TOPIC

@@ -58,9 +58,14 @@ def create_missing_dataset(project: str, dataset: str, location: str,
     """Local stack only (see ensure_dataset)."""
     ds = bigquery.Dataset(f"{project}.{dataset}")
     ds.location = location
-    if default_table_expiration is not None:
-        ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
-    client(project).create_dataset(ds, exists_ok=True)
+    if default_table_expiration is None:
+        client(project).create_dataset(ds, exists_ok=True)
+        return
+    ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
+    created = client(project).create_dataset(ds, exists_ok=True)
+    if created.default_table_expiration_ms != ds.default_table_expiration_ms:  # bqemulator drops it on create
+        created.default_table_expiration_ms = ds.default_table_expiration_ms
+        client(project).update_dataset(created, ["default_table_expiration_ms"])
 
 
 def table_fields(schema: TableSchema) -> list[bigquery.SchemaField]:

@@ -3,6 +3,7 @@
 Clients are built against explicit emulator endpoints, so the caller's os.environ is never touched."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from google.pubsub_v1 import PublisherClient, SubscriberClient
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
+from shared.loader.staging import STAGING_TTL
 from shared.topology import (
     ALERTS_TOPIC,
     EXTRACT_REQUESTS_TOPIC,
@@ -85,7 +87,9 @@ def ensure_loader_wiring(endpoints: Endpoints, project: str) -> None:
 def ensure_resources(endpoints: Endpoints, *, bucket: str, bigquery_project: str, dataset: str, pubsub_project: str) -> None:
     """Bucket, datasets (target and staging), topics and the subscriptions of the table-loaded consumers."""
     ensure_bucket(endpoints.storage, bucket, project=bigquery_project)
-    ensure_datasets(endpoints.bigquery, bigquery_project, [dataset, dataset + STAGING_DATASET_SUFFIX])
+    ensure_datasets(endpoints.bigquery, bigquery_project, [dataset])
+    # as infra/bigquery.tf makes it: staging tables expire on their own if a crash leaves them behind
+    ensure_datasets(endpoints.bigquery, bigquery_project, [dataset + STAGING_DATASET_SUFFIX], STAGING_TTL)
     with pubsub_admin(endpoints.pubsub) as admin:
         for topic in (TABLE_LOADED_TOPIC, ALERTS_TOPIC, EXTRACT_REQUESTS_TOPIC, RECONCILE_REQUESTS_TOPIC):
             ensure_topic(admin, pubsub_project, topic)
@@ -164,10 +168,15 @@ def ensure_bucket(endpoint: str, bucket: str, *, project: str) -> None:
         client.close()
 
 
-def ensure_datasets(endpoint: str, project: str, datasets: list[str]) -> None:
+def ensure_datasets(endpoint: str, project: str, datasets: list[str],
+                    default_table_expiration: dt.timedelta | None = None) -> None:
     client = bigquery.Client(project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint))
     try:
         for dataset in datasets:
-            client.create_dataset(f"{project}.{dataset}", exists_ok=True)
+            created = client.create_dataset(f"{project}.{dataset}", exists_ok=True)
+            expiration_ms = int(default_table_expiration.total_seconds() * 1000) if default_table_expiration else None
+            if created.default_table_expiration_ms != expiration_ms:  # bqemulator drops it on create
+                created.default_table_expiration_ms = expiration_ms
+                client.update_dataset(created, ["default_table_expiration_ms"])
     finally:
         client.close()

@@ -13,9 +13,9 @@ import datetime as dt
 from dataclasses import dataclass
 
 from shared import sql_literals as lit
-from shared.loader import keyless_sql
 from shared.identifiers import quote_bigquery as q
 from shared.ledger import APPLIED, DUPLICATE, STALE
+from shared.loader import keyless_sql
 from shared.schema import HASH_COLUMNS, ROW_HASH_COLUMN, TableSchema
 
 BASE_MISSING = "base_missing"

@@ -22,7 +22,7 @@ from shared.config import Config
 from shared.events import StorageObject
 from shared.extractor import snapshot
 from shared.extractor.lock import LeaseLost, TableLocked, acquire, lock_name, read_lease, utc_now
-from shared.extractor.run import ExtractProgress, Extraction, extract
+from shared.extractor.run import Extraction, ExtractProgress, extract
 from shared.topology import MANIFEST_NAME
 from tests.support import write_config
 
@@ -138,7 +138,6 @@ def test_a_crashed_holders_lease_expires(config: Config) -> None:
     assert done.returncode == 0, done.stderr
     while_held = extract(config, [TABLE], force_full=True)
     assert while_held.written == [] and while_held.locked[0].holder == "crashed-holder"
-    assert cycle.returncode != 0 and "locked" in cycle.stdout and "not reconciled: customers" in cycle.stderr
     assert manifests(config) == []
 
     after_expiry = extract(config, [TABLE], force_full=True,

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,8 +26,7 @@ import yaml
 
 from matrix_sync.cycle import wait_for_chain
 from shared import gcs
-from shared.config import Config
-from shared.config import load_config
+from shared.config import Config, load_config
 from shared.extractor.run import extract, extract_tables
 from shared.extractor.snapshot import ExtractResult
 from shared.topology import MANIFEST_NAME

@@ -11,8 +11,8 @@ import pytest
 
 from shared.columnar_convert import NotColumnar
 from shared.config import SourceConfig, TableConfig
-from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.dbapi_stream import SourceChunk
+from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.source import connect, discover, stream_rows
 from shared.hashing import RowHasher
 from shared.types import MAX_CELL_BYTES, arrow_value_converter

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sqlite3
 from collections import Counter
 
@@ -16,7 +15,6 @@ import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel
 
 from matrix_sync import compare as cmp
 from shared.config import TableConfig
@@ -35,6 +33,7 @@ from shared.reconciler import keyless_diff
 from shared.schema import Column, TableSchema
 from shared.validator import checks
 from shared.validator.thresholds import Thresholds
+from tests.sql_parse import script_statements, strict
 
 KEYLESS = TableSchema(columns=[
     Column(name="sku", bq_name="sku", source_type="int", bq_type="INT64"),
@@ -47,27 +46,6 @@ VALUES = LoadValues(table_id="p.d.t", source_table="dbo.T", run_id="20261125T101
                     extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC))
 KNOWN = (exp.Declare, exp.Transaction, exp.Commit, exp.Rollback, exp.Set, exp.Insert, exp.Merge, exp.Delete,
          exp.Select, exp.Update)
-
-
-def strict(sql: str, dialect: str = "bigquery") -> exp.Expression:
-    statement = sqlglot.parse_one(sql, read=dialect, error_level=ErrorLevel.RAISE)
-    assert not isinstance(statement, exp.Command), sql[:200]
-    return statement
-
-
-def script_statements(script: str) -> list[exp.Expression]:
-    """Every statement of a script, IF conditions as SELECTs, each parsed strictly."""
-    plain = []
-    for line in script.splitlines():
-        condition = re.fullmatch(r"IF (.+) THEN", line.strip())
-        if condition:
-            plain.append(f"SELECT {condition.group(1)};")
-        elif line.strip() not in ("ELSE", "END IF;"):
-            plain.append(line)
-    statements = [s for s in sqlglot.parse("\n".join(plain), read="bigquery", error_level=ErrorLevel.RAISE) if s]
-    unknown = [s.sql("bigquery")[:80] for s in statements if not isinstance(s, KNOWN)]
-    assert not unknown, unknown
-    return statements
 
 
 def manifest(schema: TableSchema = KEYLESS, **changes: object) -> Manifest:
@@ -140,7 +118,7 @@ def test_sqlite_heap_is_discovered_keyless_with_its_nullability(tmp_path) -> Non
 
 def test_keyless_load_script_parses_and_applies_by_multiplicity_not_merge() -> None:
     script = load_script(KEYLESS, TARGET, STAGING, LEDGER, VALUES)
-    kinds = [type(s) for s in script_statements(script)]
+    kinds = [type(s) for s in script_statements(script, KNOWN)]
     assert exp.Merge not in kinds and exp.Delete in kinds
     assert kinds.count(exp.Insert) == 2  # the ledger row and the rows
     faulty = load_script(KEYLESS, TARGET, STAGING, LEDGER, VALUES, fault=True)
@@ -205,7 +183,7 @@ def test_keyless_diff_and_repair_sql_parse_and_match_on_row_hash(deep: bool) -> 
     assert "snapshot_rows" in sql and "FULL OUTER JOIN" in sql
     strict(keyless_diff.counts_sql("p.d_staging.diff_x"))
     script = diffs.repair_script(m, diffs.Diff("p.d_staging.diff_x", "p.d_staging.index_x"), deep=deep)
-    kinds = [type(s) for s in script_statements(script)]
+    kinds = [type(s) for s in script_statements(script, KNOWN)]
     assert exp.Update not in kinds  # a keyless row cannot be re-stamped: nothing identifies it
     assert kinds.count(exp.Delete) == (2 if deep else 1)
     assert "T.`_row_hash` IN (SELECT D.`_key_hash`" in script

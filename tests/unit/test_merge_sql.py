@@ -11,12 +11,12 @@ from sqlglot.errors import ErrorLevel
 from shared.identifiers import quote_bigquery
 from shared.loader.merge_sql import (
     LoadValues,
+    Tables,
     count_queries,
     delete_statement,
     guard_query,
     load_script,
     merge_statement,
-    Tables,
 )
 from shared.schema import Column, TableSchema
 

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 import sqlglot
 from hypothesis import given, settings
-from pydantic import TypeAdapter
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from sqlglot import exp
 
 from shared.config import TableConfig

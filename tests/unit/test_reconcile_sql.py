@@ -6,12 +6,9 @@ import datetime as dt
 import decimal
 import hashlib
 import random
-import re
 
 import pytest
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ErrorLevel
 
 from shared import segments
 from shared.bq_hash_sql import DeepHashError, canonical_text_sql, deep_hash_query, float_scientific_sql
@@ -22,6 +19,7 @@ from shared.reconciler import diff as diffs
 from shared.reconciler.certificate import Certificate
 from shared.reconciler.options import OptionsError, ReconcileOptions, options_for
 from shared.schema import Column, TableSchema
+from tests.sql_parse import script_statements, strict
 
 SCHEMA = TableSchema(
     columns=[
@@ -53,25 +51,6 @@ def manifest(**changes: object) -> Manifest:
     )
     values.update(changes)
     return Manifest.model_validate(values)
-
-
-def strict(sql: str) -> exp.Expression:
-    statement = sqlglot.parse_one(sql, read="bigquery", error_level=ErrorLevel.RAISE)
-    assert not isinstance(statement, exp.Command), sql[:200]
-    return statement
-
-
-def script_statements(script: str) -> list[exp.Expression]:
-    plain = []
-    for line in script.splitlines():
-        condition = re.fullmatch(r"IF (.+) THEN", line.strip())
-        if condition:
-            plain.append(f"SELECT {condition.group(1)};")
-        elif line.strip() not in ("ELSE", "END IF;"):
-            plain.append(line)
-    statements = [s for s in sqlglot.parse("\n".join(plain), read="bigquery", error_level=ErrorLevel.RAISE) if s]
-    assert all(not isinstance(s, exp.Command) for s in statements), [s.sql()[:80] for s in statements]
-    return statements
 
 
 def test_deep_hash_query_is_bigquery_sql_with_every_column_framed() -> None:
