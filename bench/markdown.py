@@ -158,8 +158,8 @@ def render(summary: dict[str, Any]) -> str:
         out += ["## (3) Reconciliation", "",
                 ("Source SQLite, target BigQuery (bqemulator) loaded by the chain. *compare-keys*: the operator's "
                 "`matrix_sync.compare.compare_table` (source hashed by the extractor's code, both hashes of every "
-                "BigQuery row rebuilt from its data, segment fingerprints compared level by level, differing "
-                "segments fetched). *fingerprint*: the source hashed the same way against the reconciler's "
+                "BigQuery row rebuilt from its data in SQL while the source is read, one level of segment "
+                "fingerprints as deep as the table needs, differing segments fetched). *fingerprint*: the source hashed the same way against the reconciler's "
                 "fingerprint query over the stored `_row_hash`; on a mismatch, per-bucket fingerprints (4096 "
                 "buckets of key hash) and a key/hash diff of the differing buckets. reladiff: "
                 "`diff_tables(..., algorithm=\"hashdiff\")` over every column, PostgreSQL against a DuckDB copy "
@@ -182,7 +182,7 @@ def render(summary: dict[str, Any]) -> str:
             print_source = _median(g.get("reconcile", size, "ours", "source_seconds", planted=p) for p in (0, 100))
             if keys_source is not None or print_source is not None:
                 out.append(f"- {size_label(size)}: reading and hashing the source took {_n(keys_source, 1)} s of compare-keys "
-                           f"(the rest is bqemulator rebuilding every row's hashes from its data) and {_n(print_source, 1)} s "
+                           f"(the BigQuery side runs meanwhile; the rest is what outlasts it) and {_n(print_source, 1)} s "
                            "of fingerprint (the rest is its BigQuery queries and bucket diff).")
         out.append("")
 
