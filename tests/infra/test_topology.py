@@ -201,7 +201,8 @@ def local_stack_topology() -> _Recording:
     patch = pytest.MonkeyPatch()
     patch.setattr(bootstrap, "pubsub_admin", admin)
     patch.setattr(bootstrap, "ensure_bucket", lambda *a, **k: None)
-    patch.setattr(bootstrap, "ensure_datasets", lambda _e, _p, datasets: recording.datasets.extend(datasets))
+    patch.setattr(bootstrap, "ensure_datasets",
+                  lambda _e, _p, datasets, _expiration=None: recording.datasets.extend(datasets))
     try:
         functions = {f: f"http://127.0.0.1:1/{f}" for f in ("loader", "reconciler", "validator")}
         endpoints = bootstrap.Endpoints(pubsub="fake", storage="fake", bigquery="fake", functions=functions)
