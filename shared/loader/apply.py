@@ -16,6 +16,7 @@ from shared.loader.conflicts import retry_on_conflict
 from shared.loader.decide import Verdict, decide
 from shared.loader.errors import BaseNotApplied, RefusedError
 from shared.loader.merge_sql import BASE_MISSING, BASE_SUPERSEDED, DIVERGED, LoadValues, load_script
+from shared.loader.part_footers import check_part_footers
 from shared.manifest import Manifest
 
 log = logs.get(__name__)
@@ -61,6 +62,7 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     if decision.verdict is Verdict.BASE_SUPERSEDED:
         raise RefusedError(decision.reason)
     check_parts(manifest)
+    check_part_footers(manifest)
     plan = schema_plan.plan(bq.get_table(target.table_id), manifest,
                             history.latest.key_columns if history.latest else None)
     schema_plan.apply(manifest, plan)

@@ -2,11 +2,14 @@
 the message acknowledged (delivered once), the table as it was. Widening and new columns apply."""
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from matrix_sync.stack import LocalStack
@@ -154,3 +157,39 @@ def test_widening_and_new_columns_are_applied(stack: LocalStack, unique_name: st
     types = {f.name: f.field_type for f in bq.get_table(place.table_id("payments")).schema}
     assert (types["amount"], types["note"]) == ("NUMERIC", "STRING")
     assert table_rows(place, "payments", wide_schema) == second.rows  # nine decimals kept
+
+
+def _replace_part(snapshot: Snapshot, raw: Raw, data: bytes) -> Raw:
+    """The part's object replaced and the manifest's size and MD5 made to match it: only the file's
+    own content is wrong (a buggy writer, or someone with write access to the bucket)."""
+    uri = raw["parts"][0]["uri"]
+    stored = gcs.upload(*gcs.split_uri(uri), data, "application/vnd.apache.parquet")
+    raw["parts"][0] |= {"bytes": stored.size, "md5": stored.md5}
+    return raw
+
+
+def _truncated(raw: Raw, snapshot: Snapshot) -> Raw:
+    whole = gcs.read(*gcs.split_uri(raw["parts"][0]["uri"]))
+    return _replace_part(snapshot, raw, whole[: len(whole) // 2])
+
+
+def _other_table(raw: Raw, snapshot: Snapshot) -> Raw:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "something": ["a", "b", "c"]}), buffer)
+    return _replace_part(snapshot, raw, buffer.getvalue())
+
+
+@pytest.mark.parametrize(("change", "reason"), [(_truncated, "is not a readable Parquet file"),
+                                                (_other_table, "has the columns ['id', 'something']")],
+                         ids=["truncated", "other-table"])
+def test_a_part_whose_content_is_wrong_is_refused_before_loading(stack: LocalStack, unique_name: str,
+                                                                 change: Callable[[Raw, Snapshot], Raw],
+                                                                 reason: str) -> None:
+    place = Place.create(stack, unique_name)
+    writer = Writer(place, "customers")
+    base = writer.full(rows_for(1, 6), sequence=1)
+    base.publish()
+    wait_for_status(base, "applied")
+    broken = writer.full(rows_for(2, 6), sequence=2)
+    broken.publish(change(broken.raw(), broken))
+    assert_refused_once(place, broken, reason, base)

@@ -1,0 +1,45 @@
+"""Each part the loader is about to load is a readable Parquet file with the columns and row count the
+manifest promises. Only the footer is read (a ranged read of its last bytes), never the data, so a
+truncated file or one of another table is refused with its reason before BigQuery is asked to load
+it, instead of failing the load job on every redelivery."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from shared import bigquery as bq
+from shared import gcs
+from shared.clients import storage_client
+from shared.loader.errors import RefusedError
+from shared.loader.staging import deleted_key_fields
+from shared.manifest import Manifest, Part
+
+_FOOTER_READ_BYTES = 256 * 1024
+
+
+def check_part_footers(manifest: Manifest) -> None:
+    columns = [f.name for f in bq.table_fields(manifest.table_schema)]
+    _check(manifest.parts, columns)
+    if manifest.delta is not None:
+        _check(manifest.delta.deleted_parts, [f.name for f in deleted_key_fields(manifest)])
+
+
+def _check(parts: Sequence[Part], columns: list[str]) -> None:
+    for part in parts:
+        metadata = _footer(part)
+        found = metadata.schema.to_arrow_schema().names
+        if found != columns:
+            raise RefusedError(f"part {part.uri} has the columns {found}, the manifest's schema says {columns}")
+        if metadata.num_rows != part.rows:
+            raise RefusedError(f"part {part.uri} holds {metadata.num_rows} rows, the manifest says {part.rows}")
+
+
+def _footer(part: Part) -> pq.FileMetaData:
+    bucket, name = gcs.split_uri(part.uri)
+    try:
+        with storage_client().bucket(bucket).blob(name).open("rb", chunk_size=_FOOTER_READ_BYTES) as stream:
+            return pq.ParquetFile(stream).metadata
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RefusedError(f"part {part.uri} is not a readable Parquet file: {str(error).splitlines()[0]}") from None
