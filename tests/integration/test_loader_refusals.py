@@ -63,6 +63,27 @@ def _outside_folder(raw: Raw, snapshot: Snapshot) -> Raw:
     return raw
 
 
+def _replace_part(snapshot: Snapshot, raw: Raw, data: bytes) -> Raw:
+    """The part's object replaced and the manifest's size and MD5 made to match it: only the file's
+    own content is wrong (a buggy writer, or someone with write access to the bucket)."""
+    uri = raw["parts"][0]["uri"]
+    stored = gcs.upload(*gcs.split_uri(uri), data, "application/vnd.apache.parquet")
+    raw["parts"][0] |= {"bytes": stored.size, "md5": stored.md5}
+    return raw
+
+
+def _truncated(raw: Raw, snapshot: Snapshot) -> Raw:
+    whole = gcs.read(*gcs.split_uri(raw["parts"][0]["uri"]))
+    return _replace_part(snapshot, raw, whole[: len(whole) // 2])
+
+
+def _other_table(raw: Raw, snapshot: Snapshot) -> Raw:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": [1, 2, 3], "something": ["a", "b", "c"]}), buffer)
+    return _replace_part(snapshot, raw, buffer.getvalue())
+
+
+
 CASES: dict[str, tuple[Callable[[Raw, Snapshot], Raw], str]] = {
     "format-version": (_version, "unknown manifest format_version 2"),
     "missing-field": (_missing_field, "fingerprint: Field required"),
@@ -70,6 +91,8 @@ CASES: dict[str, tuple[Callable[[Raw, Snapshot], Raw], str]] = {
     "wrong-md5": (_wrong_md5, "does not match the manifest"),
     "wrong-size": (_wrong_size, "does not match the manifest"),
     "outside-folder": (_outside_folder, "is outside the snapshot folder"),
+    "truncated-part": (_truncated, "is not a readable Parquet file"),
+    "part-of-another-table": (_other_table, "has the columns ['id', 'something']"),
 }
 SCHEMA_CASES: dict[str, tuple[list[tuple[str, str]], list[str], str]] = {
     "type-family": ([("id", "INT64"), ("name", "INT64"), ("amount", "NUMERIC")], ["id"],
@@ -158,38 +181,3 @@ def test_widening_and_new_columns_are_applied(stack: LocalStack, unique_name: st
     assert (types["amount"], types["note"]) == ("NUMERIC", "STRING")
     assert table_rows(place, "payments", wide_schema) == second.rows  # nine decimals kept
 
-
-def _replace_part(snapshot: Snapshot, raw: Raw, data: bytes) -> Raw:
-    """The part's object replaced and the manifest's size and MD5 made to match it: only the file's
-    own content is wrong (a buggy writer, or someone with write access to the bucket)."""
-    uri = raw["parts"][0]["uri"]
-    stored = gcs.upload(*gcs.split_uri(uri), data, "application/vnd.apache.parquet")
-    raw["parts"][0] |= {"bytes": stored.size, "md5": stored.md5}
-    return raw
-
-
-def _truncated(raw: Raw, snapshot: Snapshot) -> Raw:
-    whole = gcs.read(*gcs.split_uri(raw["parts"][0]["uri"]))
-    return _replace_part(snapshot, raw, whole[: len(whole) // 2])
-
-
-def _other_table(raw: Raw, snapshot: Snapshot) -> Raw:
-    buffer = io.BytesIO()
-    pq.write_table(pa.table({"id": [1, 2, 3], "something": ["a", "b", "c"]}), buffer)
-    return _replace_part(snapshot, raw, buffer.getvalue())
-
-
-@pytest.mark.parametrize(("change", "reason"), [(_truncated, "is not a readable Parquet file"),
-                                                (_other_table, "has the columns ['id', 'something']")],
-                         ids=["truncated", "other-table"])
-def test_a_part_whose_content_is_wrong_is_refused_before_loading(stack: LocalStack, unique_name: str,
-                                                                 change: Callable[[Raw, Snapshot], Raw],
-                                                                 reason: str) -> None:
-    place = Place.create(stack, unique_name)
-    writer = Writer(place, "customers")
-    base = writer.full(rows_for(1, 6), sequence=1)
-    base.publish()
-    wait_for_status(base, "applied")
-    broken = writer.full(rows_for(2, 6), sequence=2)
-    broken.publish(change(broken.raw(), broken))
-    assert_refused_once(place, broken, reason, base)
