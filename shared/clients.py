@@ -5,11 +5,36 @@ from __future__ import annotations
 import os
 from functools import cache
 
+import google.auth
 from google.api_core.client_options import ClientOptions
-from google.auth.credentials import AnonymousCredentials
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery, pubsub_v1, storage
 
 BIGQUERY_EMULATOR_HOST = "BIGQUERY_EMULATOR_HOST"
+REQUEST_TIMEOUT_ENV = "MATRIX_BIGQUERY_REQUEST_TIMEOUT_S"
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+
+
+class _BoundedSession(AuthorizedSession):
+    """google-cloud-bigquery sends its API requests with no timeout, so a BigQuery that stops
+    answering would hold a function until Pub/Sub's ack deadline. Every request gets a read timeout
+    instead; the client's retry treats a timeout as retryable, so a short stall is retried and a long
+    one fails the attempt, and Pub/Sub redelivers (the ledger makes the redelivery safe)."""
+
+    def __init__(self, credentials: Credentials, timeout_s: float) -> None:
+        super().__init__(credentials)
+        self._timeout_s = timeout_s
+
+    def request(self, method: str, url: str, data: object = None, headers: object = None,  # type: ignore[override]
+                max_allowed_time: float | None = None, timeout: object = None, **kwargs: object) -> object:
+        return super().request(method, url, data=data, headers=headers, max_allowed_time=max_allowed_time,
+                               timeout=self._timeout_s if timeout is None else timeout, **kwargs)
+
+
+def request_timeout_s() -> float:
+    raw = os.environ.get(REQUEST_TIMEOUT_ENV, "").strip()
+    return float(raw) if raw else DEFAULT_REQUEST_TIMEOUT_S
 
 
 def emulated() -> bool:
@@ -22,12 +47,16 @@ def bigquery_client(project: str) -> bigquery.Client:
     if endpoint:
         if not endpoint.startswith("http"):
             endpoint = f"http://{endpoint}"
+        anonymous = AnonymousCredentials()
         return bigquery.Client(
             project=project,
-            credentials=AnonymousCredentials(),
+            credentials=anonymous,
             client_options=ClientOptions(api_endpoint=endpoint),
+            _http=_BoundedSession(anonymous, request_timeout_s()),
         )
-    return bigquery.Client(project=project)
+    credentials, _ = google.auth.default(scopes=bigquery.Client.SCOPE)
+    return bigquery.Client(project=project, credentials=credentials,
+                           _http=_BoundedSession(credentials, request_timeout_s()))
 
 
 @cache
