@@ -153,28 +153,13 @@ class GcsConfig(_Strict):
 
 
 class BigQueryConfig(_Strict):
-    project: str
-    dataset: str
+    project: identifiers.GcpProject
+    dataset: identifiers.BigQueryDataset
     location: str = "US"
-
-    @field_validator("project")
-    @classmethod
-    def _valid_project(cls, value: str) -> str:
-        return identifiers.gcp_project(value)
-
-    @field_validator("dataset")
-    @classmethod
-    def _valid_dataset(cls, value: str) -> str:
-        return identifiers.bigquery_dataset(value)
 
 
 class PubSubConfig(_Strict):
-    project: str
-
-    @field_validator("project")
-    @classmethod
-    def _valid_project(cls, value: str) -> str:
-        return identifiers.gcp_project(value)
+    project: identifiers.GcpProject
 
 
 class ExtractConfig(_Strict):

@@ -6,6 +6,9 @@ lives in one place and nothing is interpolated raw.
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # Source names are quoted by the source's dialect, so any printable text up to SQL Server's sysname
 # length is accepted; control characters never are.
@@ -100,3 +103,8 @@ def bigquery_column_for(source_name: str) -> str:
 def source_name_for(bigquery_name: str) -> str:
     """Inverse of `bigquery_column_for`."""
     return _ESCAPE.sub(lambda m: chr(int(m[1] or m[2], 16)), bigquery_name)
+
+
+# Field types for pydantic models that carry a project or dataset name (config, requests).
+GcpProject = Annotated[str, AfterValidator(gcp_project)]
+BigQueryDataset = Annotated[str, AfterValidator(bigquery_dataset)]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,14 +13,17 @@ from matrix_sync.stack import LocalStack, StackPorts
 from shared.clients import reset_clients
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The real emulators and function servers; os.environ points the google-cloud clients at them."""
-    local = LocalStack(root=tmp_path_factory.mktemp("stack"), ports=StackPorts.free(), project="local-test")
+@contextmanager
+def running_stack(root: Path, project: str,
+                  before_env: Callable[[LocalStack], None] = lambda _stack: None) -> Iterator[LocalStack]:
+    """The real emulators and function servers on free ports; while inside, os.environ points the
+    google-cloud clients at them. `before_env` runs once the stack is up."""
+    local = LocalStack(root=root, ports=StackPorts.free(), project=project)
     local.install()
     saved = dict(os.environ)
     try:
         local.up()
+        before_env(local)
         os.environ.update(local.env())
         reset_clients()
         yield local
@@ -28,6 +32,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         os.environ.clear()
         os.environ.update(saved)
         reset_clients()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with running_stack(tmp_path_factory.mktemp("stack"), "local-test") as local:
+        yield local
 
 
 @pytest.fixture

@@ -40,9 +40,6 @@ def _prefer_jemalloc() -> None:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except NotImplementedError:
         pass
-
-
-_prefer_jemalloc()
 PARQUET = "application/vnd.apache.parquet"
 
 
@@ -89,6 +86,7 @@ class SnapshotWriter:
     fingerprint: TableFingerprint = field(default_factory=TableFingerprint)
 
     def __post_init__(self) -> None:
+        _prefer_jemalloc()
         self._prepare = ChunkPreparer(self.source.schema)
         self.folder = snapshot_folder(self.config, self.source.config.target_table, self.run_id)
         self._rows_buffer: list[pa.Table] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import identifiers
 
@@ -28,22 +28,12 @@ class ReconcileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     request: Literal["reconcile"]
-    project: str
-    dataset: str
-    pubsub_project: str
+    project: identifiers.GcpProject
+    dataset: identifiers.BigQueryDataset
+    pubsub_project: identifiers.GcpProject
     tables: list[str] = []
     deep: bool = True
     requested_by: str = "schedule"
-
-    @field_validator("project", "pubsub_project")
-    @classmethod
-    def _project(cls, value: str) -> str:
-        return identifiers.gcp_project(value)
-
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, value: str) -> str:
-        return identifiers.bigquery_dataset(value)
 
     def body(self) -> dict[str, object]:
         return self.model_dump()
