@@ -88,6 +88,51 @@ class ColumnConverter:
         self._check(array)
         return array
 
+    def from_arrow(self, array: pa.Array) -> pa.Array:
+        """The same conversion for a column a driver delivered as Arrow (`shared.extractor.arrow_stream`):
+        `array` holds the values the DBAPI driver would return, as their Arrow type."""
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if isinstance(array.type, pa.BaseExtensionType):  # PostgreSQL numeric: its text as storage
+            array = array.storage
+        kind = _python_kind(array.type)
+        if kind is None:
+            raise NotColumnar(f"{self.column.name}: Arrow type {array.type}")
+        if array.null_count and not self.spec.nullable:
+            raise NotColumnar(f"{self.column.name}: NULL in a NOT NULL column")
+        kinds = {kind} if array.null_count < len(array) else set()
+        if kind is str:
+            _check_utf8(array, self.column.name)
+        try:
+            converted = _arrow_to_target(*self._process_arrow(array, kind, kinds), self.arrow_type, self.bq_type)
+        except NotColumnar:
+            raise
+        except (pa.ArrowException, ValueError, TypeError, OverflowError, ArithmeticError) as error:
+            raise NotColumnar(f"{self.column.name}: {error}") from None
+        self._check(converted)
+        return converted
+
+    def _process_arrow(self, array: pa.Array, kind: type, kinds: set[type]) -> tuple[pa.Array, type]:
+        processor = self.processor
+        if processor is None or not kinds or (processor is processors.to_float and kind is float):
+            expected = _EXPECTED.get(self.spec.py_type.runtime)  # type: ignore[call-overload]
+            if expected is None or not kinds <= {expected}:
+                raise NotColumnar(f"{self.column.name}: {array.type} values")
+            return array, expected
+        if processor is processors.int_to_boolean and kind is int:
+            return pc.not_equal(array, 0), bool
+        if processor is processors.int_to_boolean and kind is bool:
+            return array, bool
+        if processor is processors.str_to_date and kind is str:
+            return _parse(array, _ISO_DATE, pa.date32()), datetime.date
+        if processor is processors.str_to_datetime and kind is str:
+            return _parse(array, _ISO_DATETIME, pa.timestamp("us")), datetime.datetime
+        if processor is decimal.Decimal and kind is str and pa.types.is_decimal(self.arrow_type):
+            return _decimal_from_text(array, self.arrow_type), decimal.Decimal
+        if isinstance(processor, processors.to_decimal_processor_factory) and kind in (int, float):
+            return _decimal_from_numbers(processor, _exact_floats(array)), decimal.Decimal
+        raise NotColumnar(f"{self.column.name}: {array.type} through {processor!r}")
+
     # --- the driver's result processor, column-wise where it is one of SQLAlchemy's known ones ---
 
     def _process(self, raw: Sequence[object], kinds: set[type]) -> _Processed:
@@ -212,9 +257,9 @@ def _check_zones(values: Sequence[object], naive_only: bool) -> None:
 _TZINFO = operator.attrgetter("tzinfo")
 
 
-def _parse(raw: Sequence[object], pattern: str, target: pa.DataType) -> pa.Array:
+def _parse(raw: Sequence[object] | pa.Array, pattern: str, target: pa.DataType) -> pa.Array:
     """ISO text parsed by Arrow, when every value has the one spelling both parsers agree on."""
-    text = pa.array(raw, pa.string())
+    text = _as_arrow(raw, pa.string())
     if not pc.all(pc.match_substring_regex(text, pattern)).as_py():
         raise NotColumnar(f"text that is not ISO {target}")
     try:
@@ -223,16 +268,16 @@ def _parse(raw: Sequence[object], pattern: str, target: pa.DataType) -> pa.Array
         raise NotColumnar(str(error)) from None
 
 
-def _decimal_from_text(raw: Sequence[object], target: pa.DataType) -> pa.Array:
+def _decimal_from_text(raw: Sequence[object] | pa.Array, target: pa.DataType) -> pa.Array:
     """Numeric text (PostgreSQL's) parsed exactly by Arrow; text with more fractional digits than
     the type holds, NaN or infinities are errors, left to the per-row path."""
     try:
-        return pa.array(raw, pa.string()).cast(target)
+        return _as_arrow(raw, pa.string()).cast(target)
     except pa.ArrowException as error:
         raise NotColumnar(str(error)) from None
 
 
-def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object]) -> pa.Array:
+def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object] | pa.Array) -> pa.Array:
     """SQLAlchemy's `to_decimal_processor_factory` is ``Decimal("%.<scale>f" % value)``: the value
     correctly rounded (half to even) to `scale` digits. value * 10**scale is rounded once in float64,
     so wherever it lies clearly off a tie the nearest integer is that rounding; the few others are
@@ -241,7 +286,7 @@ def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object]
     if not 0 <= scale <= 15:
         raise NotColumnar(f"decimal scale {scale}")
     try:
-        numbers = pa.array(raw, pa.float64())  # refuses ints a float64 cannot hold exactly
+        numbers = _as_arrow(raw, pa.float64())  # refuses ints a float64 cannot hold exactly
     except (pa.ArrowException, TypeError, OverflowError) as error:
         raise NotColumnar(str(error)) from None
     valid = numbers.is_valid().to_numpy(zero_copy_only=False)
@@ -255,7 +300,7 @@ def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object]
     unscaled = np.rint(np.where(unsure, 0.0, scaled)).astype(np.int64)
     template = f"%.{scale}f"
     for index in np.flatnonzero(unsure).tolist():
-        exact = decimal.Decimal(template % raw[index]).scaleb(scale)
+        exact = decimal.Decimal(template % float(floats[index])).scaleb(scale)  # as exact as raw[index]
         if not -(2**63) <= exact < 2**63:
             raise NotColumnar("a decimal beyond 64 bits")
         unscaled[index] = int(exact)
@@ -264,6 +309,48 @@ def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object]
     validity = numbers.buffers()[0]
     return pa.Array.from_buffers(pa.decimal128(38, scale), len(unscaled), [validity, pa.py_buffer(words)],
                                  null_count=numbers.null_count)
+
+
+def _as_arrow(values: Sequence[object] | pa.Array, kind: pa.DataType) -> pa.Array:
+    return values.cast(kind) if isinstance(values, pa.Array) else pa.array(values, kind)
+
+
+# Arrow types a driver delivers, as the Python type of the values a DBAPI driver returns for them.
+_ARROW_KINDS: tuple[tuple[Callable[[pa.DataType], bool], type], ...] = (
+    (pa.types.is_boolean, bool), (pa.types.is_integer, int), (pa.types.is_float64, float),
+    (pa.types.is_string, str), (pa.types.is_large_string, str), (pa.types.is_binary, bytes),
+    (pa.types.is_large_binary, bytes), (pa.types.is_date32, datetime.date), (pa.types.is_timestamp, datetime.datetime),
+)
+
+
+def _python_kind(kind: pa.DataType) -> type | None:
+    return next((python for matches, python in _ARROW_KINDS if matches(kind)), None)
+
+
+def _check_utf8(array: pa.Array, name: str) -> None:
+    """Arrow strings from a driver are not checked for UTF-8 (SQLite stores any bytes as TEXT)."""
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        raise NotColumnar(f"{name}: text that is not UTF-8") from None
+
+
+def _exact_floats(array: pa.Array) -> pa.Array:
+    """Numbers as float64, refusing integers float64 cannot hold exactly (as `pa.array` does)."""
+    if pa.types.is_integer(array.type):
+        low, high = pc.min_max(array).values()
+        if low.is_valid and max(-low.as_py(), high.as_py()) > 2**53:
+            raise NotColumnar("an integer beyond float64's exact range for a decimal")
+    return array.cast(pa.float64())
+
+
+def _arrow_to_target(array: pa.Array, kind: type, target: pa.DataType, bq_type: str) -> pa.Array:
+    """What `_to_arrow` makes of the same values: the pairs it converts directly, as exact casts."""
+    if kind is datetime.datetime and array.type.tz is not None and bq_type != "TIMESTAMP":
+        raise NotColumnar(f"a datetime with a time zone for {bq_type}")
+    if (kind, bq_type) not in _DIRECT:
+        raise NotColumnar(f"{kind.__name__} to {bq_type}")
+    return array if array.type == target else array.cast(target)
 
 
 def _cast(array: pa.Array, target: pa.DataType, kind: type) -> pa.Array:

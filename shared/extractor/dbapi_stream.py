@@ -112,7 +112,7 @@ def _pg_numeric_as_text(psycopg2: Any) -> Any:
     return psycopg2.extensions.new_type((_PG_NUMERIC_OID,), "MATRIX_SYNC_NUMERIC_TEXT", lambda value, _cursor: value)
 
 
-def _processor(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:
+def processor_for(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:
     """SQLAlchemy's result processor of a column, after `decimal.Decimal` where numeric came as text."""
     processor = column.type.dialect_impl(dialect).result_processor(dialect, type_code)
     if dialect.name != "postgresql" or type_code != _PG_NUMERIC_OID:
@@ -131,20 +131,20 @@ def reads_from_cursor(dialect: sa.Dialect) -> bool:
 
 
 def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int) -> Iterator[SourceChunk]:
-    sql, parameters = _dbapi_statement(dialect, query)
+    sql, parameters = statement(dialect, query)
     try:
         cursor.execute(sql, parameters)
         processors: list[Processor] | None = None
         while rows := cursor.fetchmany(chunk_rows):
             if processors is None:  # a named cursor describes its columns once rows arrive
-                processors = [_processor(column, dialect, description[1])
+                processors = [processor_for(column, dialect, description[1])
                               for column, description in zip(query.selected_columns, cursor.description, strict=True)]
             yield SourceChunk(rows, processors)
     finally:
         cursor.close()
 
 
-def _dbapi_statement(dialect: sa.Dialect, query: sa.Select) -> tuple[str, Any]:
+def statement(dialect: sa.Dialect, query: sa.Select) -> tuple[str, Any]:
     """The statement SQLAlchemy would send: compiled SQL and bound values after the bind processors."""
     compiled = query.compile(dialect=dialect)
     values = compiled.construct_params()

@@ -17,6 +17,7 @@ import pyarrow as pa
 from shared import logs
 from shared.columnar_convert import ColumnConverter, NotColumnar, Processor
 from shared.columnar_hash import ColumnarHashError, hash_columns
+from shared.extractor.arrow_stream import ArrowChunk
 from shared.extractor.dbapi_stream import SourceChunk
 from shared.hashing import RowHasher, TableFingerprint
 from shared.models import chunk_validator, field_specs
@@ -83,7 +84,9 @@ class ChunkPreparer:
         self._columnar: dict[tuple[Processor, ...], list[ColumnConverter]] = {}
 
     def __call__(self, chunk: Sequence[tuple]) -> tuple[Prepared, list[dict[str, object]]]:
-        """A `SourceChunk`, or rows of values as SQLAlchemy returns them."""
+        """An `ArrowChunk`, a `SourceChunk`, or rows of values as SQLAlchemy returns them."""
+        if isinstance(chunk, ArrowChunk):
+            return self.prepare_arrow(chunk)
         if isinstance(chunk, SourceChunk):
             return self.prepare_raw(chunk.raw, chunk.processors)
         return self.prepare_raw(list(chunk), (None,) * self._width)
@@ -99,6 +102,35 @@ class ChunkPreparer:
             log.debug("chunk of %d rows takes the per-row path: %s", len(raw), why)
         return self._by_row(raw, processors)
 
+    def prepare_arrow(self, chunk: ArrowChunk) -> tuple[Prepared, list[dict[str, object]]]:
+        """Arrow columns converted as they are; a chunk they cannot be taken from exactly is read
+        again by the DBAPI reader and prepared like any `SourceChunk`."""
+        if not len(chunk):
+            return self._prepared([], []), []
+        try:
+            converters = self._converters_for(chunk.processors)
+            return self._hashed([convert.from_arrow(column) for convert, column in
+                                 zip(converters, chunk.columns, strict=True)]), []
+        except (NotColumnar, ColumnarHashError) as why:
+            log.debug("chunk of %d rows is read again by the DBAPI reader: %s", len(chunk), why)
+        reference = chunk.reference()
+        return self.prepare_raw(reference.raw, reference.processors)
+
+    def _converters_for(self, processors: tuple[Processor, ...]) -> list[ColumnConverter]:
+        converters = self._columnar.get(processors)
+        if converters is None:
+            converters = [ColumnConverter(s, p) for s, p in zip(self._specs, processors, strict=True)]
+            self._columnar[processors] = converters
+        return converters
+
+    def _hashed(self, arrays: list[pa.Array]) -> Prepared:
+        try:
+            key_hashes, row_hashes, fingerprint = hash_columns(arrays, self._hash_positions)
+        except pa.ArrowException as error:  # e.g. a chunk whose row texts outgrow 32-bit offsets
+            raise NotColumnar(f"hashing: {error}") from None
+        table = pa.Table.from_arrays([*arrays, key_hashes, row_hashes], schema=self._arrow_schema)
+        return Prepared(table, self._key_positions, fingerprint)
+
     def _by_column(self, raw: list[tuple], processors: tuple[Processor, ...]) -> Prepared:
         try:
             columns = list(zip(*raw, strict=True))
@@ -106,17 +138,8 @@ class ChunkPreparer:
             raise NotColumnar("rows of different widths") from None
         if len(columns) != self._width:
             raise NotColumnar(f"{len(columns)} values for {self._width} columns")
-        converters = self._columnar.get(processors)
-        if converters is None:
-            converters = [ColumnConverter(s, p) for s, p in zip(self._specs, processors, strict=True)]
-            self._columnar[processors] = converters
-        arrays = [convert(column) for convert, column in zip(converters, columns, strict=True)]
-        try:
-            key_hashes, row_hashes, fingerprint = hash_columns(arrays, self._hash_positions)
-        except pa.ArrowException as error:  # e.g. a chunk whose row texts outgrow 32-bit offsets
-            raise NotColumnar(f"hashing: {error}") from None
-        table = pa.Table.from_arrays([*arrays, key_hashes, row_hashes], schema=self._arrow_schema)
-        return Prepared(table, self._key_positions, fingerprint)
+        converters = self._converters_for(processors)
+        return self._hashed([convert(column) for convert, column in zip(converters, columns, strict=True)])
 
     def _by_row(self, raw: list[tuple], processors: tuple[Processor, ...]) -> tuple[Prepared, list[dict[str, object]]]:
         """The reference: each row processed, validated, converted and hashed on its own."""

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, prev
 from shared.extractor.prefetch import prefetched
 from shared.extractor.prepare import ChunkPreparer, Prepared, hash_fields
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
+from shared.extractor.prepare_ahead import default_workers, prepared_in_order
 from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
 from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
@@ -98,7 +99,16 @@ class SnapshotWriter:
     def prepare(self, rows: Sequence[tuple]) -> Prepared:
         """Rows that break the source's declared schema (generated model) or cannot be represented
         in BigQuery are quarantined with the reason; the rest are converted and hashed."""
-        prepared, rejected = self._prepare(rows)
+        return self.take(self._prepare(rows))
+
+    def prepared(self, chunks: Iterable[Sequence[tuple]]) -> Iterator[tuple[int, Prepared]]:
+        """`prepare` of each chunk, two at a time on worker threads: (rows read, prepared) in order."""
+        for rows, result in prepared_in_order(chunks, self._prepare, default_workers()):
+            yield rows, self.take(result)
+
+    def take(self, result: tuple[Prepared, list[dict[str, object]]]) -> Prepared:
+        """A chunk's preparation counted in: its fingerprint, and its quarantined rows uploaded."""
+        prepared, rejected = result
         self.fingerprint.merge(prepared.fingerprint)
         if rejected:
             self._upload_quarantine(rejected)
@@ -262,11 +272,10 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         rows_read = 0
         with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer):
             chunks = _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
-            for chunk in chunks:
-                prepared = writer.prepare(chunk)
+            for rows, prepared in writer.prepared(chunks):
                 writer.add_index(prepared)
                 writer.add_rows(prepared.table)
-                rows_read += len(chunk)
+                rows_read += rows
             writer.flush()
             writer.close()
         return RangeOutput(rows_read, writer.parts, writer.index_parts, writer.quarantine_uris,
@@ -368,8 +377,8 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     key_names = [c.bq_name for c in source.schema.key_columns]
     diff = KeyDiff(previous_index(base.manifest.index_parts, key_names)) if base else None
     with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
-        for chunk in _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows)):
-            prepared = writer.prepare(chunk)
+        chunks = _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
+        for rows, prepared in writer.prepared(chunks):
             writer.add_index(prepared)
             if diff is None:
                 writer.add_rows(prepared.table)
@@ -378,7 +387,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
                 writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
                 writer.add_deleted(changes.deleted)
             if on_rows:
-                on_rows(len(chunk))
+                on_rows(rows)
         if diff is not None:
             writer.add_deleted(diff.finish())
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)

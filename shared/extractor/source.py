@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
+from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.dbapi_stream import reads_from_cursor, stream_dbapi
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
 from shared.mssql.select import MssqlSelect, select_statement
@@ -126,8 +127,10 @@ def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None,
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: KeyBound = None,
                 upper: KeyBound = None) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key (lower < key <= upper when bounds are given), at most chunk_rows of them
-    in memory at a time (server-side cursor). SQLite, PostgreSQL (psycopg2) and MySQL/MariaDB
-    (pymysql) are read from the DBAPI cursor, without a SQLAlchemy Row per row, as `SourceChunk`s."""
+    in memory at a time (server-side cursor). SQLite and PostgreSQL (psycopg2) tables are read as
+    Arrow columns where ADBC maps their types exactly (`ArrowChunk`s, shared.extractor.arrow_stream);
+    the rest of them and MySQL/MariaDB (pymysql) from the DBAPI cursor, without a SQLAlchemy Row per
+    row, as `SourceChunk`s; other drivers (pymssql) through SQLAlchemy."""
     if engine.dialect.name == "mssql":
         query: sa.Executable = _mssql_select(source, lower, upper).clause()
     else:
@@ -137,7 +140,11 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
             def select(low: KeyBound, high: KeyBound) -> sa.Select:
                 return _generic_select(engine, source, low, high)
 
-            yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper)
+            reader = arrow_reader(connection, source.table, source.schema)
+            if reader is None:
+                yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper)
+            else:
+                yield from stream_arrow(reader, connection, engine, source.schema, select, chunk_rows, lower, upper)
             return
         result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         for partition in result.partitions(chunk_rows):

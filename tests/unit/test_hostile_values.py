@@ -11,6 +11,7 @@ import pytest
 
 from shared.columnar_convert import NotColumnar
 from shared.config import SourceConfig, TableConfig
+from shared.extractor.arrow_stream import READER_ENV
 from shared.extractor.dbapi_stream import SourceChunk
 from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.source import connect, discover, stream_rows
@@ -29,7 +30,14 @@ def _source(path: Path, ddl: str, rows: list[tuple]) -> tuple[object, object]:
     return engine, discover(engine, TableConfig(name="t", key=["id"]))
 
 
-@pytest.mark.parametrize("ddl, hostile, reason", [
+@pytest.fixture(autouse=True)
+def _dbapi_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These cases inspect the DBAPI reader's chunks; tests/integration/test_arrow_reader.py runs the
+    same hostile values through the Arrow reader against this one."""
+    monkeypatch.setenv(READER_ENV, "dbapi")
+
+
+HOSTILE = [
     ("amount DECIMAL", 1e30, "does not fit"),                         # more integer digits than NUMERIC has
     ("amount DECIMAL(60, 40)", "0.1234567890123456789012345678901234567891", "BIGNUMERIC"),
     ("note TEXT", OVERSIZED_TEXT, "per-cell limit"),
@@ -37,7 +45,10 @@ def _source(path: Path, ddl: str, rows: list[tuple]) -> tuple[object, object]:
     ("day DATE", "0000-01-01", "year 0 is out of range"),             # before 0001-01-01
     ("at DATETIME", "0001-01-01 00:30:00+01:00", "outside the UTC range"),
     ("at DATETIME", "9999-12-31 23:30:00-01:00", "outside the UTC range"),
-])
+]
+
+
+@pytest.mark.parametrize("ddl, hostile, reason", HOSTILE)
 def test_hostile_values_are_quarantined_with_their_reason(tmp_path: Path, ddl: str, hostile: object,
                                                           reason: str) -> None:
     good = {"amount": 12, "note": "ok", "blob": b"\x01", "day": "2024-02-29", "at": "2024-02-29 12:00:00"}

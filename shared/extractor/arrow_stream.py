@@ -1,0 +1,266 @@
+"""Reading a keyed table as Arrow record batches through ADBC (SQLite, PostgreSQL): the driver builds
+the columns in C, so no Python object is made per value.
+
+The DBAPI reader (`dbapi_stream`) stays the reference. A chunk the columnar conversion cannot take
+exactly (a bad value to quarantine, a type it does not convert) is read again through it, by the
+chunk's key range (`ArrowChunk.reference`); a table whose columns this reader does not map exactly
+is read through it from the start; an error of the Arrow stream (SQLite's per-batch type inference
+meeting a value of another type) resumes the Arrow stream after the last key handed out, and after
+`_RESTARTS` of them the DBAPI reader reads the rest. After a chunk read again, the Arrow stream also
+starts anew after the last key handed out, so that one stray value does not type the rest of it.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, overload
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from shared import logs
+from shared.extractor.dbapi_stream import (
+    KeyBound,
+    Processor,
+    Select,
+    SourceChunk,
+    processor_for,
+    statement,
+    stream_dbapi,
+)
+from shared.schema import TableSchema
+from shared.secrets import redact
+
+log = logs.get(__name__)
+READER_ENV = "MATRIX_SOURCE_READER"  # "dbapi" turns this reader off
+_RESTARTS = 3
+_PG_BATCH_BYTES = 4 << 20
+
+# PostgreSQL types whose ADBC Arrow values are the values psycopg2 returns (numeric as its text, as
+# dbapi_stream reads it), by type name, with the type OID SQLAlchemy's result processor is chosen by.
+# float4 is not among them: psycopg2 parses its shortest text, ADBC widens the binary float.
+_PG_TYPES = {"int2": 21, "int4": 23, "int8": 20, "float8": 701, "numeric": 1700, "bool": 16, "text": 25,
+             "varchar": 1043, "bpchar": 1042, "date": 1082, "timestamp": 1114, "timestamptz": 1184, "bytea": 17}
+
+# SQLite: the BigQuery types a column of each affinity converts exactly whatever ADBC's per-batch type
+# inference makes of it. Where storage classes mix within a batch, ADBC widens the column (to string,
+# double or binary); for these pairs every widened column is refused by the conversion (then read
+# again by the reference) or holds the values the DBAPI driver returns (integers widened to doubles
+# for a decimal, which `columnar_convert` accepts only below 2**53, as the DBAPI path does).
+# TEXT affinity stores numbers as text, so a STRING column never holds a number to be widened.
+_SQLITE_SAFE = {"INTEGER": {"INT64", "BOOL"}, "TEXT": {"STRING"}, "REAL": {"FLOAT64"},
+                "NUMERIC": {"NUMERIC", "BIGNUMERIC", "DATE", "DATETIME", "TIMESTAMP", "BOOL"}}
+
+
+class _NotArrow(Exception):
+    """The result has a column this reader does not convert exactly: the DBAPI reader reads it."""
+
+
+class ArrowChunk(Sequence[tuple]):
+    """Up to chunk_rows rows as Arrow columns, in the table's column order, with SQLAlchemy's result
+    processor of each column. Indexing or iterating gives the rows the DBAPI reader returns for the
+    chunk's key range (read again on first use): the snapshot converts `columns` instead."""
+
+    __slots__ = ("columns", "processors", "last_key", "_reference", "_rows")
+
+    def __init__(self, columns: list[pa.Array], processors: Sequence[Processor], last_key: tuple,
+                 reference: Callable[[], SourceChunk]) -> None:
+        self.columns = columns
+        self.processors = tuple(processors)
+        self.last_key = last_key
+        self._reference = reference
+        self._rows: SourceChunk | None = None
+
+    def reference(self) -> SourceChunk:
+        """The same key range read by the DBAPI reader."""
+        if self._rows is None:
+            self._rows = self._reference()
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    @overload
+    def __getitem__(self, index: int) -> tuple: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple]: ...
+
+    def __getitem__(self, index: int | slice) -> tuple | list[tuple]:
+        return self.reference()[index]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.reference())
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class ArrowReader:
+    """How to read one table through ADBC: a connection, the dialect compiling its statements with
+    the driver's parameter style, and the per-batch options of the driver."""
+
+    connect: Callable[[], Any]
+    dialect: sa.Dialect
+    options: Callable[[int], dict[str, str]]
+    processors: Callable[[pa.Schema], list[Processor]]
+
+
+def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
+    """The ADBC reader of this table, or None where the DBAPI reader is the one (no key to resume
+    after, no ADBC driver installed, a source or column type not mapped exactly here)."""
+    if os.environ.get(READER_ENV, "").lower() == "dbapi" or not schema.key or schema.keyless:
+        return None
+    dialect = connection.dialect
+    if dialect.name == "sqlite" and dialect.driver == "pysqlite" and _installed("adbc_driver_sqlite"):
+        return _sqlite_reader(connection, table, schema)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg2" and _installed("adbc_driver_postgresql"):
+        return _postgresql_reader(connection, table)
+    return None
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
+    url = connection.engine.url
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:") or url.query or table.schema:
+        return None
+    quoted = connection.dialect.identifier_preparer.quote(table.name)
+    declared = {row[1]: row[2] for row in connection.exec_driver_sql(f"PRAGMA table_info({quoted})")}
+    if any(c.bq_type.upper() not in _SQLITE_SAFE.get(_affinity(declared.get(c.name, "")), ()) for c in schema.columns):
+        return None
+    dialect = connection.dialect
+    columns = list(table.columns)
+
+    def connect() -> Any:
+        import adbc_driver_sqlite.dbapi
+
+        return adbc_driver_sqlite.dbapi.connect(path)
+
+    def processors(_schema: pa.Schema) -> list[Processor]:
+        return [processor_for(column, dialect, None) for column in columns]
+
+    return ArrowReader(connect, dialect, lambda rows: {"adbc.sqlite.query.batch_rows": str(rows)}, processors)
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's column affinity of a declared type (https://sqlite.org/datatype3.html, 3.1)."""
+    kind = declared.upper()
+    if "INT" in kind:
+        return "INTEGER"
+    if any(word in kind for word in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if "BLOB" in kind or not kind:
+        return "BLOB"
+    if any(word in kind for word in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReader:
+    engine = connection.engine
+    uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dialect = type(engine.dialect)(paramstyle="numeric_dollar")
+    columns = list(table.columns)
+
+    def connect() -> Any:
+        import adbc_driver_postgresql.dbapi
+
+        return adbc_driver_postgresql.dbapi.connect(uri)
+
+    def processors(result: pa.Schema) -> list[Processor]:
+        names = [(f.metadata or {}).get(b"POSTGRESQL:type", b"").decode() for f in result]
+        unmapped = sorted({name for name in names if name not in _PG_TYPES})
+        if unmapped:
+            raise _NotArrow(f"PostgreSQL type(s) {unmapped}")
+        # bytea arrives as bytes, the value SQLAlchemy's processor makes of psycopg2's memoryview
+        return [None if name == "bytea" else processor_for(column, engine.dialect, _PG_TYPES[name])
+                for column, name in zip(columns, names, strict=True)]
+
+    return ArrowReader(connect, dialect, lambda _rows: {"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)},
+                       processors)
+
+
+def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engine, schema: TableSchema,
+                 select: Select, chunk_rows: int, lower: KeyBound,
+                 upper: KeyBound) -> Iterator[ArrowChunk | SourceChunk]:
+    """Rows with lower < key <= upper as `ArrowChunk`s; see the module docstring for what the DBAPI
+    reader (on `connection`) takes over."""
+    fell_back = threading.Event()
+
+    def reference(low: KeyBound, high: KeyBound) -> SourceChunk:
+        fell_back.set()
+        with engine.connect() as own:  # the stream's connection is busy on the reader thread
+            chunks = list(stream_dbapi(own, schema, select, chunk_rows, low, high))
+        processors = chunks[0].processors if chunks else (None,) * len(schema.columns)
+        return SourceChunk([row for chunk in chunks for row in chunk.raw], processors)
+
+    attempt = 0
+    while attempt <= _RESTARTS:
+        try:
+            for chunk in _chunks(reader, schema, select(lower, upper), chunk_rows, lower, reference):
+                yield chunk
+                lower = chunk.last_key
+                if fell_back.is_set():  # SQLite may have typed a column by a stray value: infer again
+                    fell_back.clear()
+                    break
+            else:
+                return
+            continue
+        except _NotArrow as why:
+            log.info("reading through the DBAPI driver: %s", why)
+            break
+        except Exception as error:  # the driver's own error types; the DBAPI reader has the last word
+            attempt += 1
+            log.info("Arrow stream interrupted (%s: %s); %s", type(error).__name__, redact(_first_line(error)),
+                     "resuming after the last key" if attempt <= _RESTARTS else "the DBAPI reader reads the rest")
+    yield from stream_dbapi(connection, schema, select, chunk_rows, lower, upper)
+
+
+def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_rows: int, lower: KeyBound,
+            reference: Callable[[KeyBound, KeyBound], SourceChunk]) -> Iterator[ArrowChunk]:
+    sql, parameters = statement(reader.dialect, query)
+    with contextlib.closing(reader.connect()) as adbc, contextlib.closing(adbc.cursor()) as cursor:
+        cursor.adbc_statement.set_options(**reader.options(chunk_rows))
+        cursor.execute(sql, parameters or None)
+        batches = cursor.fetch_record_batch()
+        processors = reader.processors(batches.schema)
+        for columns in _rechunked(batches, chunk_rows):
+            last_key = tuple(_processed(processors[p], columns[p][-1].as_py()) for p in schema.key_positions)
+            low = lower
+            yield ArrowChunk(columns, processors, last_key, lambda low=low, high=last_key: reference(low, high))
+            lower = last_key
+
+
+def _processed(processor: Processor, value: object) -> object:
+    return value if processor is None or value is None else processor(value)
+
+
+def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int) -> Iterator[list[pa.Array]]:
+    """The stream's rows as columns of exactly chunk_rows rows (the last chunk fewer)."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= chunk_rows:
+            combined = pa.Table.from_batches(pending).combine_chunks()
+            yield [column.chunk(0) if column.num_chunks else pa.array([], column.type)
+                   for column in combined.slice(0, chunk_rows).combine_chunks().columns]
+            rest = combined.slice(chunk_rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        combined = pa.Table.from_batches(pending).combine_chunks()
+        yield [column.chunk(0) for column in combined.columns]
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
