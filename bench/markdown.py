@@ -159,13 +159,14 @@ def render(summary: dict[str, Any]) -> str:
                 ("Source SQLite, target BigQuery (bqemulator) loaded by the chain. *compare-keys*: the operator's "
                 "`matrix_sync.compare.compare_table` (source hashed by the extractor's code, both hashes of every "
                 "BigQuery row rebuilt from its data in SQL while the source is read, one level of segment "
-                "fingerprints as deep as the table needs, differing segments fetched). *fingerprint*: the source hashed the same way against the reconciler's "
-                "fingerprint query over the stored `_row_hash`; on a mismatch, per-bucket fingerprints (4096 "
-                "buckets of key hash) and a key/hash diff of the differing buckets. reladiff: "
+                "fingerprints as deep as the table needs, differing segments fetched). *stored hashes*: "
+                "`compare-keys --stored-hashes`, the same with BigQuery's stored `_key_hash`/`_row_hash` "
+                "fingerprinted by segment in one GROUP BY instead of hashes rebuilt from the data (blind to "
+                "values edited in BigQuery behind their hash columns). reladiff: "
                 "`diff_tables(..., algorithm=\"hashdiff\")` over every column, PostgreSQL against a DuckDB copy "
                 "(reladiff has no SQLite driver). Planted: half updates, a quarter deletes, a quarter inserts."), "",
-                ("| size | planted | ours compare-keys s | ours fingerprint s | reladiff s | compare-keys / reladiff | "
-                "fingerprint / reladiff | differing keys found (compare-keys / fingerprint / reladiff) |"),
+                ("| size | planted | ours compare-keys s | ours stored hashes s | reladiff s | compare-keys / reladiff | "
+                "stored hashes / reladiff | differing keys found (compare-keys / stored hashes / reladiff) |"),
                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for size in g.sizes("reconcile"):
             for planted in (0, 100):
@@ -183,7 +184,7 @@ def render(summary: dict[str, Any]) -> str:
             if keys_source is not None or print_source is not None:
                 out.append(f"- {size_label(size)}: reading and hashing the source took {_n(keys_source, 1)} s of compare-keys "
                            f"(the BigQuery side runs meanwhile; the rest is what outlasts it) and {_n(print_source, 1)} s "
-                           "of fingerprint (the rest is its BigQuery queries and bucket diff).")
+                           "of stored hashes (the rest is what outlasts it: its GROUP BY, deeper levels and fetch).")
         out.append("")
 
     memory = [(size, _peak(g, size, "ours-local"), _peak(g, size, "dlt")) for size in

@@ -170,70 +170,11 @@ def ours_hashing(args: dict[str, Any]) -> dict[str, Any]:
 
 @command
 def ours_compare(args: dict[str, Any]) -> dict[str, Any]:
-    """Source against BigQuery without moving the table: the source is read and hashed exactly as
-    the extractor does (SnapshotWriter.prepare: convert, RowHasher, fingerprint), BigQuery answers
-    the reconciler's fingerprint query. Equal fingerprints end it. Otherwise one GROUP BY gives a
-    fingerprint per bucket of key hashes (first BUCKET_DIGITS hex digits); only the buckets that
-    differ are fetched as (_key_hash, _row_hash) and diffed against the source's hashes, which are
-    held in memory as 32 bytes a row."""
-    from collections import defaultdict
-
-    from google.cloud import bigquery
-
-    from shared import bigquery as bq
-    from shared.extractor.snapshot import SnapshotWriter
-    from shared.extractor.source import connect, discover, stream_rows
-    from shared.hashing import TableFingerprint, fingerprint_sql
-    from shared.identifiers import quote_bigquery
-
-    digits = int(args.get("bucket_digits", 3))
-    config = _ours_config(args)
-    project = config.bigquery.project
-    table = quote_bigquery(project, config.bigquery.dataset, config.tables[0].target_table)
-    engine = connect(config.source)
-    source = discover(engine, config.tables[0])
-    started = time.perf_counter()
-    writer = SnapshotWriter(config, source, "compare")  # prepare() only: no snapshot is written
-    hashes: dict[str, bytearray] = defaultdict(bytearray)
-    for chunk in stream_rows(engine, source, config.extract.chunk_rows):
-        for key_hash, row_hash in writer.prepare(chunk).hashes:
-            hashes[key_hash[:digits]] += bytes.fromhex(key_hash + row_hash)
-    source_seconds = time.perf_counter() - started
-    target = bq.query(project, f"SELECT {fingerprint_sql()} FROM {table}")[0]
-    same = (target["row_count"], target["xor60"], target["sum32"]) == (
-        writer.fingerprint.count, writer.fingerprint.xor60, writer.fingerprint.sum32)
-    missing = extra = changed = fetched = 0
-    mismatched: list[str] = []
-    if not same:
-        rows = bq.query(project, f"SELECT SUBSTR(_key_hash, 1, {digits}) AS bucket, {fingerprint_sql()} "
-                                 f"FROM {table} GROUP BY bucket")
-        target_buckets = {r["bucket"]: (r["row_count"], r["xor60"], r["sum32"]) for r in rows}
-        for bucket in sorted(set(target_buckets) | set(hashes)):
-            fingerprint = TableFingerprint()
-            data = hashes.get(bucket, b"")
-            for offset in range(0, len(data), 32):
-                fingerprint.add(data[offset + 16:offset + 32].hex())
-            if (fingerprint.count, fingerprint.xor60, fingerprint.sum32) != target_buckets.get(bucket, (0, 0, 0)):
-                mismatched.append(bucket)
-        target_rows = bq.query(project, f"SELECT _key_hash, _row_hash FROM {table} "
-                                        f"WHERE SUBSTR(_key_hash, 1, {digits}) IN UNNEST(@buckets)",
-                               [bigquery.ArrayQueryParameter("buckets", "STRING", mismatched)])
-        fetched = len(target_rows)
-        theirs = {r["_key_hash"]: r["_row_hash"] for r in target_rows}
-        ours: dict[str, str] = {}
-        for bucket in mismatched:
-            data = hashes.get(bucket, b"")
-            for offset in range(0, len(data), 32):
-                ours[data[offset:offset + 16].hex()] = data[offset + 16:offset + 32].hex()
-        missing = len(ours.keys() - theirs.keys())
-        extra = len(theirs.keys() - ours.keys())
-        changed = sum(1 for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
-    seconds = time.perf_counter() - started
-    engine.dispose()
-    return {"seconds": seconds, "source_seconds": source_seconds, "rows": writer.fingerprint.count,
-            "fingerprints_equal": same, "differing_keys": missing + extra + changed, "missing_in_target": missing,
-            "extra_in_target": extra, "changed": changed, "buckets_fetched": len(mismatched),
-            "target_rows_fetched": fetched, "peak_rss_mb": peak_rss_mb()}
+    """`compare-keys --stored-hashes` (matrix_sync.compare.compare_table(stored_hashes=True)): the
+    source streamed and hashed by the extractor's code against the segments of BigQuery's stored
+    `_key_hash`/`_row_hash` (one GROUP BY while the source streams, no hash table), only differing
+    segments fetched."""
+    return _compare_keys(args, stored_hashes=True)
 
 
 @command
@@ -241,13 +182,17 @@ def ours_compare_keys(args: dict[str, Any]) -> dict[str, Any]:
     """The operator's `compare-keys` (matrix_sync.compare.compare_table): the source streamed and
     hashed by the extractor's code, both hashes of every BigQuery row rebuilt from its data, segment
     fingerprints compared level by level, only differing segments fetched."""
+    return _compare_keys(args, stored_hashes=False)
+
+
+def _compare_keys(args: dict[str, Any], *, stored_hashes: bool) -> dict[str, Any]:
     from matrix_sync.compare import compare_table
     from shared.extractor.source import connect
 
     config = _ours_config(args)
     engine = connect(config.source)
     started = time.perf_counter()
-    result = compare_table(config, engine, config.tables[0])
+    result = compare_table(config, engine, config.tables[0], stored_hashes=stored_hashes)
     seconds = time.perf_counter() - started
     engine.dispose()
     kinds: dict[str, int] = {}

@@ -31,7 +31,15 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from matrix_sync.compare_bigquery import FirstLevel, check_target, first_level, segment_level, stale_hashes, target_rows
+from matrix_sync.compare_bigquery import (
+    FirstLevel,
+    check_target,
+    first_level,
+    segment_level,
+    stale_hashes,
+    stored_level,
+    target_rows,
+)
 from matrix_sync.compare_diff import diff_copies, diff_leaves
 from matrix_sync.compare_repair import Repair, repair_in_bigquery
 from matrix_sync.compare_result import (
@@ -73,13 +81,17 @@ def _new_result(table: TableConfig, schema: TableSchema, target_id: str) -> Tabl
 
 def _drop_when_built(future: Future[FirstLevel]) -> None:
     """For a comparison that failed while BigQuery was still working: its hash table goes too."""
-    if not future.cancelled() and future.exception() is None:
+    if not future.cancelled() and future.exception() is None and future.result().hash_table:
         bq.drop_table(future.result().hash_table)
 
 
-def compare_table(config: Config, engine: Engine, table: TableConfig,
-                  progress: CompareProgress | None = None, *, keep_hash_table: bool = False) -> TableComparison:
-    """Compares one configured table; the hash table is dropped unless `keep_hash_table` (repairs use it)."""
+def compare_table(config: Config, engine: Engine, table: TableConfig, progress: CompareProgress | None = None,
+                  *, keep_hash_table: bool = False, stored_hashes: bool = False) -> TableComparison:
+    """Compares one configured table; the hash table is dropped unless `keep_hash_table` (repairs use it).
+    `stored_hashes`: the source against BigQuery's stored hash columns only, with no hash table
+    rebuilt from the data: quicker, blind to values edited in BigQuery with their hashes left alone."""
+    if stored_hashes and keep_hash_table:
+        raise CompareError("a repair needs the hashes rebuilt from BigQuery's data: compare without stored_hashes")
     progress = progress or CompareProgress()
     started = time.monotonic()
     source = discover(engine, table)
@@ -91,7 +103,8 @@ def compare_table(config: Config, engine: Engine, table: TableConfig,
     progress.started(table.name, total)
     depth = segments.first_depth(max(total or 0, target_rows_hint))
     with _scratch() as directory, ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare-bq") as pool:
-        built = pool.submit(first_level, config, schema, target_id, depth, result.stats)
+        built = pool.submit(stored_level if stored_hashes else first_level, config, schema, target_id, depth,
+                            result.stats)
         keys = SourceKeys(directory)
         try:
             result.unconvertible_rows = stream_source(engine, source, keys, config.extract.chunk_rows, progress)
@@ -101,6 +114,7 @@ def compare_table(config: Config, engine: Engine, table: TableConfig,
                 progress.phase("waiting for the hashes rebuilt in BigQuery")
             level = built.result()
             result.hash_table, result.deep, result.bigquery_seconds = level.hash_table, level.deep, level.seconds
+            result.stored_only = level.stored_only
             try:
                 _compare(config.bigquery.project, schema, keys, level, result, progress)
             finally:
@@ -120,7 +134,7 @@ def _compare(project: str, schema: TableSchema, keys: SourceKeys, level: FirstLe
              progress: CompareProgress) -> None:
     result.target_rows = sum(s.count for s in level.segments.values())
     progress.phase("comparing segments")
-    deeper = segment_level(project, level.hash_table, result.stats)
+    deeper = segment_level(project, level.read_from, result.stats)
 
     def bigquery_level(depth: int, parents: list[str] | None) -> segments.Segments:
         return level.segments if depth == level.depth and parents is None else deeper(depth, parents)
@@ -130,11 +144,12 @@ def _compare(project: str, schema: TableSchema, keys: SourceKeys, level: FirstLe
     if drilled.leaves:
         progress.phase(f"fetching {len(drilled.leaves)} differing segment(s)")
         where, params = segments.prefix_condition(q(KEY_HASH_COLUMN), drilled.leaves)
-        fetched = target_rows(project, level.hash_table, schema, where, params, result.stats)
+        fetched = target_rows(project, level.read_from, schema, where, params, result.stats,
+                              stored_only=level.stored_only)
         result.differences = diff_leaves(keys.rows_under(drilled.leaves), fetched, schema)
     if result.deep and level.stale_rows:
         known = {d.key_hash for d in result.differences}
-        result.differences += stale_hashes(project, level.hash_table, schema, known, result.stats)
+        result.differences += stale_hashes(project, level.read_from, schema, known, result.stats)
 
 
 def drop_hash_table(result: TableComparison) -> None:

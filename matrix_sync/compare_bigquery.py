@@ -32,14 +32,21 @@ STALE_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class FirstLevel:
-    """The hash table and its segments at `depth`, as the background pass left them."""
+    """The hash table and its segments at `depth`, as the background pass left them. `read_from` is
+    the table deeper levels and fetched rows come from: the hash table, or the target itself when
+    only its stored hashes are compared (then there is no hash table to drop)."""
 
-    hash_table: str
+    hash_table: str | None
     deep: bool
     depth: int
     segments: segments.Segments
     stale_rows: int
     seconds: float
+    read_from: str
+
+    @property
+    def stored_only(self) -> bool:
+        return self.hash_table is None
 
 
 def _keys_then(schema: TableSchema) -> str:
@@ -121,7 +128,19 @@ def first_level(config: Config, schema: TableSchema, target_id: str, depth: int,
         raise
     stale = sum(int(r["stale"] or 0) for r in rows) if deep else 0
     return FirstLevel(hash_table, deep, depth, segments.rows_to_segments(rows), stale,
-                      round(time.monotonic() - started, 3))
+                      round(time.monotonic() - started, 3), hash_table)
+
+
+def stored_level(config: Config, schema: TableSchema, target_id: str, depth: int,
+                 stats: bq_jobs.JobStats) -> FirstLevel:
+    """The segments of the target's stored `_key_hash`/`_row_hash` at `depth`: one GROUP BY over two
+    columns, no hash table. What it cannot see: a value edited in BigQuery with its hashes left as
+    they were (the rebuilding `first_level` sees that)."""
+    started = time.monotonic()
+    sql, params = level_sql(target_id, depth, None)
+    rows = bq_jobs.run(config.bigquery.project, sql, params, stats=stats)
+    return FirstLevel(None, False, depth, segments.rows_to_segments(rows), 0, round(time.monotonic() - started, 3),
+                      target_id)
 
 
 def segment_level(project: str, hash_table: str, stats: bq_jobs.JobStats) -> segments.SideLevel:
@@ -132,9 +151,13 @@ def segment_level(project: str, hash_table: str, stats: bq_jobs.JobStats) -> seg
 
 
 def target_rows(project: str, hash_table: str, schema: TableSchema, where: str,
-                params: list[bigquery.ArrayQueryParameter], stats: bq_jobs.JobStats) -> list[dict[str, object]]:
-    sql = (f"SELECT {_keys_then(schema)}{q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {q(STORED_KEY_HASH)}, "
-           f"{q(STORED_ROW_HASH)} FROM {q(*hash_table.split('.'))} WHERE {where}")
+                params: list[bigquery.ArrayQueryParameter], stats: bq_jobs.JobStats,
+                *, stored_only: bool = False) -> list[dict[str, object]]:
+    """Rows of the hash table (or, `stored_only`, of the target, whose stored hashes stand for both)."""
+    stored = (f"{q(KEY_HASH_COLUMN)} AS {q(STORED_KEY_HASH)}, {q(ROW_HASH_COLUMN)} AS {q(STORED_ROW_HASH)}"
+              if stored_only else f"{q(STORED_KEY_HASH)}, {q(STORED_ROW_HASH)}")
+    sql = (f"SELECT {_keys_then(schema)}{q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {stored} "
+           f"FROM {q(*hash_table.split('.'))} WHERE {where}")
     return [dict(r.items()) for r in bq_jobs.run(project, sql, params, stats=stats)]
 
 

@@ -28,6 +28,7 @@ class TableComparison:
     key_bq_names: list[str]
     string_keys: list[bool]
     deep: bool = True
+    stored_only: bool = False  # compared with the stored hash columns only (compare-keys --stored-hashes)
     source_rows: int = 0
     target_rows: int = 0
     unconvertible_rows: int = 0

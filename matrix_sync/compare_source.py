@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shared import segments
+from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
+from shared.extractor.prepare_ahead import default_workers, prepared_in_order
 from shared.extractor.source import SourceTable, stream_rows
 from shared.hashing import canonical_text
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN
@@ -89,12 +91,11 @@ def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, chunk_r
                   progress: CompareProgress) -> int:
     """Prepares every source chunk as the extractor does; returns the rows it would quarantine (not
     convertible, or breaking the declared schema), which are not expected in BigQuery."""
-    prepare = ChunkPreparer(source.schema)
+    chunks = read_ahead(engine, lambda: stream_rows(engine, source, chunk_rows))
     unconvertible = 0
-    for chunk in stream_rows(engine, source, chunk_rows):
-        prepared, rejected = prepare(chunk)
+    for rows, (prepared, rejected) in prepared_in_order(chunks, ChunkPreparer(source.schema), default_workers()):
         unconvertible += len(rejected)
         keys.add(prepared)
-        progress.rows(len(chunk))
+        progress.rows(rows)
     keys.finish()
     return unconvertible

@@ -75,7 +75,8 @@ class _RichCompareProgress(cmp.CompareProgress):
         self._bars.update(self._task, description=f"compare {self._table}: {text}")
 
 
-def _compare_all(config: Config, tables: list[str], keep: bool) -> list[cmp.TableComparison]:
+def _compare_all(config: Config, tables: list[str], keep: bool,
+                 stored_hashes: bool = False) -> list[cmp.TableComparison]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     chosen = [config.table(name) for name in tables] if tables else config.tables
@@ -86,7 +87,8 @@ def _compare_all(config: Config, tables: list[str], keep: bool) -> list[cmp.Tabl
                       console=console) as bars:
             progress = _RichCompareProgress(bars)
             for table in chosen:
-                results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep))
+                results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep,
+                                                 stored_hashes=stored_hashes))
     finally:
         engine.dispose()
     return results
@@ -104,11 +106,17 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--repair", is_flag=True, help="delete extras in BigQuery, re-extract the differing keys, compare again")
 @click.option("--timeout", type=int, default=None, help="seconds to wait for the repair's load (default from config)")
+@click.option("--stored-hashes", is_flag=True,
+              help="compare with BigQuery's stored hash columns only: quicker, blind to values edited in BigQuery "
+                   "with their hash columns left alone")
 @expected_errors
-def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None) -> None:
+def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None,
+                 stored_hashes: bool) -> None:
     """Compares the live source with BigQuery key by key; exits 1 if any key differs."""
+    if repair and stored_hashes:
+        raise click.UsageError("--repair needs the hashes rebuilt from BigQuery's data: drop --stored-hashes")
     config = _config(config_path)
-    results = _compare_all(config, list(tables), keep=repair)
+    results = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
     _print_comparisons(results, f"compare-keys {config_path}")
     if not any(r.differences for r in results):
         return

@@ -33,7 +33,10 @@ class OperatorError(RuntimeError):
 
 
 def comparison_table(found: list[cmp.TableComparison], title: str) -> Table:
-    shallow = [r.table for r in found if not r.deep]
+    stored = [r.table for r in found if r.stored_only]
+    shallow = [r.table for r in found if not r.deep and not r.stored_only]
+    if stored:
+        title += f" (stored hash columns only for {', '.join(stored)}: --stored-hashes)"
     if shallow:
         title += f" (stored hashes only for {', '.join(shallow)}: columns that cannot be rebuilt in BigQuery)"
     table = Table(title=title, title_justify="left")

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from sqlalchemy.engine import Engine
+
 T = TypeVar("T")
 _DONE = object()
 _POLL_S = 0.1
@@ -67,3 +69,11 @@ def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[T]:
     finally:
         stop.set()
         reader.join()
+
+
+def read_ahead(engine: Engine, chunks: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """The chunks read one ahead on a thread; not for an in-memory SQLite database, whose pool
+    gives each thread a connection (and so a database) of its own."""
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        return chunks()
+    return prefetched(chunks)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from shared import gcs, logs
 from shared.config import Config
 from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, previous_index
-from shared.extractor.prefetch import prefetched
+from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared, hash_fields
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
@@ -66,8 +66,10 @@ def deleted_schema(schema: TableSchema) -> pa.Schema:
 
 
 def _parquet_table(table: pa.Table) -> bytes:
+    """Snappy Parquet; no dictionary is tried for the hash columns, whose values are all distinct."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
+    dictionary = [name for name in table.column_names if name not in (KEY_HASH_COLUMN, ROW_HASH_COLUMN)]
+    pq.write_table(table, buffer, compression="snappy", use_dictionary=dictionary)
     return buffer.getvalue()
 
 
@@ -233,14 +235,6 @@ class SnapshotWriter:
         return manifest
 
 
-def _read_ahead(engine: Engine, chunks: Callable[[], Iterator[Sequence[tuple]]]) -> Iterator[Sequence[tuple]]:
-    """The chunks read one ahead on a thread; not for an in-memory SQLite database, whose pool
-    gives each thread a connection (and so a database) of its own."""
-    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-        return chunks()
-    return prefetched(chunks)
-
-
 @contextlib.contextmanager
 def _abandoned_on_failure(writer: SnapshotWriter) -> Iterator[None]:
     try:
@@ -271,7 +265,7 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
         rows_read = 0
         with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer):
-            chunks = _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
+            chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
             for rows, prepared in writer.prepared(chunks):
                 writer.add_index(prepared)
                 writer.add_rows(prepared.table)
@@ -377,7 +371,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     key_names = [c.bq_name for c in source.schema.key_columns]
     diff = KeyDiff(previous_index(base.manifest.index_parts, key_names)) if base else None
     with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
-        chunks = _read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
+        chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
         for rows, prepared in writer.prepared(chunks):
             writer.add_index(prepared)
             if diff is None:

@@ -1,6 +1,7 @@
 """`compare-keys` against differences planted in BigQuery behind the pipeline's back: a deleted row,
 an added row, a value edited without touching the hash columns, a key whose case changed, a key
-with a trailing space and a tampered hash column; `--repair` then makes BigQuery equal the source."""
+with a trailing space and a tampered hash column; `--stored-hashes` finds all but the value edited
+behind the hashes; `--repair` then makes BigQuery equal the source."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,6 +61,20 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
         assert any(line.startswith(wanted) for line in lines), (wanted, found.output)
     assert any(line.startswith("customers 20 20 1 1 1 0 1") for line in lines), found.output
     assert any(line.startswith("accounts") and " 2 2 0 0 0 " in line for line in lines), found.output
+
+    # The stored hash columns alone see what changed them: blind to the value and the keys edited
+    # behind their hashes (customer 5, both accounts), and the row copied under a new key still
+    # carries customer 4's key hash, so it shows as a duplicate of 4.
+    quick = runner.invoke(compare_keys, ["--config", str(config_path), "--stored-hashes"])
+    assert quick.exit_code == 1, quick.output
+    quick_lines = _lines(quick.output)
+    for wanted in ["missing customer_id=3", "duplicate customer_id=4", "changed customer_id=6"]:
+        assert any(line.startswith(wanted) for line in quick_lines), (wanted, quick.output)
+    assert not any("customer_id=5" in line or "account_no=" in line for line in quick_lines), quick.output
+    assert any(line.startswith("customers 20 20 1 0 1 1 0") for line in quick_lines), quick.output
+    assert any(line.startswith("accounts") and " 0 0 0 0 0 " in line for line in quick_lines), quick.output
+    refused = runner.invoke(compare_keys, ["--config", str(config_path), "--stored-hashes", "--repair"])
+    assert refused.exit_code == 2 and "drop --stored-hashes" in refused.output
 
     repaired = runner.invoke(compare_keys, ["--config", str(config_path), "--repair"])
     assert repaired.exit_code == 0, repaired.output
