@@ -111,7 +111,7 @@ def ours_hashing(args: dict[str, Any]) -> dict[str, Any]:
 
     import pyarrow as pa
 
-    from shared.columnar_hash import concatenated, frames, hash_columns
+    from shared.columnar_hash import framed, hash_columns, row_texts
     from shared.extractor.source import connect, discover, stream_rows
     from shared.hashing import RowHasher, encode_row
     from shared.types import arrow_type, arrow_value_converter
@@ -135,7 +135,7 @@ def ours_hashing(args: dict[str, Any]) -> dict[str, Any]:
     chunks = [[pa.array(values, t) for values, t in zip(zip(*rows[i:i + 50_000]), types, strict=True)] for i in starts]
     buffers = [encode_row(row) for row in rows]
     for start, arrays in zip(starts, chunks, strict=True):
-        columnar_rows = concatenated([frames(a) for a in arrays]).to_pylist()
+        columnar_rows = row_texts([framed(a) for a in arrays]).to_pylist()
         if [b.decode() for b in buffers[start:start + 50_000]] != columnar_rows:
             raise AssertionError("the columnar hasher's canonical buffers differ from encode_row's")
     total_bytes = sum(len(b) for b in buffers)

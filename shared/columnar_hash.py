@@ -2,7 +2,8 @@
 
 Same bytes as `RowHasher`, encoding version 1 (see the module docstring of shared.hashing): each
 value's canonical text is built for a whole column with pyarrow.compute, framed as ``<n>:<text>``
-(``~`` for NULL), the frames of a row are joined in one Arrow buffer, and SHA-256 runs over each
+(``~`` for NULL; the ``<n>:`` prefixes taken from a table), the frames of a row are joined in one
+Arrow buffer by a single kernel call, and SHA-256 runs over each
 row's slice of that buffer. The input is what the snapshot stores, i.e. arrays of
 `shared.types.arrow_type`; their Python values are what `RowHasher` hashes in the per-row path.
 
@@ -157,15 +158,39 @@ def _fixed_width(kind: pa.DataType) -> int | None:
     return None
 
 
-def frames(array: pa.Array) -> pa.Array:
-    """``<code points>:<text>`` of every value, ``~`` for NULL."""
+_PREFIXES = 4096  # "<n>:" for n below this comes from a table; the slot after it is the NULL frame
+_PREFIX_TABLE = pa.array([f"{n}:" for n in range(_PREFIXES)] + [_NULL_FRAME], pa.string())
+
+
+def framed(array: pa.Array) -> tuple[pa.Array | pa.Scalar, pa.Array]:
+    """(prefix, text) of every value, whose concatenation is its frame: ``<code points>:`` and the
+    canonical text, or ``~`` and NULL (joined as nothing) for NULL."""
     texts = canonical_texts(array)
     width = _fixed_width(array.type)
     if width is not None:
-        framed = pc.binary_join_element_wise(f"{width}:", texts, "")
+        if not texts.null_count:
+            return pa.scalar(f"{width}:"), texts
+        lengths = pc.if_else(texts.is_valid(), width, _PREFIXES)
     else:
-        framed = pc.binary_join_element_wise(pc.utf8_length(texts).cast(pa.string()), texts, ":")
-    return pc.fill_null(framed, _NULL_FRAME) if framed.null_count else framed
+        lengths = pc.utf8_length(texts)
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest >= _PREFIXES:
+            spelled = pc.binary_join_element_wise(lengths.cast(pa.string()), ":", "")
+            return (pc.fill_null(spelled, _NULL_FRAME) if texts.null_count else spelled), texts
+        if texts.null_count:
+            lengths = pc.fill_null(lengths, _PREFIXES)
+    return _PREFIX_TABLE.take(lengths), texts
+
+
+def frames(array: pa.Array) -> pa.Array:
+    """``<code points>:<text>`` of every value, ``~`` for NULL."""
+    return row_texts([framed(array)])
+
+
+def row_texts(pieces: Sequence[tuple[pa.Array | pa.Scalar, pa.Array]]) -> pa.Array:
+    """Each row's frames joined in column order (pieces from `framed`): the bytes `encode_row` gives."""
+    arguments = [part for pair in pieces for part in pair]
+    return pc.binary_join_element_wise(*arguments, "", null_handling="replace", null_replacement="")
 
 
 def _digests(rows: pa.Array) -> np.ndarray:
@@ -198,20 +223,13 @@ def fingerprint_of(digests: np.ndarray) -> TableFingerprint:
     return TableFingerprint(count=len(digests), xor60=xor60, sum32=sum32)
 
 
-def concatenated(frame_columns: Sequence[pa.Array]) -> pa.Array:
-    """Each row's frames joined in column order: the canonical bytes `encode_row` gives."""
-    if len(frame_columns) == 1:
-        return frame_columns[0]
-    return pc.binary_join_element_wise(*frame_columns, "")
-
-
 def hash_columns(columns: Sequence[pa.Array],
                  key_positions: Sequence[int]) -> tuple[pa.Array, pa.Array, TableFingerprint]:
     """(key hashes, row hashes, fingerprint of the row hashes) of a chunk given as Arrow columns."""
-    framed = [frames(column) for column in columns]
-    row_digests = _digests(concatenated(framed))
+    pieces = [framed(column) for column in columns]
+    row_digests = _digests(row_texts(pieces))
     if list(key_positions) == list(range(len(columns))):
         key_digests = row_digests
     else:
-        key_digests = _digests(concatenated([framed[p] for p in key_positions]))
+        key_digests = _digests(row_texts([pieces[p] for p in key_positions]))
     return _hex_column(key_digests), _hex_column(row_digests), fingerprint_of(row_digests)

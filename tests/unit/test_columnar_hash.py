@@ -121,6 +121,16 @@ def test_the_key_hash_of_all_columns_is_the_row_hash() -> None:
     assert key_hashes == row_hashes == _reference(list(zip(*columns, strict=True)), [0, 1])[1]
 
 
+def test_texts_longer_than_the_prefix_table_and_nulls_around_them() -> None:
+    """Frame prefixes come from a table of ``<n>:`` up to 4095 code points; longer texts spell theirs."""
+    texts = ["x" * 4095, None, "é" * 4096, "", "𝄞" * 5000, None]
+    days = [dt.date(2024, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31), None, dt.date(1970, 1, 1)]
+    ids = list(range(len(texts)))
+    columns = [ids, texts, days]
+    assert _columnar(columns, ["INT64", "STRING", "DATE"], [0]) == _reference(list(zip(*columns, strict=True)), [0])
+    assert _columnar([ids, texts], ["INT64", "STRING"], [1]) == _reference(list(zip(ids, texts, strict=True)), [1])
+
+
 def test_values_needing_their_own_rendering_are_exact() -> None:
     """The cases Arrow's own text gets wrong: tiny decimals (exponent), floats (repr), NFC."""
     decimals = [Decimal("1E-9"), Decimal("-0.000000100"), Decimal("0"), Decimal("12.500000000"), None]
