@@ -62,9 +62,15 @@ def locked_report(config: Config, locked: LockedTable) -> TableReport:
                        validation="skipped")
 
 
+MIN_POLL_S = 0.1
+
+
 def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: float,
                    progress: Progress | None = None, poll_s: float = 1.0) -> list[TableReport]:
-    """Polls the ledger and results tables until every snapshot is loaded, reconciled and validated."""
+    """Polls the ledger and results tables until every snapshot is loaded, reconciled and validated.
+
+    Polls follow each other after MIN_POLL_S when the last one saw something change, and slow down
+    to `poll_s` while nothing does; each asks only about what is still pending."""
     progress = progress or Progress()
     project, dataset = config.bigquery.project, config.bigquery.dataset
     reports = {
@@ -73,33 +79,47 @@ def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: fl
         for r in extracted
     }
     deadline = time.monotonic() + timeout_s
+    existing: set[str] = set()
+    interval, seen = min(MIN_POLL_S, poll_s), _states(reports)
     while True:
-        _refresh(project, dataset, reports)
+        _refresh(project, dataset, reports, existing)
         done = sum(r.done for r in reports.values())
         progress.waiting(done, len(reports))
         if done == len(reports) or time.monotonic() > deadline:
             return list(reports.values())
-        time.sleep(poll_s)
+        states = _states(reports)
+        interval = min(poll_s, MIN_POLL_S if states != seen else interval * 1.5)
+        seen = states
+        time.sleep(interval)
 
 
-def _refresh(project: str, dataset: str, reports: dict[str, TableReport]) -> None:
-    run_ids = bigquery.ArrayQueryParameter("run_ids", "STRING", list(reports))
+def _states(reports: dict[str, TableReport]) -> list[tuple[str, str, str]]:
+    return [(r.load_status, r.reconciliation, r.validation) for r in reports.values()]
+
+
+def _refresh(project: str, dataset: str, reports: dict[str, TableReport], existing: set[str]) -> None:
+    """Reads the ledger for snapshots not known applied, and the results of those not yet reconciled
+    or validated; `existing` remembers the tables found, so they are not looked up again."""
+    loading = [run_id for run_id, r in reports.items() if r.load_status != ledger.APPLIED]
     for row in _rows_if_table_exists(project, dataset, LEDGER_TABLE,
                                      "SELECT run_id, status, rows_inserted, rows_updated, rows_deleted FROM {t} "
-                                     "WHERE run_id IN UNNEST(@run_ids)", run_ids):
+                                     "WHERE run_id IN UNNEST(@run_ids)", loading, existing):
         report = reports[row["run_id"]]
         if report.load_status in ("pending", ledger.DUPLICATE) or row["status"] == ledger.APPLIED:
             report.load_status = row["status"]
             report.rows_inserted = row["rows_inserted"] or 0
             report.rows_updated = row["rows_updated"] or 0
             report.rows_deleted = row["rows_deleted"] or 0
+    reconciling = [run_id for run_id, r in reports.items() if r.reconciliation == "pending"]
     for row in _rows_if_table_exists(project, dataset, RECONCILIATION_TABLE,
-                                     "SELECT run_id, verdict FROM {t} WHERE run_id IN UNNEST(@run_ids)", run_ids):
+                                     "SELECT run_id, verdict FROM {t} WHERE run_id IN UNNEST(@run_ids)",
+                                     reconciling, existing):
         reports[row["run_id"]].reconciliation = row["verdict"]
     checks: dict[str, list[str]] = {}
+    validating = [run_id for run_id, r in reports.items() if r.validation == "pending"]
     for row in _rows_if_table_exists(project, dataset, VALIDATION_TABLE,
                                      "SELECT run_id, check_name, passed FROM {t} WHERE run_id IN UNNEST(@run_ids)",
-                                     run_ids):
+                                     validating, existing):
         failed = checks.setdefault(row["run_id"], [])
         if not row["passed"]:
             failed.append(row["check_name"])
@@ -108,9 +128,13 @@ def _refresh(project: str, dataset: str, reports: dict[str, TableReport]) -> Non
         reports[run_id].failed_checks = sorted(set(failed))
 
 
-def _rows_if_table_exists(project: str, dataset: str, table: str, sql: str,
-                          param: bigquery.ArrayQueryParameter) -> list[bigquery.Row]:
+def _rows_if_table_exists(project: str, dataset: str, table: str, sql: str, run_ids: list[str],
+                          existing: set[str]) -> list[bigquery.Row]:
     table_id = f"{project}.{dataset}.{table}"
-    if bq.get_table(table_id) is None:
+    if not run_ids:
         return []
-    return bq.query(project, sql.format(t=f"`{table_id}`"), [param])
+    if table_id not in existing:
+        if bq.get_table(table_id) is None:
+            return []
+        existing.add(table_id)
+    return bq.query(project, sql.format(t=f"`{table_id}`"), [bigquery.ArrayQueryParameter("run_ids", "STRING", run_ids)])

@@ -39,33 +39,32 @@ class MissingDatasetError(RuntimeError):
 
 
 def ensure_dataset(project: str, dataset: str, location: str = "US",
-                   default_table_expiration: dt.timedelta | None = None) -> None:
-    """Checks the dataset exists; against the local emulators a missing one is created. Deployed, the
-    functions' dataset-level roles grant no bigquery.datasets.create or .update, so an existing dataset
-    is only looked at and a missing one is a clear error naming the fix."""
+                   default_table_expiration: dt.timedelta | None = None) -> bigquery.Dataset:
+    """The dataset, checked to exist; against the local emulators a missing one is created. Deployed,
+    the functions' dataset-level roles grant no bigquery.datasets.create or .update, so an existing
+    dataset is only looked at and a missing one is a clear error naming the fix."""
     try:
-        client(project).get_dataset(f"{project}.{dataset}")
-        return
+        return client(project).get_dataset(f"{project}.{dataset}")
     except gexc.NotFound:
         if not emulated():
             raise MissingDatasetError(f"dataset {project}.{dataset} does not exist: deploy infra/ (Terraform "
                                       "creates the target and staging datasets)") from None
-    create_missing_dataset(project, dataset, location, default_table_expiration)
+    return create_missing_dataset(project, dataset, location, default_table_expiration)
 
 
 def create_missing_dataset(project: str, dataset: str, location: str,
-                           default_table_expiration: dt.timedelta | None) -> None:
+                           default_table_expiration: dt.timedelta | None) -> bigquery.Dataset:
     """Local stack only (see ensure_dataset)."""
     ds = bigquery.Dataset(f"{project}.{dataset}")
     ds.location = location
     if default_table_expiration is None:
-        client(project).create_dataset(ds, exists_ok=True)
-        return
+        return client(project).create_dataset(ds, exists_ok=True)
     ds.default_table_expiration_ms = int(default_table_expiration.total_seconds() * 1000)
     created = client(project).create_dataset(ds, exists_ok=True)
     if created.default_table_expiration_ms != ds.default_table_expiration_ms:  # bqemulator drops it on create
         created.default_table_expiration_ms = ds.default_table_expiration_ms
-        client(project).update_dataset(created, ["default_table_expiration_ms"])
+        return client(project).update_dataset(created, ["default_table_expiration_ms"])
+    return created
 
 
 def table_fields(schema: TableSchema) -> list[bigquery.SchemaField]:

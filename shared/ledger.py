@@ -97,21 +97,19 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
 
 
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
+    """The rows of the run and its base, and the newest applied row, in one query."""
     columns = "run_id, sequence, status, published_at, key_columns"
     table = quoted(project, dataset)
     rows = bq.query(
         project,
-        f"SELECT {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)",
+        f"SELECT FALSE AS latest, {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)\n"
+        f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} WHERE table_id = @table_id "
+        f"AND status = '{APPLIED}' ORDER BY sequence DESC, recorded_at DESC LIMIT 1)",
         [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
          bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])],
     )
-    latest = bq.query(
-        project,
-        f"SELECT {columns} FROM {table} WHERE table_id = @table_id AND status = '{APPLIED}' "
-        "ORDER BY sequence DESC, recorded_at DESC LIMIT 1",
-        _params(table_id=("STRING", table_id)),
-    )
-    return History(tuple(_entry(r) for r in rows), _entry(latest[0]) if latest else None)
+    latest = [r for r in rows if r["latest"]]
+    return History(tuple(_entry(r) for r in rows if not r["latest"]), _entry(latest[0]) if latest else None)
 
 
 def _entry(row: bigquery.Row) -> Entry:

@@ -82,8 +82,8 @@ def deleted_key_fields(manifest: Manifest) -> list[bigquery.SchemaField]:
 
 def stage(manifest: Manifest) -> Staged:
     target = manifest.target
-    bq.ensure_dataset(target.project, staging_dataset(manifest), default_table_expiration=STAGING_TTL)
-    location = bq.client(target.project).get_dataset(f"{target.project}.{staging_dataset(manifest)}").location
+    dataset = bq.ensure_dataset(target.project, staging_dataset(manifest), default_table_expiration=STAGING_TTL)
+    location = dataset.location
     rows = _stage_parts(manifest, ROWS, bq.table_fields(manifest.table_schema), manifest.parts, location)
     deleted = None
     if manifest.delta is not None:

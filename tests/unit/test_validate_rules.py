@@ -44,13 +44,14 @@ def manifest(quarantined: int = 0) -> Manifest:
 def test_profile_query_names_each_check_and_parses() -> None:
     probes = checks._probes(manifest(), Thresholds(date_min=dt.date(1990, 1, 1)))
     names = [p.name for p in probes]
-    assert names == ["row_count", "key_not_null", "not_null:copies", "range:id", "range:copies", "max_length:code",
+    assert names == ["row_count", "key_unique", "key_not_null", "not_null:copies", "range:id", "range:copies", "max_length:code",
                      "decimal:amount", "range:at", "range:slot", "range:on", "range:ts"]
     expressions = ", ".join(f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items())
     sqlglot.parse_one(f"SELECT {expressions} FROM {q('acme-dwh', 'matrix', 'things')}", read="bigquery",
                       error_level=ErrorLevel.RAISE)
     sql = {alias: text for p in probes for alias, text in p.sql.items()}
-    assert sql["dec_4"] == "COUNTIF(ABS(`amount`) >= NUMERIC '1000' OR `amount` != ROUND(`amount`, 2))"
+    assert sql["duplicate_keys"].startswith("(SELECT COUNT(*) FROM (SELECT `id` FROM `acme-dwh.matrix.things` GROUP BY")
+    assert sql["dec_4"] == "COUNTIF(ABS(`amount`) >= NUMERIC '1000' OR `amount` != TRUNC(`amount`, 2))"
     assert "DATETIME '1990-01-01 00:00:00'" in sql["out_5"]  # the table's date_min is later than 1753
     assert "DATETIME '2079-06-06 23:59:59.999999'" in sql["out_6"]
     assert "TIMESTAMP '1990-01-01 00:00:00+00'" in sql["out_8"]
