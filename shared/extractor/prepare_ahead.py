@@ -1,8 +1,8 @@
 """Chunks converted and hashed on worker threads, handed back in source order.
 
 Arrow's kernels and the ADBC reader release the GIL, so two chunks prepared at once use two cores;
-what holds the GIL (a SHA-256 call a row) is a small part. At most `workers` chunks are being
-prepared while the caller handles the previous one, so memory stays bounded by the chunk size.
+what holds the GIL (a SHA-256 call a row) is a small part. At most `workers` chunks are in
+preparation or waiting for the caller, so memory stays bounded by the chunk size.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def prepared_in_order(chunks: Iterable[C], prepare: Callable[[C], R], workers: i
                     yield from _drained(window)
                     raise
                 window.append((len(chunk), pool.submit(contextvars.copy_context().run, prepare, chunk)))
-                if len(window) > workers:
+                if len(window) >= workers:
                     rows, future = window.popleft()
                     yield rows, future.result()
             yield from _drained(window)

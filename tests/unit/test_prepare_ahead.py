@@ -1,4 +1,4 @@
-"""Chunks prepared two at a time come back in source order, at most `workers` ahead of the caller,
+"""Chunks prepared two at a time come back in source order, never more than `workers` in flight,
 and errors surface where a plain loop would raise them."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_results_come_back_in_order_whatever_finishes_first() -> None:
     assert results == [(n + 1, n) for n in range(9)]
 
 
-def test_the_source_is_read_at_most_workers_plus_one_chunks_ahead_of_the_caller() -> None:
+def test_the_source_is_read_at_most_workers_minus_one_chunks_ahead_of_the_caller() -> None:
     pulled = 0
 
     def counted() -> Iterator[list[int]]:
@@ -39,7 +39,7 @@ def test_the_source_is_read_at_most_workers_plus_one_chunks_ahead_of_the_caller(
     ahead = []
     for taken, _ in enumerate(prepared_in_order(counted(), lambda chunk: chunk[0], workers=2), start=1):
         ahead.append(pulled - taken)
-    assert max(ahead) == 2 and len(ahead) == 12  # memory: the chunk handed over plus two in preparation
+    assert max(ahead) == 1 and len(ahead) == 12  # memory: the chunk handed over plus one in preparation
 
 
 def test_a_source_error_comes_after_the_chunks_read_before_it() -> None:
