@@ -80,8 +80,8 @@ def render(summary: dict[str, Any]) -> str:
 
     if g.has("initial"):
         out += ["## (1) Initial extract + hash + Parquet", "",
-                ("ours-local: `extract_table` (DBAPI cursor in 50k-row chunks read one ahead, columnar convert + "
-                "check + hash with the per-row path as fallback, fingerprint, Parquet parts + key index + manifest, "
+                ("ours-local: `extract_table` (ADBC into Arrow in 50k-row chunks read one ahead, columnar convert + "
+                "check + hash on two threads with the per-row path as fallback, fingerprint, Parquet parts + key index + manifest, "
                 "MD5) with `shared.gcs.upload` swapped for a local file write; "
                 "ours-gcs: the same, uploading to fake-gcs-server on loopback; dlt: `sql_database(backend=\"pyarrow\")` "
                 "→ filesystem destination, Parquet, `replace`. Clock: the extraction call only (after imports)."), "",
