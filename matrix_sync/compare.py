@@ -111,7 +111,8 @@ def compare_table(config: Config, engine: Engine, table: TableConfig, progress: 
             result.source_rows = keys.index.rows
             result.source_seconds = round(time.monotonic() - started, 3)
             if not built.done():
-                progress.phase("waiting for the hashes rebuilt in BigQuery")
+                progress.phase("waiting for BigQuery's stored hashes" if stored_hashes
+                               else "waiting for the hashes rebuilt in BigQuery")
             level = built.result()
             result.hash_table, result.deep, result.bigquery_seconds = level.hash_table, level.deep, level.seconds
             result.stored_only = level.stored_only
