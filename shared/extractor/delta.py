@@ -12,24 +12,28 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from shared import bigquery as bq
 from shared import gcs, ledger, logs, results
 from shared.clients import storage_client
+from shared.extractor.column_key_diff import ColumnKeyDiff, ordered_like_python
+from shared.extractor.key_order import ChunkDiff, KeyOrderError
 from shared.identifiers import quote_bigquery
 from shared.manifest import Manifest, Part, parse_manifest
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import RECONCILIATION_TABLE
+from shared.types import arrow_type
+
+if TYPE_CHECKING:
+    from shared.extractor.prepare import Prepared
 
 log = logs.get(__name__)
 INDEX_BATCH_ROWS = 50_000
-
-
-class KeyOrderError(RuntimeError):
-    """The key stream is not strictly increasing in the order the merge join relies on."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,31 @@ def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) ->
     return not rows[0]["bad"]
 
 
-def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[tuple[tuple, str, str]]:
-    """(key values, key hash, row hash) of the base snapshot in key order, a batch at a time."""
+def previous_batches(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """The base snapshot's index in key order: key columns, key hash and row hash, a batch at a time."""
+    columns = [*key_names, KEY_HASH_COLUMN, ROW_HASH_COLUMN]
     for part in parts:
         bucket, name = gcs.split_uri(part.uri)
         with storage_client().bucket(bucket).blob(name).open("rb") as stream:
-            for batch in pq.ParquetFile(stream).iter_batches(batch_size=INDEX_BATCH_ROWS):
-                columns = [batch.column(n).to_pylist() for n in key_names]
-                key_hashes = batch.column(KEY_HASH_COLUMN).to_pylist()
-                row_hashes = batch.column(ROW_HASH_COLUMN).to_pylist()
-                yield from zip(zip(*columns, strict=True), key_hashes, row_hashes, strict=True)
+            yield from pq.ParquetFile(stream).iter_batches(batch_size=INDEX_BATCH_ROWS, columns=columns)
+
+
+def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[tuple[tuple, str, str]]:
+    """(key values, key hash, row hash) of the base snapshot in key order, a batch at a time."""
+    for batch in previous_batches(parts, key_names):
+        columns = [batch.column(n).to_pylist() for n in key_names]
+        key_hashes = batch.column(KEY_HASH_COLUMN).to_pylist()
+        row_hashes = batch.column(ROW_HASH_COLUMN).to_pylist()
+        yield from zip(zip(*columns, strict=True), key_hashes, row_hashes, strict=True)
+
+
+def key_diff(parts: Sequence[Part], schema: TableSchema) -> KeyDiff | ColumnKeyDiff:
+    """The merge join for this table: a chunk at a time in Arrow for a single key column whose Arrow
+    order is Python's, row by row otherwise."""
+    names = [c.bq_name for c in schema.key_columns]
+    if len(names) == 1 and ordered_like_python(arrow_type(schema.key_columns[0].bq_type)):
+        return ColumnKeyDiff(previous_batches(parts, names), names[0])
+    return KeyDiff(previous_index(parts, names))
 
 
 class KeyOrder:
@@ -114,12 +133,6 @@ class KeyOrder:
         self._last = key
 
 
-@dataclass
-class ChunkDiff:
-    changed: list[int]                       # positions in the chunk of new or changed rows
-    deleted: list[tuple[tuple, str]]         # (key values, key hash) gone from the source
-
-
 class KeyDiff:
     """Merge join of the current rows (fed chunk by chunk) with the base index."""
 
@@ -135,6 +148,9 @@ class KeyDiff:
         self._pending = next(self._previous, None)
         if self._pending is not None:
             self._previous_order.check(self._pending[0])
+
+    def feed_prepared(self, prepared: Prepared) -> ChunkDiff:
+        return self.feed(prepared.keys(), prepared.row_hashes())
 
     def feed(self, keys: Sequence[tuple], row_hashes: Sequence[str]) -> ChunkDiff:
         try:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from shared import gcs, logs
 from shared.config import Config
-from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, previous_index
+from shared.extractor.delta import Base, KeyOrderError, find_base, key_diff
 from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared, hash_fields
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
@@ -368,8 +368,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
     writer = SnapshotWriter(config, source, run_id)
-    key_names = [c.bq_name for c in source.schema.key_columns]
-    diff = KeyDiff(previous_index(base.manifest.index_parts, key_names)) if base else None
+    diff = key_diff(base.manifest.index_parts, source.schema) if base else None
     with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
         chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
         for rows, prepared in writer.prepared(chunks):
@@ -377,7 +376,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
             if diff is None:
                 writer.add_rows(prepared.table)
             else:
-                changes = diff.feed(prepared.keys(), prepared.row_hashes())
+                changes = diff.feed_prepared(prepared)
                 writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
                 writer.add_deleted(changes.deleted)
             if on_rows:
