@@ -4,6 +4,7 @@ quarantined rows with their reasons, on SQLite and PostgreSQL, whatever the Arro
 not UTF-8, values to quarantine, types ADBC does not map exactly)."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +203,36 @@ def test_postgresql_type_without_exact_mapping_is_read_by_the_dbapi_reader(
 
     assert kinds == {"SourceChunk"}
     assert table.column("r").to_pylist() == [1.1, None, 3.3]
+
+
+def test_postgresql_connection_terminated_mid_stream_resumes_after_the_last_key(
+        pg_table: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    rows = 200_000  # ~50 MB of COPY output: far more than the socket buffers hold when the backend dies
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {pg_table} (id int PRIMARY KEY, filler text)")
+        connection.exec_driver_sql(f"INSERT INTO {pg_table} SELECT i, repeat(md5(i::text), 8) "
+                                   "FROM generate_series(1, %s) AS i", (rows,))
+    application = f"terminated-{pg_table}"
+    caplog.set_level(logging.INFO, logger="shared.extractor.arrow_stream")
+    monkeypatch.setenv(READER_ENV, "arrow")
+    source_engine = connect(SourceConfig(url=f"{PG_URL}?application_name={application}"))
+    try:
+        source = discover(source_engine, TableConfig(name=pg_table))
+        keys, kinds, terminated = [], set(), []
+        for chunk in stream_rows(source_engine, source, 5_000):
+            kinds.add(type(chunk).__name__)
+            keys += chunk.columns[0].to_pylist()
+            if not terminated:
+                with engine.connect() as admin:
+                    terminated = admin.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                        (application,)).all()
+                assert terminated and all(row[0] for row in terminated)
+    finally:
+        source_engine.dispose()
+        engine.dispose()
+
+    assert keys == list(range(1, rows + 1))  # every row exactly once, in key order
+    assert kinds == {"ArrowChunk"}
+    assert "Arrow stream interrupted" in caplog.text and "resuming after the last key" in caplog.text
