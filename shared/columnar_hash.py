@@ -28,6 +28,7 @@ from shared.hashing import TableFingerprint, canonical_text
 
 _NULL_FRAME = "~"
 _DIGEST_BYTES = 16  # sha256-128
+_SLICE_ROWS = 10_000
 
 
 class ColumnarHashError(ValueError):
@@ -225,11 +226,17 @@ def fingerprint_of(digests: np.ndarray) -> TableFingerprint:
 
 def hash_columns(columns: Sequence[pa.Array],
                  key_positions: Sequence[int]) -> tuple[pa.Array, pa.Array, TableFingerprint]:
-    """(key hashes, row hashes, fingerprint of the row hashes) of a chunk given as Arrow columns."""
-    pieces = [framed(column) for column in columns]
-    row_digests = _digests(row_texts(pieces))
-    if list(key_positions) == list(range(len(columns))):
-        key_digests = row_digests
-    else:
-        key_digests = _digests(row_texts([pieces[p] for p in key_positions]))
+    """(key hashes, row hashes, fingerprint of the row hashes) of a chunk given as Arrow columns,
+    `_SLICE_ROWS` rows at a time: the canonical texts and frames of a slice are several times its
+    data, so slicing keeps that transient memory small whatever the chunk size."""
+    rows = len(columns[0]) if columns else 0
+    whole_row_is_key = list(key_positions) == list(range(len(columns)))
+    key_slices, row_slices = [], []
+    for start in range(0, rows, _SLICE_ROWS) or [0]:
+        pieces = [framed(column.slice(start, _SLICE_ROWS)) for column in columns]
+        row_slices.append(_digests(row_texts(pieces)))
+        key_slices.append(row_slices[-1] if whole_row_is_key else
+                          _digests(row_texts([pieces[p] for p in key_positions])))
+    row_digests = np.concatenate(row_slices)
+    key_digests = row_digests if whole_row_is_key else np.concatenate(key_slices)
     return _hex_column(key_digests), _hex_column(row_digests), fingerprint_of(row_digests)

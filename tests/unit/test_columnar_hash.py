@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared import columnar_hash
 from shared.columnar_hash import ColumnarHashError, canonical_texts, hash_columns
 from shared.hashing import RowHasher, TableFingerprint, canonical_text
 from shared.types import arrow_type, arrow_value_converter
@@ -172,3 +173,19 @@ def test_floats_of_random_bit_patterns_render_like_repr() -> None:
                               np.round(rng.uniform(-1e6, 1e6, 100_000), 3), rng.uniform(1e15, 1e16, 50_000)])
     values = doubles.tolist()
     assert canonical_texts(pa.array(values, pa.float64())).to_pylist() == [canonical_text(v) for v in values]
+
+
+def test_a_chunk_hashed_in_slices_equals_the_row_hasher(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices of 4 rows over 30: the values rendered in Python (tiny decimals, floats, NFC) and the
+    NULLs fall in different slices, and the fingerprint sums across them."""
+    monkeypatch.setattr(columnar_hash, "_SLICE_ROWS", 4)
+    n = 30
+    ids = list(range(n))
+    texts = [None if i % 7 == 0 else ("e\u0301" if i % 5 == 0 else f"t{i}") for i in range(n)]
+    amounts = _stored("NUMERIC", [Decimal("1E-9") if i % 6 == 1 else (None if i % 4 == 0 else Decimal(i) / 8)
+                                  for i in range(n)])
+    ratios = [float("nan") if i == 13 else i / 3 for i in range(n)]
+    columns = [ids, texts, amounts, ratios]
+    types = ["INT64", "STRING", "NUMERIC", "FLOAT64"]
+    for key in ([0], [1, 0], [0, 1, 2, 3]):
+        assert _columnar(columns, types, key) == _reference(list(zip(*columns, strict=True)), key)
