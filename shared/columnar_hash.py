@@ -35,24 +35,20 @@ class ColumnarHashError(ValueError):
     """An array whose canonical texts cannot be built column-wise; hash the chunk row by row."""
 
 
-_ARROW_FLOAT_SPECIALS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity", "-0": "0"}
-
-
 def _float_texts(array: pa.Array) -> pa.Array:
     """Python's repr() without a trailing ".0", as `shared.hashing._float_text`. For magnitudes in
     [1e-4, 1e16), where repr() writes plain digits, Arrow's text is the same shortest round-trip
-    digits whenever it writes no exponent itself; only the other values are rendered by Python."""
+    digits whenever it writes no exponent itself; the other values (NaN, infinities and -0 among
+    them) are rendered by Python."""
     text = array.cast(pa.string())
     magnitude = pc.abs(array)
-    plain = pc.or_(pc.and_(pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e16)),
-                   pc.or_(pc.equal(magnitude, 0.0), pc.invert(pc.is_finite(array))))
-    exotic = pc.fill_null(pc.or_(pc.invert(plain), pc.match_substring(text, "e")), False)
-    if pc.any(exotic).as_py():
-        rendered = [canonical_text(v) for v in array.filter(exotic).to_pylist()]
-        text = pc.replace_with_mask(text, exotic, pa.array(rendered, pa.string()))
-    for spelled, canonical in _ARROW_FLOAT_SPECIALS.items():
-        text = pc.if_else(pc.equal(text, spelled), canonical, text)
-    return text
+    plain = pc.or_(pc.and_(pc.greater_equal(magnitude, 1e-4), pc.less(magnitude, 1e16)), pc.equal(magnitude, 0.0))
+    exotic = pc.fill_null(pc.or_(pc.or_(pc.invert(plain), pc.match_substring(text, "e")), pc.equal(text, "-0")),
+                          False)
+    if not pc.any(exotic).as_py():
+        return text
+    rendered = [canonical_text(v) for v in array.filter(exotic).to_pylist()]
+    return pc.replace_with_mask(text, exotic, pa.array(rendered, pa.string()))
 
 
 @functools.cache
@@ -87,7 +83,7 @@ _SCANNED = 0x20000
 def _string_texts(array: pa.Array) -> pa.Array:
     """NFC by Python's unicodedata, like `shared.hashing`, for the few values that may need it."""
     array = array.cast(pa.string())
-    if array.null_count == len(array):
+    if array.null_count == len(array) or pc.all(pc.string_is_ascii(array)).as_py():  # ASCII is NFC
         return array
     suspect = pc.fill_null(pc.match_substring_regex(array, _nfc_suspects()), False)
     if not pc.any(suspect).as_py():
