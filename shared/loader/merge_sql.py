@@ -1,6 +1,6 @@
-"""The load transaction, generated from the schema: ledger guard, counts, MERGE (and for a delta the
-DELETE of deleted keys; for a keyless table DELETE and INSERT by multiplicity), ledger row and a
-row-count check, all or nothing.
+"""The load transaction, generated from the schema: ledger guard, counts, one MERGE (for a delta
+over its rows and its deleted keys; for a keyless table DELETE and INSERT by multiplicity), ledger
+row and a row-count check, all or nothing.
 
 Identifiers are quoted by `shared.identifiers.quote_bigquery` only; values become script
 variables with literals rendered by `shared.sql_literals` (the emulator binds no parameters in
@@ -16,7 +16,7 @@ from shared import sql_literals as lit
 from shared.identifiers import quote_bigquery as q
 from shared.ledger import APPLIED, DUPLICATE, STALE
 from shared.loader import keyless_sql
-from shared.schema import HASH_COLUMNS, ROW_HASH_COLUMN, TableSchema
+from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
 BASE_MISSING = "base_missing"
 BASE_SUPERSEDED = "base_superseded"
@@ -71,24 +71,41 @@ def _key_match(schema: TableSchema, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{q(c.bq_name)} = {right}.{q(c.bq_name)}" for c in schema.key_columns)
 
 
-def merge_statement(schema: TableSchema, target: str, staging: str, *, delete_missing: bool = True) -> str:
-    """Full snapshot: three branches. Delta (`delete_missing=False`): update changed, insert new;
-    rows absent from a delta are unchanged, not deleted."""
+def merge_statement(schema: TableSchema, target: str, staging: str, deleted: str | None = None) -> str:
+    """Full snapshot (`deleted` None): update changed, insert new, delete what the snapshot lacks.
+    Delta: the same single MERGE over its rows and its deleted keys, which delete what they match;
+    rows absent from a delta are unchanged. One DML statement scans the target once, where a MERGE
+    and a DELETE would scan it twice."""
     columns = [c.bq_name for c in schema.columns] + list(HASH_COLUMNS)
     assignments = ", ".join(f"{q(c)} = S.{q(c)}" for c in columns)
     insert_columns = ", ".join(q(c) for c in columns)
     insert_values = ", ".join(f"S.{q(c)}" for c in columns)
     row_hash = q(ROW_HASH_COLUMN)
-    statement = (
-        f"MERGE {target} AS T USING {staging} AS S ON {_key_match(schema, 'T', 'S')}\n"
+    if deleted is None:
+        return (
+            f"MERGE {target} AS T USING {staging} AS S ON {_key_match(schema, 'T', 'S')}\n"
+            f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}\n"
+            f"WHEN NOT MATCHED BY TARGET THEN INSERT ({insert_columns}) VALUES ({insert_values})\n"
+            "WHEN NOT MATCHED BY SOURCE THEN DELETE"
+        )
+    gone = _unused_name("_matrix_deleted", columns)
+    keys = {c.bq_name for c in schema.key_columns} | {KEY_HASH_COLUMN}
+    deleted_values = ", ".join(f"D.{q(c)}" if c in keys else "NULL" for c in columns)
+    source = (f"(SELECT {insert_columns}, FALSE AS {q(gone)} FROM {staging}\n"
+              f"  UNION ALL SELECT {deleted_values}, TRUE FROM {deleted} AS D)")
+    return (
+        f"MERGE {target} AS T USING {source} AS S ON {_key_match(schema, 'T', 'S')}\n"
+        f"WHEN MATCHED AND S.{q(gone)} THEN DELETE\n"
         f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}\n"
-        f"WHEN NOT MATCHED BY TARGET THEN INSERT ({insert_columns}) VALUES ({insert_values})"
+        f"WHEN NOT MATCHED BY TARGET AND NOT S.{q(gone)} THEN INSERT ({insert_columns}) VALUES ({insert_values})"
     )
-    return statement + ("\nWHEN NOT MATCHED BY SOURCE THEN DELETE" if delete_missing else "")
 
 
-def delete_statement(schema: TableSchema, target: str, deleted: str) -> str:
-    return f"DELETE FROM {target} AS T WHERE EXISTS (SELECT 1 FROM {deleted} AS D WHERE {_key_match(schema, 'T', 'D')})"
+def _unused_name(name: str, taken: list[str]) -> str:
+    lowered = {t.lower() for t in taken}  # BigQuery column names are case-insensitive
+    while name.lower() in lowered:
+        name += "_"
+    return name
 
 
 def guard_query(ledger: str, *, delta: bool) -> str:
@@ -146,17 +163,14 @@ def _counts(schema: TableSchema, tables: Tables) -> dict[str, str]:
 
 
 def _writes(schema: TableSchema, tables: Tables) -> list[str]:
-    """The statements that change the table: by key (MERGE, and a delta's DELETE of deleted keys),
-    or for a keyless table by multiplicity (`shared.loader.keyless_sql`)."""
+    """The statements that change the table: by key (one MERGE), or for a keyless table by
+    multiplicity (`shared.loader.keyless_sql`)."""
     if schema.keyless:
         if tables.deleted is not None:
             raise ValueError("a keyless table has no delta snapshots")
         return [keyless_sql.delete_statement(tables.target, tables.staging),
                 keyless_sql.insert_statement(schema, tables.target, tables.staging)]
-    writes = [merge_statement(schema, tables.target, tables.staging, delete_missing=tables.deleted is None)]
-    if tables.deleted is not None:
-        writes.append(delete_statement(schema, tables.target, tables.deleted))
-    return writes
+    return [merge_statement(schema, tables.target, tables.staging, tables.deleted)]
 
 
 def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues, *,

@@ -13,7 +13,6 @@ from shared.loader.merge_sql import (
     LoadValues,
     Tables,
     count_queries,
-    delete_statement,
     guard_query,
     load_script,
     merge_statement,
@@ -72,17 +71,27 @@ def test_full_merge_has_three_branches_and_quotes_every_identifier() -> None:
     assert "T.`_row_hash` IS DISTINCT FROM S.`_row_hash`" in sql
 
 
-def test_delta_merge_updates_and_inserts_but_never_deletes() -> None:
-    sql = merge_statement(SCHEMA, TARGET, STAGING, delete_missing=False)
+def test_delta_merge_deletes_only_its_deleted_keys_in_the_same_statement() -> None:
+    sql = merge_statement(SCHEMA, TARGET, STAGING, DELETED)
     statement = strict(sql)
-    assert len(statement.args["whens"].expressions) == 2
-    assert "DELETE" not in sql and "NOT MATCHED BY SOURCE" not in sql
+    assert isinstance(statement, exp.Merge)
+    whens = [w.sql("bigquery") for w in statement.args["whens"].expressions]
+    assert len(whens) == 3 and "NOT MATCHED BY SOURCE" not in sql  # rows absent from a delta stay
+    assert whens[0].startswith("WHEN MATCHED AND S.`_matrix_deleted` THEN DELETE")
+    assert "NOT S.`_matrix_deleted` THEN INSERT" in whens[2]
+    union = statement.args["using"].find(exp.Union)
+    assert isinstance(union, exp.Union) and not union.args.get("distinct")
+    deleted_branch = union.expression.sql("bigquery")
+    assert "D.`subscription_id`, D.`delivery_date`" in deleted_branch and "D.`_key_hash`" in deleted_branch
+    assert "T.`subscription_id` = S.`subscription_id` AND T.`delivery_date` = S.`delivery_date`" in sql
 
 
-def test_delete_of_deleted_keys_matches_on_every_key_column() -> None:
-    statement = strict(delete_statement(SCHEMA, TARGET, DELETED))
-    assert isinstance(statement, exp.Delete)
-    assert "T.`subscription_id` = D.`subscription_id` AND T.`delivery_date` = D.`delivery_date`" in statement.sql("bigquery")
+def test_the_deleted_marker_never_takes_a_column_name() -> None:
+    column = SCHEMA.columns[0].model_copy(update={"name": "_matrix_deleted", "bq_name": "_MATRIX_DELETED"})
+    schema = SCHEMA.model_copy(update={"columns": [*SCHEMA.columns, column]})
+    sql = merge_statement(schema, TARGET, STAGING, DELETED)
+    strict(sql)
+    assert "FALSE AS `_matrix_deleted_`" in sql and "WHEN MATCHED AND S.`_matrix_deleted_` THEN DELETE" in sql
 
 
 @pytest.mark.parametrize("delta", [False, True])
@@ -104,13 +113,14 @@ def test_full_script_parses_statement_by_statement_in_transaction_order() -> Non
     assert "ERROR(" not in script
 
 
-def test_delta_script_merges_then_deletes_inside_the_transaction() -> None:
+def test_delta_script_applies_rows_and_deleted_keys_in_one_merge_inside_the_transaction() -> None:
     script = load_script(SCHEMA, TARGET, STAGING, LEDGER, DELTA_VALUES, deleted=DELETED)
     statements = script_statements(script)
     kinds = [type(s).__name__ for s in statements]
-    assert kinds.index("Transaction") < kinds.index("Insert") < kinds.index("Merge") < kinds.index("Delete") < kinds.index("Commit")
+    assert kinds.count("Merge") == 1 and "Delete" not in kinds
+    assert kinds.index("Transaction") < kinds.index("Insert") < kinds.index("Merge") < kinds.index("Commit")
     merge = next(s for s in statements if isinstance(s, exp.Merge))
-    assert len(merge.args["whens"].expressions) == 2
+    assert len(merge.args["whens"].expressions) == 3
     assert "DECLARE v_base_run_id STRING DEFAULT '20261124T101010000001Z-123456';" in script
     assert script.index("SET v_deleted") < script.index("MERGE")  # counted before the changes
 
