@@ -231,8 +231,8 @@ def hash_columns(columns: Sequence[pa.Array],
     for start in range(0, rows, _SLICE_ROWS) or [0]:
         pieces = [framed(column.slice(start, _SLICE_ROWS)) for column in columns]
         row_slices.append(_digests(row_texts(pieces)))
-        key_slices.append(row_slices[-1] if whole_row_is_key else
-                          _digests(row_texts([pieces[p] for p in key_positions])))
+        if not whole_row_is_key:
+            key_slices.append(_digests(row_texts([pieces[p] for p in key_positions])))
     row_digests = np.concatenate(row_slices)
     key_digests = row_digests if whole_row_is_key else np.concatenate(key_slices)
     return _hex_column(key_digests), _hex_column(row_digests), fingerprint_of(row_digests)

@@ -81,24 +81,19 @@ def merge_statement(schema: TableSchema, target: str, staging: str, deleted: str
     insert_columns = ", ".join(q(c) for c in columns)
     insert_values = ", ".join(f"S.{q(c)}" for c in columns)
     row_hash = q(ROW_HASH_COLUMN)
+    on = _key_match(schema, "T", "S")
+    update = f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}"
+    insert = f"THEN INSERT ({insert_columns}) VALUES ({insert_values})"
     if deleted is None:
-        return (
-            f"MERGE {target} AS T USING {staging} AS S ON {_key_match(schema, 'T', 'S')}\n"
-            f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}\n"
-            f"WHEN NOT MATCHED BY TARGET THEN INSERT ({insert_columns}) VALUES ({insert_values})\n"
-            "WHEN NOT MATCHED BY SOURCE THEN DELETE"
-        )
-    gone = _unused_name("_matrix_deleted", columns)
+        return (f"MERGE {target} AS T USING {staging} AS S ON {on}\n{update}\n"
+                f"WHEN NOT MATCHED BY TARGET {insert}\nWHEN NOT MATCHED BY SOURCE THEN DELETE")
+    gone = q(_unused_name("_matrix_deleted", columns))
     keys = {c.bq_name for c in schema.key_columns} | {KEY_HASH_COLUMN}
     deleted_values = ", ".join(f"D.{q(c)}" if c in keys else "NULL" for c in columns)
-    source = (f"(SELECT {insert_columns}, FALSE AS {q(gone)} FROM {staging}\n"
+    source = (f"(SELECT {insert_columns}, FALSE AS {gone} FROM {staging}\n"
               f"  UNION ALL SELECT {deleted_values}, TRUE FROM {deleted} AS D)")
-    return (
-        f"MERGE {target} AS T USING {source} AS S ON {_key_match(schema, 'T', 'S')}\n"
-        f"WHEN MATCHED AND S.{q(gone)} THEN DELETE\n"
-        f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}\n"
-        f"WHEN NOT MATCHED BY TARGET AND NOT S.{q(gone)} THEN INSERT ({insert_columns}) VALUES ({insert_values})"
-    )
+    return (f"MERGE {target} AS T USING {source} AS S ON {on}\nWHEN MATCHED AND S.{gone} THEN DELETE\n{update}\n"
+            f"WHEN NOT MATCHED BY TARGET AND NOT S.{gone} {insert}")
 
 
 def _unused_name(name: str, taken: list[str]) -> str:
