@@ -220,6 +220,18 @@ def fingerprint_of(digests: np.ndarray) -> TableFingerprint:
     return TableFingerprint(count=len(digests), xor60=xor60, sum32=sum32)
 
 
+def fingerprint_of_hex(hashes: pa.Array) -> TableFingerprint:
+    """`fingerprint_of` row hashes given as their hex texts (as the key index stores them)."""
+    if not len(hashes):
+        return TableFingerprint()
+    hashes = pa.concat_arrays([hashes.cast(pa.large_binary())])  # offset 0, buffers of its own
+    offsets = np.frombuffer(hashes.buffers()[1], np.int64, len(hashes) + 1)
+    if hashes.null_count or not np.all(np.diff(offsets) == 2 * _DIGEST_BYTES):
+        raise ValueError("row hashes are not all 32 hex digits")
+    data = memoryview(hashes.buffers()[2])[int(offsets[0]):int(offsets[-1])]
+    return fingerprint_of(np.frombuffer(binascii.unhexlify(data), np.uint8).reshape(len(hashes), _DIGEST_BYTES))
+
+
 def hash_columns(columns: Sequence[pa.Array],
                  key_positions: Sequence[int]) -> tuple[pa.Array, pa.Array, TableFingerprint]:
     """(key hashes, row hashes, fingerprint of the row hashes) of a chunk given as Arrow columns,

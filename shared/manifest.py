@@ -95,6 +95,9 @@ class Manifest(_Strict):
     quarantine: Quarantine = Quarantine()
     index_parts: list[Part] = Field(
         default=[], description="key columns + hashes of every row after this run, in key order; the next delta's base")
+    index_raw_hash: str | None = Field(
+        default=None, exclude_if=lambda tag: tag is None,
+        description="how the index's _raw_hash was computed (shared.raw_hash.TAG); absent: the index has none")
     delta: Delta | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

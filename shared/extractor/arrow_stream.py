@@ -75,6 +75,11 @@ class ArrowChunk(Sequence[tuple]):
         self._reference = reference
         self._rows: SourceChunk | None = None
 
+    def only(self, mask: pa.Array) -> ArrowChunk:
+        """The rows where `mask` is true; its reference is still the whole key range."""
+        return ArrowChunk([column.filter(mask) for column in self.columns], self.processors, self.last_key,
+                          self._reference)
+
     def reference(self) -> SourceChunk:
         """The same key range read by the DBAPI reader."""
         if self._rows is None:

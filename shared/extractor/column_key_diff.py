@@ -28,15 +28,54 @@ def ordered_like_python(kind: pa.DataType) -> bool:
             or pa.types.is_date32(kind) or pa.types.is_timestamp(kind) or pa.types.is_decimal(kind))
 
 
+class BaseCursor:
+    """The base index, read a batch at a time in key order and handed out up to a given key."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], key_name: str) -> None:
+        self._batches = batches
+        self._key = key_name
+        self._pending: pa.Table | None = None      # base rows read but not yet handed out, in key order
+        self._exhausted = False
+        self._last: pa.Scalar | None = None
+
+    def through(self, last: pa.Scalar) -> pa.Table | None:
+        """The base rows with keys up to `last` not handed out before."""
+        while not self._exhausted and (self._last is None or not pc.greater(self._last, last).as_py()):
+            self._read_one()
+        if self._pending is None:
+            return None
+        count = int(pc.sum(pc.less_equal(self._pending.column(self._key), last)).as_py() or 0)
+        taken, rest = self._pending.slice(0, count), self._pending.slice(count)
+        self._pending = rest if rest.num_rows else None
+        return taken
+
+    def rest(self) -> Iterator[pa.Table]:
+        """Every base row not handed out yet."""
+        while self._pending is not None or not self._exhausted:
+            if self._pending is None:
+                self._read_one()
+                continue
+            pending, self._pending = self._pending, None
+            yield pending
+
+    def _read_one(self) -> None:
+        batch = next(self._batches, None)
+        if batch is None:
+            self._exhausted = True
+            return
+        if not batch.num_rows:
+            return
+        self._last = check_increasing(batch.column(self._key), self._last, "base index")
+        table = pa.Table.from_batches([batch])
+        self._pending = table if self._pending is None else pa.concat_tables([self._pending, table])
+
+
 class ColumnKeyDiff:
     """Merge join of the current chunks (fed one at a time) with the base index batches."""
 
     def __init__(self, previous: Iterator[pa.RecordBatch], key_name: str) -> None:
-        self._previous = previous
+        self._base = BaseCursor(previous, key_name)
         self._key = key_name
-        self._pending: pa.Table | None = None      # base rows read but not yet matched, in key order
-        self._exhausted = False
-        self._last_base: pa.Scalar | None = None
         self._last_current: pa.Scalar | None = None
 
     def feed_prepared(self, prepared: Prepared) -> ChunkDiff:
@@ -48,48 +87,14 @@ class ColumnKeyDiff:
         if not len(keys):
             return ChunkDiff([], [])
         try:
-            self._last_current = _check_increasing(keys, self._last_current, "source")
-            self._read_base_through(keys[-1])
-            base = self._take_through(keys[-1])
-            return self._match(keys, row_hashes, base)
+            self._last_current = check_increasing(keys, self._last_current, "source")
+            return self._match(keys, row_hashes, self._base.through(keys[-1]))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
             raise KeyOrderError(f"keys cannot be compared: {error}") from None
 
     def finish(self) -> list[tuple[tuple, str]]:
         """Keys of the base after the last current key: all deleted."""
-        deleted: list[tuple[tuple, str]] = []
-        while self._pending is not None or not self._exhausted:
-            if self._pending is None:
-                self._read_one()
-                continue
-            deleted += _keys_and_hashes(self._pending, self._key)
-            self._pending = None
-        return deleted
-
-    def _read_one(self) -> None:
-        batch = next(self._previous, None)
-        if batch is None:
-            self._exhausted = True
-            return
-        if not batch.num_rows:
-            return
-        self._last_base = _check_increasing(batch.column(self._key), self._last_base, "base index")
-        table = pa.Table.from_batches([batch])
-        self._pending = table if self._pending is None else pa.concat_tables([self._pending, table])
-
-    def _read_base_through(self, last: pa.Scalar) -> None:
-        """Reads base batches until one goes past `last` (or the base ends)."""
-        while not self._exhausted and (self._last_base is None or not pc.greater(self._last_base, last).as_py()):
-            self._read_one()
-
-    def _take_through(self, last: pa.Scalar) -> pa.Table | None:
-        """The pending base rows with keys up to `last`; the rest stay pending."""
-        if self._pending is None:
-            return None
-        through = int(pc.sum(pc.less_equal(self._pending.column(self._key), last)).as_py() or 0)
-        taken, rest = self._pending.slice(0, through), self._pending.slice(through)
-        self._pending = rest if rest.num_rows else None
-        return taken
+        return [entry for table in self._base.rest() for entry in _keys_and_hashes(table, self._key)]
 
     def _match(self, keys: pa.Array, row_hashes: pa.Array, base: pa.Table | None) -> ChunkDiff:
         if base is None or not base.num_rows:
@@ -103,7 +108,7 @@ class ColumnKeyDiff:
         return ChunkDiff(changed, _keys_and_hashes(gone, self._key))
 
 
-def _check_increasing(keys: pa.Array, last: pa.Scalar | None, side: str) -> pa.Scalar:
+def check_increasing(keys: pa.Array, last: pa.Scalar | None, side: str) -> pa.Scalar:
     """The last key, after checking every key is greater than the one before it (and than `last`)."""
     if keys.null_count:
         raise KeyOrderError(f"{side} keys hold NULL")

@@ -9,6 +9,7 @@ guess. A keyless table has no key to join on: its snapshots are always full.
 """
 from __future__ import annotations
 
+import itertools
 import posixpath
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from shared import gcs, ledger, logs, results
 from shared.clients import storage_client
 from shared.extractor.column_key_diff import ColumnKeyDiff, ordered_like_python
 from shared.extractor.key_order import ChunkDiff, KeyOrderError
+from shared.extractor.unchanged import Screen, screenable
 from shared.identifiers import quote_bigquery
 from shared.manifest import Manifest, Part, parse_manifest
+from shared.raw_hash import RAW_HASH_COLUMN
+from shared.raw_hash import TAG as RAW_HASH_TAG
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import RECONCILIATION_TABLE
 from shared.types import arrow_type
@@ -89,9 +93,10 @@ def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) ->
     return not rows[0]["bad"]
 
 
-def previous_batches(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """The base snapshot's index in key order: key columns, key hash and row hash, a batch at a time."""
-    columns = [*key_names, KEY_HASH_COLUMN, ROW_HASH_COLUMN]
+def previous_batches(parts: Sequence[Part], key_names: Sequence[str], *, raw_hash: bool = False) -> Iterator[pa.RecordBatch]:
+    """The base snapshot's index in key order: key columns, key hash and row hash (and the raw hash,
+    if asked), a batch at a time."""
+    columns = [*key_names, KEY_HASH_COLUMN, ROW_HASH_COLUMN] + ([RAW_HASH_COLUMN] if raw_hash else [])
     for part in parts:
         bucket, name = gcs.split_uri(part.uri)
         with storage_client().bucket(bucket).blob(name).open("rb") as stream:
@@ -107,13 +112,17 @@ def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[
         yield from zip(zip(*columns, strict=True), key_hashes, row_hashes, strict=True)
 
 
-def key_diff(parts: Sequence[Part], schema: TableSchema) -> KeyDiff | ColumnKeyDiff:
-    """The merge join for this table: a chunk at a time in Arrow for a single key column whose Arrow
-    order is Python's, row by row otherwise."""
-    names = [c.bq_name for c in schema.key_columns]
+def key_diff(manifest: Manifest, schema: TableSchema) -> tuple[KeyDiff | ColumnKeyDiff, Screen]:
+    """The merge join for this table (a chunk at a time in Arrow for a single key column whose Arrow
+    order is Python's, row by row otherwise) and the screen of its chunks: against the same base
+    index, read once, when that index carries raw hashes this extractor can compare with."""
+    parts, names = manifest.index_parts, [c.bq_name for c in schema.key_columns]
     if len(names) == 1 and ordered_like_python(arrow_type(schema.key_columns[0].bq_type)):
-        return ColumnKeyDiff(previous_batches(parts, names), names[0])
-    return KeyDiff(previous_index(parts, names))
+        if manifest.index_raw_hash == RAW_HASH_TAG and screenable(schema):
+            for_diff, for_screen = itertools.tee(previous_batches(parts, names, raw_hash=True))
+            return ColumnKeyDiff(for_diff, names[0]), Screen(schema, for_screen)
+        return ColumnKeyDiff(previous_batches(parts, names), names[0]), Screen(schema)
+    return KeyDiff(previous_index(parts, names)), Screen(schema)
 
 
 class KeyOrder:

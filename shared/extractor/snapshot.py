@@ -7,26 +7,33 @@ import json
 import multiprocessing
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 from shared import gcs, logs
 from shared.config import Config
-from shared.extractor.delta import Base, KeyOrderError, find_base, key_diff
+from shared.extractor.column_key_diff import ColumnKeyDiff
+from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, key_diff
+from shared.extractor.key_order import ChunkDiff
 from shared.extractor.prefetch import read_ahead
-from shared.extractor.prepare import ChunkPreparer, Prepared, hash_fields
+from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
 from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
+from shared.extractor.unchanged import ChunkIndex, Screen, Screened
 from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
+from shared.raw_hash import RAW_HASH_COLUMN
+from shared.raw_hash import TAG as RAW_HASH_TAG
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
 from shared.types import arrow_type
@@ -54,12 +61,6 @@ def snapshot_folder(config: Config, target_table: str, run_id: str) -> str:
     return f"{config.gcs.prefix}/{target_table}/{run_id}"
 
 
-def index_schema(schema: TableSchema) -> pa.Schema:
-    """Key columns and both hashes: what the next delta joins against."""
-    keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
-    return pa.schema(keys + hash_fields())
-
-
 def deleted_schema(schema: TableSchema) -> pa.Schema:
     keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
     return pa.schema(keys + [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False)])
@@ -69,7 +70,7 @@ def _parquet_table(table: pa.Table) -> bytes:
     """Snappy Parquet, except for the hash columns: their values are all distinct hex digits, which
     neither a dictionary nor snappy (5% of a part) nor min/max statistics pay for the time they take."""
     buffer = io.BytesIO()
-    hashes = (KEY_HASH_COLUMN, ROW_HASH_COLUMN)
+    hashes = (KEY_HASH_COLUMN, ROW_HASH_COLUMN, RAW_HASH_COLUMN)
     data = [name for name in table.column_names if name not in hashes]
     compression = {name: "none" if name in hashes else "snappy" for name in table.column_names}
     pq.write_table(table, buffer, compression=compression, use_dictionary=data, write_statistics=data)
@@ -106,10 +107,21 @@ class SnapshotWriter:
         in BigQuery are quarantined with the reason; the rest are converted and hashed."""
         return self.take(self._prepare(rows))
 
-    def prepared(self, chunks: Iterable[Sequence[tuple]]) -> Iterator[tuple[int, Prepared]]:
-        """`prepare` of each chunk, two at a time on worker threads: (rows read, prepared) in order."""
-        for rows, result in prepared_in_order(chunks, self._prepare, default_workers()):
-            yield rows, self.take(result)
+    def prepared(self, chunks: Iterable[Sequence[tuple]],
+                 screen: Screen | None = None) -> Iterator[tuple[Screened, Prepared]]:
+        """`prepare` of each chunk, two at a time on worker threads, in order; each chunk screened
+        first (`shared.extractor.unchanged`): only the rows it does not keep are prepared."""
+        screen = screen or Screen(self.source.schema)
+        screened: deque[Screened] = deque()
+
+        def to_prepare() -> Iterator[Sequence[tuple]]:
+            for chunk in chunks:
+                rest, seen = screen(chunk)
+                screened.append(seen)
+                yield rest
+
+        for _, result in prepared_in_order(to_prepare(), self._prepare, default_workers()):
+            yield screened.popleft(), self.take(result)
 
     def take(self, result: tuple[Prepared, list[dict[str, object]]]) -> Prepared:
         """A chunk's preparation counted in: its fingerprint, and its quarantined rows uploaded."""
@@ -136,15 +148,13 @@ class SnapshotWriter:
         if len(self._deleted_buffer) >= self.config.extract.chunk_rows:
             self._flush_deleted()
 
-    def add_index(self, prepared: Prepared) -> None:
-        if not len(prepared):
+    def add_index(self, index: ChunkIndex) -> None:
+        """A chunk's index rows; the rows kept from the base count in the fingerprint here."""
+        self.fingerprint.merge(index.kept_fingerprint)
+        if not index.table.num_rows:
             return
-        schema = index_schema(self.source.schema)
-        table = prepared.table
-        columns = [table.column(p) for p in self.source.schema.key_positions]
-        hashes = [table.column(KEY_HASH_COLUMN), table.column(ROW_HASH_COLUMN)]
-        index = pa.Table.from_arrays([*columns, *hashes], schema=schema)
-        self._upload_table(self.index_parts, f"_index/index-{self.name_prefix}{self._next('index')}.parquet", index)
+        self._upload_table(self.index_parts, f"_index/index-{self.name_prefix}{self._next('index')}.parquet",
+                           index.table)
 
     def _flush_rows(self) -> None:
         if not self._rows_buffer:
@@ -230,6 +240,7 @@ class SnapshotWriter:
             fingerprint=Fingerprint(**self.fingerprint.to_dict()),
             quarantine=Quarantine(rows=self.quarantined, uris=self.quarantine_uris),
             index_parts=self.index_parts,
+            index_raw_hash=RAW_HASH_TAG if self.index_parts else None,
             delta=delta,
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),
@@ -266,13 +277,14 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
     try:
         source = discover(engine, config.table(table_name))
         writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
+        screen = Screen(source.schema)
         rows_read = 0
         with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer):
             chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
-            for rows, prepared in writer.prepared(chunks):
-                writer.add_index(prepared)
+            for screened, prepared in writer.prepared(chunks, screen):
+                writer.add_index(screen.indexed(prepared, screened))
                 writer.add_rows(prepared.table)
-                rows_read += rows
+                rows_read += screened.rows
             writer.flush()
             writer.close()
         return RangeOutput(rows_read, writer.parts, writer.index_parts, writer.quarantine_uris,
@@ -365,25 +377,39 @@ def _result(config: Config, source: SourceTable, writer: SnapshotWriter, manifes
     return result
 
 
+def _changes(diff: KeyDiff | ColumnKeyDiff, prepared: Prepared, index: ChunkIndex) -> ChunkDiff:
+    """The chunk's shipped rows (positions in `prepared`) and deleted keys. A screened chunk is
+    joined as its whole index, kept rows included, so that their keys do not count as deleted."""
+    if index.origin is None:
+        return diff.feed_prepared(prepared)
+    assert isinstance(diff, ColumnKeyDiff)  # only a single-column key is screened
+    changes = diff.feed(index.table.column(0).combine_chunks(), index.table.column(ROW_HASH_COLUMN).combine_chunks())
+    shipped = index.origin.take(pa.array(changes.changed, pa.int64()))
+    if pc.any(pc.less(shipped, 0)).as_py():
+        raise KeyOrderError("a row kept from the base differs from the base index")
+    return ChunkDiff(shipped.to_pylist(), changes.deleted)
+
+
 def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | None,
              on_rows: Callable[[int], None] | None) -> ExtractResult:
     started = time.monotonic()
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
     writer = SnapshotWriter(config, source, run_id)
-    diff = key_diff(base.manifest.index_parts, source.schema) if base else None
+    diff, screen = key_diff(base.manifest, source.schema) if base else (None, Screen(source.schema))
     with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
         chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
-        for rows, prepared in writer.prepared(chunks):
-            writer.add_index(prepared)
+        for screened, prepared in writer.prepared(chunks, screen):
+            index = screen.indexed(prepared, screened)
+            writer.add_index(index)
             if diff is None:
                 writer.add_rows(prepared.table)
             else:
-                changes = diff.feed_prepared(prepared)
+                changes = _changes(diff, prepared, index)
                 writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
                 writer.add_deleted(changes.deleted)
             if on_rows:
-                on_rows(rows)
+                on_rows(screened.rows)
         if diff is not None:
             writer.add_deleted(diff.finish())
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)

@@ -32,6 +32,7 @@ from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
 from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
+from shared.raw_hash import RAW_HASH_COLUMN
 from shared.reconciler import keyless_diff
 from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import STAGING_DATASET_SUFFIX
@@ -84,6 +85,8 @@ def stage_index(manifest: Manifest, token: str) -> str:
     if manifest.index_parts:
         uris, fields = [p.uri for p in manifest.index_parts], _fields(schema)
         fields += [bigquery.SchemaField(name, "STRING") for name in HASH_COLUMNS]
+        if manifest.index_raw_hash:
+            fields.append(bigquery.SchemaField(RAW_HASH_COLUMN, "INT64"))
     elif manifest.mode == "full":
         uris, fields = [p.uri for p in manifest.parts], bq.table_fields(schema)
     else:

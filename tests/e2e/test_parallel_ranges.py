@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 def _with_ranges(path: Path, ranges: int) -> Config:
     raw = yaml.safe_load(path.read_text())
-    raw["extract"]["parallel_ranges"] = ranges
+    raw["extract"] |= {"parallel_ranges": ranges, "mode": "full"}  # ranges split full snapshots only
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)
 

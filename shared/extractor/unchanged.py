@@ -1,0 +1,117 @@
+"""Rows a delta can leave as they were without preparing them again.
+
+Every chunk read through ADBC gets a raw hash a row (`shared.raw_hash`), which goes into the key
+index. When the next delta reads a row whose key the base index holds with the same raw hash, the
+source values are the ones the base snapshot converted and hashed, so the row keeps its base index
+entry (key hash, row hash) and is neither converted, checked, hashed nor shipped. Only the other
+rows of a chunk are prepared; the chunk's index is then the prepared rows and the kept ones merged
+in key order, and that is what the delta's merge join sees, so deleted keys are found as before.
+
+Screening needs the chunk's raw key column to be the key's converted type (so raw and converted keys
+compare equal), a single key column whose Arrow order is Python's, and a base index written with
+the same raw hash (`Manifest.index_raw_hash`). Otherwise the chunk is prepared whole, as always.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from shared.columnar_hash import fingerprint_of_hex
+from shared.extractor.arrow_stream import ArrowChunk
+from shared.extractor.column_key_diff import BaseCursor, check_increasing
+from shared.extractor.prepare import Prepared
+from shared.hashing import TableFingerprint
+from shared.raw_hash import RAW_HASH_COLUMN, raw_hashes
+from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+from shared.types import arrow_type
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What screening learned of one chunk, for its turn after preparation."""
+
+    rows: int                      # rows the source gave, kept ones included
+    keys: pa.Array | None          # the raw key column, when raw and converted keys compare equal
+    raw_hashes: pa.Array | None    # one a row of the chunk, as read
+    kept: pa.Table | None          # base index rows of the rows left unprepared; None: not screened
+
+
+@dataclass(frozen=True)
+class ChunkIndex:
+    """A chunk's key index rows in key order, and where each came from."""
+
+    table: pa.Table                # key column(s), _key_hash, _row_hash, _raw_hash
+    origin: pa.Array | None        # row of the prepared chunk, or -1 for a kept base row; None: all prepared, in order
+    kept_fingerprint: TableFingerprint
+
+
+def index_schema(schema: TableSchema) -> pa.Schema:
+    """Key columns, both hashes and the raw hash: what the next delta joins against."""
+    keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
+    hashes = [pa.field(name, pa.string(), nullable=False) for name in (KEY_HASH_COLUMN, ROW_HASH_COLUMN)]
+    return pa.schema([*keys, *hashes, pa.field(RAW_HASH_COLUMN, pa.int64())])
+
+
+def screenable(schema: TableSchema) -> bool:
+    return len(schema.key_columns) == 1 and schema.key_columns[0].bq_name != RAW_HASH_COLUMN
+
+
+class Screen:
+    """Screens a table's chunks against its base index (or, without a base, only hashes them raw)."""
+
+    def __init__(self, schema: TableSchema, base: Iterator[pa.RecordBatch] | None = None) -> None:
+        self._schema = index_schema(schema)
+        single = screenable(schema)
+        self._key_position = schema.key_positions[0] if single else None
+        self._key_name = schema.key_columns[0].bq_name if single else None
+        self._key_type = arrow_type(schema.key_columns[0].bq_type) if single else None
+        self._key_positions = schema.key_positions
+        self._base = BaseCursor(base, self._key_name) if base is not None and single else None
+        self._last: pa.Scalar | None = None
+
+    def __call__(self, chunk: Sequence[tuple]) -> tuple[Sequence[tuple], Screened]:
+        """The chunk to prepare (the rows not kept) and what to finish it with."""
+        if not isinstance(chunk, ArrowChunk) or not len(chunk):
+            return chunk, Screened(len(chunk), None, None, None)
+        hashes = raw_hashes(chunk.columns)
+        keys = None
+        if self._key_position is not None and chunk.columns[self._key_position].type == self._key_type:
+            keys = chunk.columns[self._key_position]
+        if self._base is None or hashes is None or keys is None:
+            return chunk, Screened(len(chunk), keys, hashes, None)
+        self._last = check_increasing(keys, self._last, "source")
+        base = self._base.through(keys[-1])
+        if base is None or not base.num_rows:
+            return chunk, Screened(len(chunk), keys, hashes, self._schema.empty_table())
+        found = pc.index_in(keys, value_set=base.column(self._key_name).combine_chunks())
+        before = base.column(RAW_HASH_COLUMN).combine_chunks().take(found)
+        same = pc.fill_null(pc.equal(hashes, before), False)
+        kept = base.take(found.filter(same)).select(self._schema.names).cast(self._schema)
+        if not kept.num_rows:
+            return chunk, Screened(len(chunk), keys, hashes, kept)
+        return chunk.only(pc.invert(same)), Screened(len(chunk), keys, hashes, kept)
+
+    def indexed(self, prepared: Prepared, screened: Screened) -> ChunkIndex:
+        """The chunk's index: its prepared rows with their raw hashes, plus the kept rows."""
+        table = prepared.table
+        raw = pa.nulls(len(prepared), pa.int64())
+        if screened.keys is not None and screened.raw_hashes is not None and len(prepared):
+            key = table.column(self._key_positions[0]).combine_chunks()
+            raw = screened.raw_hashes.take(pc.index_in(key, value_set=screened.keys))
+        columns = [table.column(p) for p in self._key_positions]
+        own = pa.Table.from_arrays([*columns, table.column(KEY_HASH_COLUMN), table.column(ROW_HASH_COLUMN), raw],
+                                   schema=self._schema)
+        kept = screened.kept
+        if kept is None:
+            return ChunkIndex(own, None, TableFingerprint())
+        if len(prepared):  # the reference reader gives a whole key range: a prepared row wins over its kept twin
+            kept = kept.filter(pc.invert(pc.is_in(kept.column(self._key_name), value_set=own.column(self._key_name))))
+        origin = pa.chunked_array([pa.array(range(len(prepared)), pa.int64()), pa.nulls(kept.num_rows, pa.int64())])
+        merged = pa.concat_tables([own, kept]).append_column("origin", origin)
+        merged = merged.take(pc.sort_indices(merged.column(self._key_name)))
+        origin = pc.fill_null(merged.column("origin"), -1).combine_chunks()
+        return ChunkIndex(merged.drop_columns(["origin"]), origin,
+                          fingerprint_of_hex(kept.column(ROW_HASH_COLUMN).combine_chunks()))

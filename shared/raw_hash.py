@@ -1,0 +1,59 @@
+"""A 64-bit hash of each row's values as the source reader returned them, before any conversion.
+
+The key index keeps it beside the row hash, so that the next delta can tell a row unchanged without
+converting, checking and hashing it again: equal raw hashes under the same `TAG` mean equal source
+values (a miss, two different rows hashing alike, has a chance of about 2^-64 a changed row; the
+periodic full snapshot and `compare-keys` would still catch one). Anything else (another DuckDB,
+another hash encoding, a type DuckDB cannot hash) just means the row is prepared as before.
+
+DuckDB's `hash()` runs vectorized over the Arrow buffers. It treats -0.0 as 0.0, as SQL equality
+does, so floats are hashed by their bit patterns instead.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from shared.hashing import ENCODING_VERSION
+
+RAW_HASH_COLUMN = "_raw_hash"
+TAG = f"duckdb-{duckdb.__version__}/hash-of-raw-values-1/encoding-{ENCODING_VERSION}"
+
+_local = threading.local()
+
+
+def _connection() -> duckdb.DuckDBPyConnection:
+    connection = getattr(_local, "connection", None)
+    if connection is None:
+        connection = duckdb.connect(config={"threads": 1})
+        _local.connection = connection
+    return connection
+
+
+def _hashable(array: pa.Array) -> pa.Array:
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    if pa.types.is_float64(array.type):
+        return array.view(pa.int64())
+    if pa.types.is_float32(array.type):
+        return array.view(pa.int32())
+    if pa.types.is_float16(array.type):
+        return array.view(pa.int16())
+    return array
+
+
+def raw_hashes(columns: Sequence[pa.Array]) -> pa.Array | None:
+    """int64 (the hash's bits) for each row of these columns, or None where they cannot be hashed."""
+    if not columns:
+        return None
+    names = [f"c{i}" for i in range(len(columns))]
+    try:
+        values = pa.Table.from_arrays([_hashable(column) for column in columns], names=names)
+        relation = _connection().from_arrow(values).project(f"hash({', '.join(names)}) AS h")
+        hashes = relation.to_arrow_table().column(0).combine_chunks().view(pa.int64())
+    except (duckdb.Error, pa.ArrowException, TypeError, ValueError):
+        return None
+    return hashes if len(hashes) == len(columns[0]) and not hashes.null_count else None
