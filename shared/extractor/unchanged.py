@@ -74,8 +74,8 @@ class Screen:
 
     def __call__(self, chunk: Sequence[tuple]) -> tuple[Sequence[tuple], Screened]:
         """The chunk to prepare (the rows not kept) and what to finish it with."""
-        if not isinstance(chunk, ArrowChunk) or not len(chunk):
-            return chunk, Screened(len(chunk), None, None, None)
+        if not isinstance(chunk, ArrowChunk) or not len(chunk) or self._key_position is None:
+            return chunk, Screened(len(chunk), None, None, None)  # nothing a later delta could screen with
         hashes = raw_hashes(chunk.columns)
         keys = None
         if self._key_position is not None and chunk.columns[self._key_position].type == self._key_type:
@@ -100,7 +100,8 @@ class Screen:
         raw = pa.nulls(len(prepared), pa.int64())
         if screened.keys is not None and screened.raw_hashes is not None and len(prepared):
             key = table.column(self._key_positions[0]).combine_chunks()
-            raw = screened.raw_hashes.take(pc.index_in(key, value_set=screened.keys))
+            whole = key.equals(screened.keys)  # the usual case: every row read was prepared, as read
+            raw = screened.raw_hashes if whole else screened.raw_hashes.take(pc.index_in(key, value_set=screened.keys))
         columns = [table.column(p) for p in self._key_positions]
         own = pa.Table.from_arrays([*columns, table.column(KEY_HASH_COLUMN), table.column(ROW_HASH_COLUMN), raw],
                                    schema=self._schema)
