@@ -9,11 +9,11 @@ guess. A keyless table has no key to join on: its snapshots are always full.
 """
 from __future__ import annotations
 
-import itertools
 import posixpath
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 INDEX_BATCH_ROWS = 50_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,43 @@ def key_diff(manifest: Manifest, schema: TableSchema) -> tuple[KeyDiff | ColumnK
     parts, names = manifest.index_parts, [c.bq_name for c in schema.key_columns]
     if len(names) == 1 and ordered_like_python(arrow_type(schema.key_columns[0].bq_type)):
         if manifest.index_raw_hash == RAW_HASH_TAG and screenable(schema):
-            for_diff, for_screen = itertools.tee(previous_batches(parts, names, raw_hash=True))
-            return ColumnKeyDiff(for_diff, names[0]), Screen(schema, for_screen)
+            return screened_join(previous_batches(parts, names, raw_hash=True), schema)
         return ColumnKeyDiff(previous_batches(parts, names), names[0]), Screen(schema)
     return KeyDiff(previous_index(parts, names)), Screen(schema)
+
+
+def screened_join(base: Iterator[pa.RecordBatch], schema: TableSchema) -> tuple[ColumnKeyDiff, Screen]:
+    """The merge join and the screen of a single-column key over one read of the base index."""
+    shared = SharedRead(base)
+    return ColumnKeyDiff(shared.reader(0), schema.key_columns[0].bq_name), Screen(schema, shared.reader(1))
+
+
+class SharedRead(Generic[T]):
+    """One pass over `items` for two readers; an item is let go as soon as both have had it (unlike
+    itertools.tee, which frees its buffer 57 items at a time: 57 index batches held needlessly)."""
+
+    def __init__(self, items: Iterator[T]) -> None:
+        self._items = items
+        self._buffer: deque[T] = deque()
+        self._first = 0                  # position of _buffer[0] in the stream
+        self._positions = [0, 0]         # next position of each reader
+
+    def reader(self, which: int) -> Iterator[T]:
+        while True:
+            position = self._positions[which]
+            if position - self._first < len(self._buffer):
+                item = self._buffer[position - self._first]
+            else:
+                try:
+                    item = next(self._items)
+                except StopIteration:
+                    return
+                self._buffer.append(item)
+            self._positions[which] = position + 1
+            while self._buffer and min(self._positions) > self._first:
+                self._buffer.popleft()
+                self._first += 1
+            yield item
 
 
 class KeyOrder:

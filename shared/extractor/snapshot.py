@@ -14,21 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 
 from shared import gcs, logs
 from shared.config import Config
-from shared.extractor.column_key_diff import ColumnKeyDiff
-from shared.extractor.delta import Base, KeyDiff, KeyOrderError, find_base, key_diff
-from shared.extractor.key_order import ChunkDiff
+from shared.extractor.delta import Base, KeyOrderError, find_base, key_diff
 from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
 from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
-from shared.extractor.unchanged import ChunkIndex, Screen, Screened
+from shared.extractor.unchanged import ChunkIndex, Screen, Screened, chunk_changes
 from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
@@ -377,19 +374,6 @@ def _result(config: Config, source: SourceTable, writer: SnapshotWriter, manifes
     return result
 
 
-def _changes(diff: KeyDiff | ColumnKeyDiff, prepared: Prepared, index: ChunkIndex) -> ChunkDiff:
-    """The chunk's shipped rows (positions in `prepared`) and deleted keys. A screened chunk is
-    joined as its whole index, kept rows included, so that their keys do not count as deleted."""
-    if index.origin is None:
-        return diff.feed_prepared(prepared)
-    assert isinstance(diff, ColumnKeyDiff)  # only a single-column key is screened
-    changes = diff.feed(index.table.column(0).combine_chunks(), index.table.column(ROW_HASH_COLUMN).combine_chunks())
-    shipped = index.origin.take(pa.array(changes.changed, pa.int64()))
-    if pc.any(pc.less(shipped, 0)).as_py():
-        raise KeyOrderError("a row kept from the base differs from the base index")
-    return ChunkDiff(shipped.to_pylist(), changes.deleted)
-
-
 def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | None,
              on_rows: Callable[[int], None] | None) -> ExtractResult:
     started = time.monotonic()
@@ -405,7 +389,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
             if diff is None:
                 writer.add_rows(prepared.table)
             else:
-                changes = _changes(diff, prepared, index)
+                changes = chunk_changes(diff, prepared, index)
                 writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
                 writer.add_deleted(changes.deleted)
             if on_rows:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shared.columnar_hash import fingerprint_of_hex
 from shared.extractor.arrow_stream import ArrowChunk
-from shared.extractor.column_key_diff import BaseCursor, check_increasing
+from shared.extractor.column_key_diff import BaseCursor, ColumnKeyDiff, check_increasing
+from shared.extractor.key_order import ChunkDiff, KeyOrderError
 from shared.extractor.prepare import Prepared
 from shared.hashing import TableFingerprint
 from shared.raw_hash import RAW_HASH_COLUMN, raw_hashes
@@ -36,7 +38,7 @@ class Screened:
     rows: int                      # rows the source gave, kept ones included
     keys: pa.Array | None          # the raw key column, when raw and converted keys compare equal
     raw_hashes: pa.Array | None    # one a row of the chunk, as read
-    kept: pa.Table | None          # base index rows of the rows left unprepared; None: not screened
+    kept: pa.Table | None          # base index rows of the rows left unprepared; None: none left
 
 
 @dataclass(frozen=True)
@@ -77,26 +79,29 @@ class Screen:
         if not isinstance(chunk, ArrowChunk) or not len(chunk) or self._key_position is None:
             return chunk, Screened(len(chunk), None, None, None)  # nothing a later delta could screen with
         hashes = raw_hashes(chunk.columns)
-        keys = None
-        if self._key_position is not None and chunk.columns[self._key_position].type == self._key_type:
-            keys = chunk.columns[self._key_position]
+        key_column = chunk.columns[self._key_position]
+        keys = key_column if key_column.type == self._key_type else None
         if self._base is None or hashes is None or keys is None:
             return chunk, Screened(len(chunk), keys, hashes, None)
         self._last = check_increasing(keys, self._last, "source")
         base = self._base.through(keys[-1])
         if base is None or not base.num_rows:
-            return chunk, Screened(len(chunk), keys, hashes, self._schema.empty_table())
+            return chunk, Screened(len(chunk), keys, hashes, None)
         found = pc.index_in(keys, value_set=base.column(self._key_name).combine_chunks())
         before = base.column(RAW_HASH_COLUMN).combine_chunks().take(found)
         same = pc.fill_null(pc.equal(hashes, before), False)
+        if not pc.any(same).as_py():
+            return chunk, Screened(len(chunk), keys, hashes, None)
         kept = base.take(found.filter(same)).select(self._schema.names).cast(self._schema)
-        if not kept.num_rows:
-            return chunk, Screened(len(chunk), keys, hashes, kept)
         return chunk.only(pc.invert(same)), Screened(len(chunk), keys, hashes, kept)
 
     def indexed(self, prepared: Prepared, screened: Screened) -> ChunkIndex:
         """The chunk's index: its prepared rows with their raw hashes, plus the kept rows."""
         table = prepared.table
+        if self._base is not None and len(prepared):
+            # what screening could not read through (a chunk of the DBAPI reader) is passed here, so
+            # the base rows shared with the merge join (`SharedRead`) never pile up behind it
+            self._base.through(table.column(self._key_positions[0])[-1])
         raw = pa.nulls(len(prepared), pa.int64())
         if screened.keys is not None and screened.raw_hashes is not None and len(prepared):
             key = table.column(self._key_positions[0]).combine_chunks()
@@ -116,3 +121,21 @@ class Screen:
         origin = pc.fill_null(merged.column("origin"), -1).combine_chunks()
         return ChunkIndex(merged.drop_columns(["origin"]), origin,
                           fingerprint_of_hex(kept.column(ROW_HASH_COLUMN).combine_chunks()))
+
+
+class _Join(Protocol):
+    def feed_prepared(self, prepared: Prepared) -> ChunkDiff: ...
+
+
+def chunk_changes(diff: _Join, prepared: Prepared, index: ChunkIndex) -> ChunkDiff:
+    """The chunk's shipped rows (positions in `prepared`) and deleted keys. A chunk with kept rows is
+    joined as its whole index, kept rows included, so that their keys do not count as deleted."""
+    if index.origin is None:
+        return diff.feed_prepared(prepared)
+    assert isinstance(diff, ColumnKeyDiff)  # only a single-column key is screened
+    table = index.table
+    changes = diff.feed(table.column(0).combine_chunks(), table.column(ROW_HASH_COLUMN).combine_chunks())
+    shipped = index.origin.take(pa.array(changes.changed, pa.int64()))
+    if pc.any(pc.less(shipped, 0)).as_py():
+        raise KeyOrderError("a row kept from the base differs from the base index")
+    return ChunkDiff(shipped.to_pylist(), changes.deleted)
