@@ -58,6 +58,13 @@ class BaseCursor:
             pending, self._pending = self._pending, None
             yield pending
 
+    def close(self) -> None:
+        """Done with the base: its reader is closed, and what was read but not handed out let go."""
+        self._pending, self._exhausted = None, True
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
+
     def _read_one(self) -> None:
         batch = next(self._batches, None)
         if batch is None:

@@ -10,6 +10,7 @@ guess. A keyless table has no key to join on: its snapshots are always full.
 from __future__ import annotations
 
 import posixpath
+import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) ->
     return not rows[0]["bad"]
 
 
-def previous_batches(parts: Sequence[Part], key_names: Sequence[str], *, raw_hash: bool = False) -> Iterator[pa.RecordBatch]:
+def previous_batches(parts: Sequence[Part], key_names: Sequence[str], *,
+                     raw_hash: bool = False) -> Iterator[pa.RecordBatch]:
     """The base snapshot's index in key order: key columns, key hash and row hash (and the raw hash,
     if asked), a batch at a time."""
     columns = [*key_names, KEY_HASH_COLUMN, ROW_HASH_COLUMN] + ([RAW_HASH_COLUMN] if raw_hash else [])
@@ -142,21 +144,29 @@ class SharedRead(Generic[T]):
         self._positions = [0, 0]         # next position of each reader
 
     def reader(self, which: int) -> Iterator[T]:
-        while True:
-            position = self._positions[which]
-            if position - self._first < len(self._buffer):
-                item = self._buffer[position - self._first]
-            else:
-                try:
-                    item = next(self._items)
-                except StopIteration:
-                    return
-                self._buffer.append(item)
-            self._positions[which] = position + 1
-            while self._buffer and min(self._positions) > self._first:
-                self._buffer.popleft()
-                self._first += 1
-            yield item
+        """The items for reader `which` (0 or 1); closing it lets the other read on alone."""
+        try:
+            while True:
+                position = self._positions[which]
+                if position - self._first < len(self._buffer):
+                    item = self._buffer[position - self._first]
+                else:
+                    try:
+                        item = next(self._items)
+                    except StopIteration:
+                        return
+                    self._buffer.append(item)
+                self._positions[which] = position + 1
+                self._release()
+                yield item
+        finally:
+            self._positions[which] = sys.maxsize
+            self._release()
+
+    def _release(self) -> None:
+        while self._buffer and min(self._positions) > self._first:
+            self._buffer.popleft()
+            self._first += 1
 
 
 class KeyOrder:

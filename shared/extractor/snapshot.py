@@ -394,6 +394,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
                 writer.add_deleted(changes.deleted)
             if on_rows:
                 on_rows(screened.rows)
+        screen.close()
         if diff is not None:
             writer.add_deleted(diff.finish())
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)

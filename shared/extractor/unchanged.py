@@ -95,6 +95,11 @@ class Screen:
         kept = base.take(found.filter(same)).select(self._schema.names).cast(self._schema)
         return chunk.only(pc.invert(same)), Screened(len(chunk), keys, hashes, kept)
 
+    def close(self) -> None:
+        """After the last chunk: the merge join reads the rest of the base index on its own."""
+        if self._base is not None:
+            self._base.close()
+
     def indexed(self, prepared: Prepared, screened: Screened) -> ChunkIndex:
         """The chunk's index: its prepared rows with their raw hashes, plus the kept rows."""
         table = prepared.table

@@ -2,6 +2,8 @@
 rows, deleted keys and index whatever it keeps, and bounded memory when it cannot screen a chunk."""
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from shared.extractor.arrow_stream import ArrowChunk
 from shared.extractor.column_key_diff import ColumnKeyDiff
 from shared.extractor.dbapi_stream import SourceChunk
-from shared.extractor.delta import screened_join
+from shared.extractor.delta import SharedRead, screened_join
 from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.unchanged import Screen, chunk_changes, index_schema
 from shared.schema import Column, TableSchema
@@ -99,3 +101,29 @@ def test_chunks_it_cannot_screen_do_not_pile_base_rows_up() -> None:
         peak = max(peak, pa.total_allocated_bytes() - start_bytes)
         del rest, prepared, index
     assert peak < base.nbytes / 4, f"{peak} bytes held against a base index of {base.nbytes}"
+
+
+class _Item:
+    pass
+
+
+def test_a_shared_read_lets_each_item_go_once_both_readers_had_it() -> None:
+    alive: list[weakref.ref[_Item]] = []
+
+    def items() -> Iterator[_Item]:  # as the Parquet reader makes batches: one at a time, held by none
+        for _ in range(200):
+            item = _Item()
+            alive.append(weakref.ref(item))
+            yield item
+
+    shared = SharedRead(items())
+    leading, lagging = shared.reader(0), shared.reader(1)
+    ahead = [next(leading) for _ in range(120)]
+    assert [next(lagging) for _ in range(100)] == ahead[:100]
+    del ahead
+    gc.collect()
+    assert not any(ref() for ref in alive[:99]) and all(ref() for ref in alive[100:120])
+    lagging.close()  # the other reads on alone and holds nothing back
+    assert sum(1 for _ in leading) == 80
+    gc.collect()
+    assert sum(1 for ref in alive if ref()) <= 2  # at most what each generator frame still names
