@@ -11,16 +11,20 @@ does, so floats are hashed by their bit patterns instead.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from shared.hashing import ENCODING_VERSION
+from shared.schema import RAW_HASH_COLUMN as RAW_HASH_COLUMN  # re-exported beside the hash it names
 
-RAW_HASH_COLUMN = "_raw_hash"
-TAG = f"duckdb-{duckdb.__version__}/hash-of-raw-values-1/encoding-{ENCODING_VERSION}"
+if TYPE_CHECKING:
+    import duckdb
+
+TAG = f"duckdb-{importlib.metadata.version('duckdb')}/hash-of-raw-values-1/encoding-{ENCODING_VERSION}"
 
 _local = threading.local()
 
@@ -28,6 +32,8 @@ _local = threading.local()
 def _connection() -> duckdb.DuckDBPyConnection:
     connection = getattr(_local, "connection", None)
     if connection is None:
+        import duckdb
+
         connection = duckdb.connect(config={"threads": 1})
         _local.connection = connection
     return connection
@@ -47,6 +53,8 @@ def _hashable(array: pa.Array) -> pa.Array:
 
 def raw_hashes(columns: Sequence[pa.Array]) -> pa.Array | None:
     """int64 (the hash's bits) for each row of these columns, or None where they cannot be hashed."""
+    import duckdb  # on first use, not at import: the functions that only name the column never load it
+
     if not columns:
         return None
     names = [f"c{i}" for i in range(len(columns))]

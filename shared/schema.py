@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 KEY_HASH_COLUMN = "_key_hash"
 ROW_HASH_COLUMN = "_row_hash"
 HASH_COLUMNS = (KEY_HASH_COLUMN, ROW_HASH_COLUMN)
+RAW_HASH_COLUMN = "_raw_hash"  # key index only: the row's values as read (shared.raw_hash)
 
 
 class Column(BaseModel):

@@ -32,9 +32,8 @@ from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
 from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
-from shared.raw_hash import RAW_HASH_COLUMN
 from shared.reconciler import keyless_diff
-from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, RAW_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import STAGING_DATASET_SUFFIX
 
 MISSING, EXTRA, CHANGED, DUPLICATE = "missing", "extra", "changed", "duplicate"
