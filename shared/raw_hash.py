@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -29,12 +30,10 @@ TAG = f"duckdb-{importlib.metadata.version('duckdb')}/hash-of-raw-values-1/encod
 _local = threading.local()
 
 
-def _connection() -> duckdb.DuckDBPyConnection:
+def _connection(duckdb_module: ModuleType) -> duckdb.DuckDBPyConnection:
     connection = getattr(_local, "connection", None)
     if connection is None:
-        import duckdb
-
-        connection = duckdb.connect(config={"threads": 1})
+        connection = duckdb_module.connect(config={"threads": 1})
         _local.connection = connection
     return connection
 
@@ -60,7 +59,7 @@ def raw_hashes(columns: Sequence[pa.Array]) -> pa.Array | None:
     names = [f"c{i}" for i in range(len(columns))]
     try:
         values = pa.Table.from_arrays([_hashable(column) for column in columns], names=names)
-        relation = _connection().from_arrow(values).project(f"hash({', '.join(names)}) AS h")
+        relation = _connection(duckdb).from_arrow(values).project(f"hash({', '.join(names)}) AS h")
         hashes = relation.to_arrow_table().column(0).combine_chunks().view(pa.int64())
     except (duckdb.Error, pa.ArrowException, TypeError, ValueError):
         return None

@@ -64,8 +64,9 @@ def deleted_schema(schema: TableSchema) -> pa.Schema:
 
 
 def _parquet_table(table: pa.Table) -> bytes:
-    """Snappy Parquet, except for the hash columns: their values are all distinct hex digits, which
-    neither a dictionary nor snappy (5% of a part) nor min/max statistics pay for the time they take."""
+    """Snappy Parquet, except for the hash columns: their values are all distinct (hex digits, or the
+    raw hash's random bits), which neither a dictionary nor snappy (5% of a part) nor min/max
+    statistics pay for the time they take."""
     buffer = io.BytesIO()
     hashes = (KEY_HASH_COLUMN, ROW_HASH_COLUMN, RAW_HASH_COLUMN)
     data = [name for name in table.column_names if name not in hashes]

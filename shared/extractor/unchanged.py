@@ -1,7 +1,7 @@
 """Rows a delta can leave as they were without preparing them again.
 
-Every chunk read through ADBC gets a raw hash a row (`shared.raw_hash`), which goes into the key
-index. When the next delta reads a row whose key the base index holds with the same raw hash, the
+Every chunk of a single-column-key table read through ADBC gets a raw hash a row
+(`shared.raw_hash`), which goes into the key index. When the next delta reads a row whose key the base index holds with the same raw hash, the
 source values are the ones the base snapshot converted and hashed, so the row keeps its base index
 entry (key hash, row hash) and is neither converted, checked, hashed nor shipped. Only the other
 rows of a chunk are prepared; the chunk's index is then the prepared rows and the kept ones merged
