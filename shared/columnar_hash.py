@@ -3,9 +3,9 @@
 Same bytes as `RowHasher`, encoding version 1 (see the module docstring of shared.hashing): each
 value's canonical text is built for a whole column with pyarrow.compute, framed as ``<n>:<text>``
 (``~`` for NULL; the ``<n>:`` prefixes taken from a table), the frames of a row are joined in one
-Arrow buffer by a single kernel call, and SHA-256 runs over each
-row's slice of that buffer. The input is what the snapshot stores, i.e. arrays of
-`shared.types.arrow_type`; their Python values are what `RowHasher` hashes in the per-row path.
+Arrow buffer by a single kernel call, and SHA-256 runs over each row's slice of that buffer
+(`shared.batch_sha256`, a slice of rows a call). The input is what the snapshot stores, i.e. arrays
+of `shared.types.arrow_type`; their Python values are what `RowHasher` hashes in the per-row path.
 
 Where Arrow's own text is not the canonical one, the column (or just the values concerned) is
 rendered per value in Python with the reference encoders: floats (``repr``), non-ASCII strings (NFC
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import binascii
 import functools
-import hashlib
 import unicodedata
 from collections.abc import Sequence
 
@@ -24,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from shared import batch_sha256
 from shared.hashing import TableFingerprint, canonical_text
 
 _NULL_FRAME = "~"
@@ -190,17 +190,6 @@ def row_texts(pieces: Sequence[tuple[pa.Array | pa.Scalar, pa.Array]]) -> pa.Arr
     return pc.binary_join_element_wise(*arguments, "", null_handling="replace", null_replacement="")
 
 
-def _digests(rows: pa.Array) -> np.ndarray:
-    """(n, 16) uint8: the first 16 bytes of SHA-256 over each value's bytes, no Python str per row."""
-    rows = rows.cast(pa.large_binary())
-    n = len(rows)
-    offsets = np.frombuffer(rows.buffers()[1], np.int64, n + 1, rows.offset * 8).tolist()
-    data = memoryview(rows.buffers()[2] or b"")
-    sha256 = hashlib.sha256
-    joined = b"".join([sha256(data[a:b]).digest() for a, b in zip(offsets, offsets[1:])])
-    return np.frombuffer(joined, np.uint8).reshape(n, 32)[:, :_DIGEST_BYTES]
-
-
 def _hex_column(digests: np.ndarray) -> pa.Array:
     """32 lowercase hex characters a row, built in one buffer."""
     n = len(digests)
@@ -239,12 +228,15 @@ def hash_columns(columns: Sequence[pa.Array],
     data, so slicing keeps that transient memory small whatever the chunk size."""
     rows = len(columns[0]) if columns else 0
     whole_row_is_key = list(key_positions) == list(range(len(columns)))
-    key_slices, row_slices = [], []
+    row_slices, key_slices = [], []
     for start in range(0, rows, _SLICE_ROWS) or [0]:
         pieces = [framed(column.slice(start, _SLICE_ROWS)) for column in columns]
-        row_slices.append(_digests(row_texts(pieces)))
+        texts = [row_texts(pieces)]
         if not whole_row_is_key:
-            key_slices.append(_digests(row_texts([pieces[p] for p in key_positions])))
+            texts.append(row_texts([pieces[p] for p in key_positions]))
+        row_digest, *key_digest = batch_sha256.digests(texts)
+        row_slices.append(row_digest[:, :_DIGEST_BYTES])
+        key_slices.extend(digest[:, :_DIGEST_BYTES] for digest in key_digest)
     row_digests = np.concatenate(row_slices)
-    key_digests = row_digests if whole_row_is_key else np.concatenate(key_slices)
+    key_digests = np.concatenate(key_slices) if key_slices else row_digests
     return _hex_column(key_digests), _hex_column(row_digests), fingerprint_of(row_digests)

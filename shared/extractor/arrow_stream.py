@@ -113,6 +113,7 @@ class ArrowReader:
     dialect: sa.Dialect
     options: Callable[[int], dict[str, str]]
     processors: Callable[[pa.Schema], list[Processor]]
+    columns: Callable[[sa.Select], sa.Select] = lambda query: query  # what the driver is asked for
 
 
 def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
@@ -174,14 +175,21 @@ def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReade
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     dialect = type(engine.dialect)(paramstyle="numeric_dollar")
     columns = list(table.columns)
+    as_text = {column.name for column in columns if _is_numeric(column)}
 
     def connect() -> Any:
         import adbc_driver_postgresql.dbapi
 
         return adbc_driver_postgresql.dbapi.connect(uri)
 
+    def numerics_as_text(query: sa.Select) -> sa.Select:
+        return query.with_only_columns(*(sa.cast(c, sa.Text).label(c.name) if c.name in as_text else c
+                                         for c in query.selected_columns), maintain_column_froms=True)
+
     def processors(result: pa.Schema) -> list[Processor]:
         names = [(f.metadata or {}).get(b"POSTGRESQL:type", b"").decode() for f in result]
+        names = ["numeric" if column.name in as_text and name == "text" else name
+                 for column, name in zip(columns, names, strict=True)]
         unmapped = sorted({name for name in names if name not in _PG_TYPES})
         if unmapped:
             raise _NotArrow(f"PostgreSQL type(s) {unmapped}")
@@ -190,7 +198,13 @@ def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReade
                 for column, name in zip(columns, names, strict=True)]
 
     return ArrowReader(connect, dialect, lambda _rows: {"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)},
-                       processors)
+                       processors, numerics_as_text)
+
+
+def _is_numeric(column: sa.Column) -> bool:
+    """numeric is read as PostgreSQL's own text, the text psycopg2 gets: the same values, and the
+    driver's binary numeric decoding (about 0.7 CPU-s per million values) left out."""
+    return isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float)
 
 
 def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engine, schema: TableSchema,
@@ -231,7 +245,7 @@ def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engi
 
 def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_rows: int, lower: KeyBound,
             reference: Callable[[KeyBound, KeyBound], SourceChunk]) -> Iterator[ArrowChunk]:
-    sql, parameters = statement(reader.dialect, query)
+    sql, parameters = statement(reader.dialect, reader.columns(query))
     with contextlib.closing(reader.connect()) as adbc, contextlib.closing(adbc.cursor()) as cursor:
         cursor.adbc_statement.set_options(**reader.options(chunk_rows))
         cursor.execute(sql, parameters or None)
