@@ -45,6 +45,18 @@ class FaultStack:
         self.stack.kill(service)
         self.restart(service)
 
+    def crash_while_pushing(self, service: str) -> None:
+        """`crash` of a push endpoint holding a delivery, with the Pub/Sub emulator paused until the
+        new instance is up: the emulator sees the broken push and redelivers to the new instance.
+        Unpaused, it retries into the restart window, and after a refused retry it sometimes never
+        pushes that message again (a slow machine's restart takes seconds), which no real
+        subscription would do."""
+        self.stack.freeze("pubsub")
+        try:
+            self.crash(service)
+        finally:
+            self.stack.freeze("pubsub", frozen=False)
+
     def arm(self, point: str) -> None:
         for name in ("reached", "release"):
             (self.control / name).unlink(missing_ok=True)

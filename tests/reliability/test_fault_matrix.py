@@ -124,8 +124,10 @@ def crash_during_cycle(faults: FaultStack, config: Config, service: str, point: 
     try:
         extracted = extract_tables(config)
         faults.wait_reached()
-        faults.crash(service)
-        if service != "loader":  # a crashed loader has nothing to release; Pub/Sub redelivers to the new one
+        if service == "loader":  # a crashed loader has nothing to release; Pub/Sub redelivers to the new one
+            faults.crash_while_pushing(service)
+        else:
+            faults.crash(service)
             faults.release()
         return extracted
     finally:
