@@ -207,7 +207,7 @@ def render(summary: dict[str, Any]) -> str:
         m = [x for x in summary["measurements"] if x["scenario"] == "hashing"][-1]
         out += ["## (5) Hashing throughput (best of rounds, one core)", "",
                 ("The extractor's columnar hasher (`shared.columnar_hash`: canonical texts and frames built per column "
-                "with pyarrow.compute, SHA-256 of key and of row over slices of one Arrow buffer, 50k-row chunks) and "
+                "with pyarrow.compute, SHA-256 of every key and row of a 10k-row slice in one DataFusion call, 50k-row chunks) and "
                 "the per-row reference RowHasher, against bare `hashlib.sha256(buffer).hexdigest()` over the same "
                 "canonical row buffers (one digest a row)."), "",
                 "| rows | bytes/row | columnar rows/s | RowHasher rows/s | sha256 rows/s | sha256 MB/s "
