@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -189,6 +190,26 @@ def test_postgresql_composite_text_key_in_code_point_order(pg_table: str, monkey
     assert kinds == {"ArrowChunk"}
     keys = list(zip(table.column("region").to_pylist(), table.column("n").to_pylist(), strict=True))
     assert keys == sorted(keys) and len(keys) == 30
+
+
+def test_postgresql_numeric_key_read_as_text_keeps_numeric_order(pg_table: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numerics are selected as their text; the key is still ordered and bounded as a number (as text,
+    '10.25' < '9.50')."""
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {pg_table} (k numeric(8,2) PRIMARY KEY, v numeric(6,1))")
+        connection.exec_driver_sql(
+            f"INSERT INTO {pg_table} SELECT (i * 7.25 - 50)::numeric(8,2), i / 10.0 FROM generate_series(1, 30) AS i")
+    engine.dispose()
+
+    table, _, kinds = _both(PG_URL, pg_table, 4, monkeypatch)
+
+    assert kinds == {"ArrowChunk"}
+    keys = table.column("k").to_pylist()
+    assert keys == sorted(keys) and len(keys) == 30
+    bounded, _, _ = _both(PG_URL, pg_table, 4, monkeypatch, lower=(Decimal("9.5"),), upper=(Decimal("100.25"),))
+    assert bounded.column("k").to_pylist() == [k for k in keys if Decimal("9.5") < k <= Decimal("100.25")]
 
 
 def test_postgresql_type_without_exact_mapping_is_read_by_the_dbapi_reader(
