@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from shared import logs
+
+log = logs.get(__name__)
 DIGEST_BYTES = 32
 _INPUT = "matrix_sync_sha256_input"
 _local = threading.local()
+_warned = threading.Event()
 
 
 def digests(arrays: Sequence[pa.Array]) -> list[np.ndarray]:
@@ -58,7 +62,8 @@ def _datafusion_digests(arrays: Sequence[pa.Array]) -> list[np.ndarray] | None:
             result = frame.select(*(functions.sha256(column(name)).alias(name) for name in names)).to_arrow_table()
         finally:
             context.deregister_table(_INPUT)
-    except Exception:  # noqa: BLE001 - DataFusion's own error types; hashlib has the last word
+    except Exception as error:  # noqa: BLE001 - DataFusion's own error types; hashlib has the last word
+        _fell_back(error)
         return None
     out = [_fixed_width(result.column(name).combine_chunks()) for name in names]
     return out if all(d is not None and len(d) == len(a) for d, a in zip(out, arrays, strict=True)) else None
@@ -76,6 +81,14 @@ def _fixed_width(array: pa.Array) -> np.ndarray | None:
     start = int(offsets[0]) if n else 0
     data = np.frombuffer(array.buffers()[2] or b"", np.uint8)
     return data[start:start + n * DIGEST_BYTES].reshape(n, DIGEST_BYTES)
+
+
+def _fell_back(error: Exception) -> None:
+    """Said once a process: hashing value by value is correct, only about 5x slower."""
+    if not _warned.is_set():
+        _warned.set()
+        log.warning("DataFusion refused a batch of SHA-256 inputs (%s: %s); hashing value by value",
+                    type(error).__name__, str(error).splitlines()[0][:200] if str(error) else "")
 
 
 def _datafusion() -> ModuleType | None:
