@@ -77,6 +77,9 @@ class Delta(_Strict):
     deleted_parts: list[Part] = Field(description="Parquet files of key columns + _key_hash of deleted rows")
     deleted_rows: int = Field(ge=0)
     chain_length: int = Field(ge=1, description="deltas since the last full snapshot, this one included")
+    index_patch_parts: list[Part] = Field(
+        default=[], description="key columns + hashes of the new and changed rows, in key order: with the deleted "
+                                "keys, what turns the base's key index into this run's (shared.key_index)")
 
 
 class Manifest(_Strict):
@@ -94,10 +97,11 @@ class Manifest(_Strict):
     fingerprint: Fingerprint
     quarantine: Quarantine = Quarantine()
     index_parts: list[Part] = Field(
-        default=[], description="key columns + hashes of every row after this run, in key order; the next delta's base")
+        default=[], description="key columns + hashes of every row after this run, in key order; the next delta's "
+                                "base. A delta ships only its patch (Delta.index_patch_parts) instead")
     index_raw_hash: str | None = Field(
         default=None, exclude_if=lambda tag: tag is None,
-        description="how the index's _raw_hash was computed (shared.raw_hash.TAG); absent: the index has none")
+        description="how the index's (or index patch's) _raw_hash was computed (shared.raw_hash.TAG); absent: none")
     delta: Delta | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -126,8 +130,9 @@ class Manifest(_Strict):
 
     @property
     def all_parts(self) -> list[Part]:
-        """Every object the snapshot consists of: row parts, deleted-key parts and index parts."""
-        return self.parts + (self.delta.deleted_parts if self.delta else []) + self.index_parts
+        """Every object the snapshot consists of: row parts, deleted-key parts and index parts (or patch)."""
+        delta = (self.delta.deleted_parts + self.delta.index_patch_parts) if self.delta else []
+        return self.parts + delta + self.index_parts
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, indent=2)

@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from google.cloud import bigquery
 
 from shared import bigquery as bq
-from shared import gcs, ledger, logs, results
-from shared.clients import storage_client
+from shared import gcs, key_index, ledger, logs, results
 from shared.extractor.column_key_diff import ColumnKeyDiff, ordered_like_python
-from shared.extractor.key_order import ChunkDiff, KeyOrderError
+from shared.extractor.key_order import ChunkDiff, KeyOrder, KeyOrderError
 from shared.extractor.unchanged import Screen, screenable
 from shared.identifiers import quote_bigquery
+from shared.key_index import KeyIndex
 from shared.manifest import Manifest, Part, parse_manifest
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.raw_hash import TAG as RAW_HASH_TAG
@@ -44,9 +43,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Base:
-    """The applied snapshot a delta is computed against."""
+    """The applied snapshot a delta is computed against, and its whole key index."""
 
     manifest: Manifest
+    index: KeyIndex
 
     @property
     def run_id(self) -> str:
@@ -74,11 +74,17 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
     except Exception as error:  # no ledger yet, or BigQuery unreachable: a full snapshot is always safe
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
         return None
-    bucket, name = gcs.split_uri(str(latest["manifest_uri"]))
+    manifest_uri = str(latest["manifest_uri"])
+    bucket, name = gcs.split_uri(manifest_uri)
     manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
-    if not manifest.index_parts or manifest.table_schema != schema:
+    if manifest.table_schema != schema:
         return None
-    return Base(manifest)
+    try:
+        index = key_index.of_snapshot(manifest, manifest_uri)
+    except key_index.IndexUnavailable as error:
+        log.info("no base for a delta of %s (%s): full snapshot", table_id, error)
+        return None
+    return Base(manifest, index) if index.parts else None
 
 
 def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) -> bool:
@@ -100,10 +106,7 @@ def previous_batches(parts: Sequence[Part], key_names: Sequence[str], *,
     """The base snapshot's index in key order: key columns, key hash and row hash (and the raw hash,
     if asked), a batch at a time."""
     columns = [*key_names, KEY_HASH_COLUMN, ROW_HASH_COLUMN] + ([RAW_HASH_COLUMN] if raw_hash else [])
-    for part in parts:
-        bucket, name = gcs.split_uri(part.uri)
-        with storage_client().bucket(bucket).blob(name).open("rb") as stream:
-            yield from pq.ParquetFile(stream).iter_batches(batch_size=INDEX_BATCH_ROWS, columns=columns)
+    return key_index.read_batches(parts, columns, INDEX_BATCH_ROWS)
 
 
 def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[tuple[tuple, str, str]]:
@@ -115,13 +118,13 @@ def previous_index(parts: Sequence[Part], key_names: Sequence[str]) -> Iterator[
         yield from zip(zip(*columns, strict=True), key_hashes, row_hashes, strict=True)
 
 
-def key_diff(manifest: Manifest, schema: TableSchema) -> tuple[KeyDiff | ColumnKeyDiff, Screen]:
+def key_diff(index: KeyIndex, schema: TableSchema) -> tuple[KeyDiff | ColumnKeyDiff, Screen]:
     """The merge join for this table (a chunk at a time in Arrow for a single key column whose Arrow
     order is Python's, row by row otherwise) and the screen of its chunks: against the same base
     index, read once, when that index carries raw hashes this extractor can compare with."""
-    parts, names = manifest.index_parts, [c.bq_name for c in schema.key_columns]
+    parts, names = index.parts, [c.bq_name for c in schema.key_columns]
     if len(names) == 1 and ordered_like_python(arrow_type(schema.key_columns[0].bq_type)):
-        if manifest.index_raw_hash == RAW_HASH_TAG and screenable(schema):
+        if index.raw_hash == RAW_HASH_TAG and screenable(schema):
             return screened_join(previous_batches(parts, names, raw_hash=True), schema)
         return ColumnKeyDiff(previous_batches(parts, names), names[0]), Screen(schema)
     return KeyDiff(previous_index(parts, names)), Screen(schema)
@@ -167,23 +170,6 @@ class SharedRead(Generic[T]):
         while self._buffer and min(self._positions) > self._first:
             self._buffer.popleft()
             self._first += 1
-
-
-class KeyOrder:
-    """Asserts a stream of keys is strictly increasing."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._last: tuple | None = None
-
-    def check(self, key: tuple) -> None:
-        try:
-            ordered = self._last is None or key > self._last
-        except TypeError:
-            ordered = False
-        if not ordered:
-            raise KeyOrderError(f"{self._what} keys out of order: {self._last!r} then {key!r}")
-        self._last = key
 
 
 class KeyDiff:

@@ -13,3 +13,20 @@ class KeyOrderError(RuntimeError):
 class ChunkDiff:
     changed: list[int]                       # positions in the chunk of new or changed rows
     deleted: list[tuple[tuple, str]]         # (key values, key hash) gone from the source
+
+
+class KeyOrder:
+    """Asserts a stream of keys is strictly increasing."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._last: tuple | None = None
+
+    def check(self, key: tuple) -> None:
+        try:
+            ordered = self._last is None or key > self._last
+        except TypeError:
+            ordered = False
+        if not ordered:
+            raise KeyOrderError(f"{self._what} keys out of order: {self._last!r} then {key!r}")
+        self._last = key

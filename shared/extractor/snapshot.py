@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import multiprocessing
 import secrets
@@ -14,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 from sqlalchemy.engine import Engine
 
-from shared import gcs, logs
+from shared import gcs, logs, parquet_parts
 from shared.config import Config
 from shared.extractor.delta import Base, KeyOrderError, find_base, key_diff
 from shared.extractor.prefetch import read_ahead
@@ -31,7 +30,7 @@ from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.raw_hash import TAG as RAW_HASH_TAG
-from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
+from shared.schema import KEY_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
 from shared.types import arrow_type
 
@@ -45,7 +44,6 @@ def _prefer_jemalloc() -> None:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
     except NotImplementedError:
         pass
-PARQUET = "application/vnd.apache.parquet"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -63,25 +61,6 @@ def deleted_schema(schema: TableSchema) -> pa.Schema:
     return pa.schema(keys + [pa.field(KEY_HASH_COLUMN, pa.string(), nullable=False)])
 
 
-_DICTIONARY_PAGE_BYTES = 64 << 10
-
-
-def _parquet_table(table: pa.Table) -> bytes:
-    """Snappy Parquet, except for the hash columns: their values are all distinct (hex digits, or the
-    raw hash's random bits), which neither a dictionary nor snappy (5% of a part) nor min/max
-    statistics pay for the time they take. A data column's dictionary stops at 64 KiB (Arrow's
-    default: 1 MiB), so a column of mostly distinct values (keys, timestamps, amounts) falls back
-    to plain encoding after a few thousand values instead of hashing a whole chunk into a
-    dictionary it then drops: 40% less writing time, and parts no larger."""
-    buffer = io.BytesIO()
-    hashes = (KEY_HASH_COLUMN, ROW_HASH_COLUMN, RAW_HASH_COLUMN)
-    data = [name for name in table.column_names if name not in hashes]
-    compression = {name: "none" if name in hashes else "snappy" for name in table.column_names}
-    pq.write_table(table, buffer, compression=compression, use_dictionary=data, write_statistics=data,
-                   dictionary_pagesize_limit=_DICTIONARY_PAGE_BYTES)
-    return buffer.getvalue()
-
-
 @dataclass
 class SnapshotWriter:
     """Uploads parts as rows arrive; holds at most about two chunks at a time."""
@@ -93,6 +72,7 @@ class SnapshotWriter:
     parts: list[Part] = field(default_factory=list)
     deleted_parts: list[Part] = field(default_factory=list)
     index_parts: list[Part] = field(default_factory=list)
+    index_patch_parts: list[Part] = field(default_factory=list)
     quarantine_uris: list[str] = field(default_factory=list)
     quarantined: int = 0
     fingerprint: TableFingerprint = field(default_factory=TableFingerprint)
@@ -104,8 +84,10 @@ class SnapshotWriter:
         self._rows_buffer: list[pa.Table] = []
         self._buffered_rows = 0
         self._deleted_buffer: list[tuple[tuple, str]] = []
+        self._patch_buffer: list[pa.Table] = []
+        self._patch_rows = 0
         self._uploads = BackgroundUploads()
-        self._written = {"part": 0, "index": 0, "deleted": 0}  # files named so far, uploaded or in flight
+        self._written = {"part": 0, "index": 0, "patch": 0, "deleted": 0}  # files named so far, uploaded or in flight
 
     def prepare(self, rows: Sequence[tuple]) -> Prepared:
         """Rows that break the source's declared schema (generated model) or cannot be represented
@@ -161,6 +143,33 @@ class SnapshotWriter:
         self._upload_table(self.index_parts, f"_index/index-{self.name_prefix}{self._next('index')}.parquet",
                            index.table)
 
+    def add_index_patch(self, index: ChunkIndex, shipped: pa.Array, *, screened: bool) -> None:
+        """A delta's chunk: only the index rows that differ from the base's go out (the loader applies
+        them to the base's index in the cloud): the rows it ships (`shipped`: positions in the
+        prepared chunk) and, when the chunk was screened against the base's raw hashes, every row
+        prepared again, whose raw hash changed even where its row hash did not."""
+        self.fingerprint.merge(index.kept_fingerprint)
+        table = index.table
+        position = index.origin if index.origin is not None else pa.array(range(table.num_rows), pa.int64())
+        differs = pc.is_in(position, value_set=shipped)
+        if screened:
+            differs = pc.or_(differs, pc.and_(pc.greater_equal(position, 0), pc.is_valid(table.column(RAW_HASH_COLUMN))))
+        rows = table.filter(differs)
+        if not rows.num_rows:
+            return
+        self._patch_buffer.append(rows)
+        self._patch_rows += rows.num_rows
+        if self._patch_rows >= self.config.extract.chunk_rows:
+            self._flush_patch()
+
+    def _flush_patch(self) -> None:
+        if not self._patch_buffer:
+            return
+        patch = pa.concat_tables(self._patch_buffer)
+        self._upload_table(self.index_patch_parts,
+                           f"_index/patch-{self.name_prefix}{self._next('patch')}.parquet", patch)
+        self._patch_buffer, self._patch_rows = [], 0
+
     def _flush_rows(self) -> None:
         if not self._rows_buffer:
             return
@@ -186,10 +195,10 @@ class SnapshotWriter:
 
     def _upload_table(self, into: list[Part], name: str, table: pa.Table) -> None:
         """Encodes and uploads in the background; the Part lands in `into` when settled."""
-        self._uploads.submit(into, lambda: self._upload(name, _parquet_table(table), table.num_rows))
+        self._uploads.submit(into, lambda: self._upload(name, parquet_parts.encode(table), table.num_rows))
 
     def _upload(self, name: str, data: bytes, rows: int) -> Part:
-        stored = gcs.upload(self.config.gcs.bucket, f"{self.folder}/{name}", data, PARQUET)
+        stored = gcs.upload(self.config.gcs.bucket, f"{self.folder}/{name}", data, parquet_parts.CONTENT_TYPE)
         return Part(uri=stored.uri, rows=rows, bytes=stored.size, md5=stored.md5)
 
     def _upload_quarantine(self, rejected: list[dict[str, object]]) -> None:
@@ -203,6 +212,7 @@ class SnapshotWriter:
         """Writes what is buffered and waits for every upload (their Parts are then listed)."""
         self._flush_rows()
         self._flush_deleted()
+        self._flush_patch()
         self._uploads.settle()
 
     def abandon(self) -> None:
@@ -228,7 +238,8 @@ class SnapshotWriter:
         delta = None
         if base is not None:
             delta = Delta(base_run_id=base.run_id, deleted_parts=self.deleted_parts,
-                          deleted_rows=sum(p.rows for p in self.deleted_parts), chain_length=base.chain_length + 1)
+                          deleted_rows=sum(p.rows for p in self.deleted_parts), chain_length=base.chain_length + 1,
+                          index_patch_parts=self.index_patch_parts)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             run_id=self.run_id,
@@ -245,7 +256,7 @@ class SnapshotWriter:
             fingerprint=Fingerprint(**self.fingerprint.to_dict()),
             quarantine=Quarantine(rows=self.quarantined, uris=self.quarantine_uris),
             index_parts=self.index_parts,
-            index_raw_hash=RAW_HASH_TAG if self.index_parts else None,
+            index_raw_hash=RAW_HASH_TAG if self.index_parts or self.index_patch_parts else None,
             delta=delta,
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),
@@ -388,17 +399,19 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
     writer = SnapshotWriter(config, source, run_id)
-    diff, screen = key_diff(base.manifest, source.schema) if base else (None, Screen(source.schema))
+    diff, screen = key_diff(base.index, source.schema) if base else (None, Screen(source.schema))
     with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
         chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
         for screened, prepared in writer.prepared(chunks, screen):
             index = screen.indexed(prepared, screened)
-            writer.add_index(index)
             if diff is None:
+                writer.add_index(index)
                 writer.add_rows(prepared.table)
             else:
                 changes = chunk_changes(diff, prepared, index)
-                writer.add_rows(prepared.table.take(pa.array(changes.changed, pa.int64())))
+                shipped = pa.array(changes.changed, pa.int64())
+                writer.add_rows(prepared.table.take(shipped))
+                writer.add_index_patch(index, shipped, screened=screen.screening)
                 writer.add_deleted(changes.deleted)
             if on_rows:
                 on_rows(screened.rows)

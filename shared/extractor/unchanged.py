@@ -26,6 +26,7 @@ from shared.extractor.column_key_diff import BaseCursor, ColumnKeyDiff, check_in
 from shared.extractor.key_order import ChunkDiff, KeyOrderError
 from shared.extractor.prepare import Prepared
 from shared.hashing import TableFingerprint
+from shared.key_index import index_schema
 from shared.raw_hash import RAW_HASH_COLUMN, raw_hashes
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.types import arrow_type
@@ -48,13 +49,6 @@ class ChunkIndex:
     table: pa.Table                # key column(s), _key_hash, _row_hash, _raw_hash
     origin: pa.Array | None        # row of the prepared chunk, or -1 for a kept base row; None: all prepared, in order
     kept_fingerprint: TableFingerprint
-
-
-def index_schema(schema: TableSchema) -> pa.Schema:
-    """Key columns, both hashes and the raw hash: what the next delta joins against."""
-    keys = [pa.field(c.bq_name, arrow_type(c.bq_type), nullable=False) for c in schema.key_columns]
-    hashes = [pa.field(name, pa.string(), nullable=False) for name in (KEY_HASH_COLUMN, ROW_HASH_COLUMN)]
-    return pa.schema([*keys, *hashes, pa.field(RAW_HASH_COLUMN, pa.int64())])
 
 
 def screenable(schema: TableSchema) -> bool:
@@ -94,6 +88,11 @@ class Screen:
             return chunk, Screened(len(chunk), keys, hashes, None)
         kept = base.take(found.filter(same)).select(self._schema.names).cast(self._schema)
         return chunk.only(pc.invert(same)), Screened(len(chunk), keys, hashes, kept)
+
+    @property
+    def screening(self) -> bool:
+        """Against a base index with raw hashes: a row prepared again has a raw hash the base lacks."""
+        return self._base is not None
 
     def close(self) -> None:
         """After the last chunk: the merge join reads the rest of the base index on its own."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from shared import bigquery as bq
 from shared import gcs, ledger, logs
 from shared.identifiers import quote_bigquery
-from shared.loader import faults, locks, schema_plan, staging
+from shared.loader import faults, index_compaction, locks, schema_plan, staging
 from shared.loader.conflicts import retry_on_conflict
 from shared.loader.decide import Verdict, decide
 from shared.loader.errors import BaseNotApplied, RefusedError
@@ -54,7 +54,7 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
                              manifest.delta.base_run_id if manifest.delta else None)
     decision = decide(manifest, history)
     if decision.verdict is Verdict.DUPLICATE:
-        return _duplicate(manifest, published=bool(decision.applied and decision.applied.published))
+        return _duplicate(manifest, manifest_uri, published=bool(decision.applied and decision.applied.published))
     if decision.verdict is Verdict.STALE:
         return LoadOutcome(ledger.STALE, message=decision.reason)
     if decision.verdict is Verdict.WAIT_FOR_BASE:
@@ -63,23 +63,30 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
         raise RefusedError(decision.reason)
     check_parts(manifest)
     check_part_footers(manifest)
-    plan = schema_plan.plan(bq.get_table(target.table_id), manifest,
-                            history.latest.key_columns if history.latest else None)
-    schema_plan.apply(manifest, plan)
-    staged = staging.stage(manifest)
-    faults.inject(faults.AFTER_STAGE)
+    compaction = index_compaction.Compaction(manifest, manifest_uri)
+    committed = False
     try:
-        outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, staged))
+        plan = schema_plan.plan(bq.get_table(target.table_id), manifest,
+                                history.latest.key_columns if history.latest else None)
+        schema_plan.apply(manifest, plan)
+        staged = staging.stage(manifest)
+        faults.inject(faults.AFTER_STAGE)
+        try:
+            outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, staged))
+        finally:
+            staging.drop(staged)
+        committed = outcome.needs_publish
     finally:
-        staging.drop(staged)
+        compaction.finish(committed=committed)
     return LoadOutcome(outcome.status, outcome.rows_inserted, outcome.rows_updated, outcome.rows_deleted,
                        round(time.monotonic() - started, 3), outcome.message, outcome.needs_publish)
 
 
-def _duplicate(manifest: Manifest, *, published: bool) -> LoadOutcome:
+def _duplicate(manifest: Manifest, manifest_uri: str, *, published: bool) -> LoadOutcome:
     if published:
         return LoadOutcome(ledger.DUPLICATE)
     # The first delivery committed and died before publishing: the counts come from its ledger row.
+    index_compaction.ensure(manifest, manifest_uri)
     target = manifest.target
     row = ledger.applied_run(target.project, target.dataset, target.table_id, manifest.run_id) or {}
     return LoadOutcome(ledger.DUPLICATE, int(row.get("rows_inserted") or 0), int(row.get("rows_updated") or 0),

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from shared import bigquery as bq
-from shared import gcs
+from shared import gcs, key_index
 from shared.clients import storage_client
 from shared.loader.errors import RefusedError
 from shared.loader.staging import deleted_key_fields
@@ -24,6 +24,7 @@ def check_part_footers(manifest: Manifest) -> None:
     _check(manifest.parts, columns)
     if manifest.delta is not None:
         _check(manifest.delta.deleted_parts, [f.name for f in deleted_key_fields(manifest)])
+        _check(manifest.delta.index_patch_parts, key_index.index_schema(manifest.table_schema).names)
 
 
 def _check(parts: Sequence[Part], columns: list[str]) -> None:

@@ -1,6 +1,6 @@
 """Finding the exact differing keys between a loaded table and its snapshot, inside BigQuery.
 
-The snapshot's key index (`index_parts`: key columns, `_key_hash`, `_row_hash` of every row) is
+The snapshot's key index (`shared.key_index`: key columns, `_key_hash`, `_row_hash` of every row) is
 loaded into a staging table by a load job, and one FULL OUTER JOIN on `_key_hash` writes every
 difference into a small diff table:
 
@@ -26,7 +26,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from shared import bigquery as bq
-from shared import bq_jobs, ledger
+from shared import bq_jobs, key_index, ledger
 from shared import sql_literals as lit
 from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
 from shared.hashing import canonical_text
@@ -77,19 +77,19 @@ def _staging(manifest: Manifest, kind: str, token: str) -> str:
     return f"{target.project}.{target.dataset}{STAGING_DATASET_SUFFIX}.{kind}_{target.table}_{token}"
 
 
-def stage_index(manifest: Manifest, token: str) -> str:
+def stage_index(manifest: Manifest, token: str, manifest_uri: str | None = None) -> str:
     """Loads the snapshot's key index (or, for a full snapshot without one, its parts) into a
-    staging table and returns its id."""
+    staging table and returns its id. A delta's index is the one the loader compacted beside its
+    manifest, so a delta needs `manifest_uri`."""
     target, schema = manifest.target, manifest.table_schema
-    if manifest.index_parts:
-        uris, fields = [p.uri for p in manifest.index_parts], _fields(schema)
-        fields += [bigquery.SchemaField(name, "STRING") for name in HASH_COLUMNS]
-        if manifest.index_raw_hash:
-            fields.append(bigquery.SchemaField(RAW_HASH_COLUMN, "INT64"))
-    elif manifest.mode == "full":
+    if manifest.mode == "full" and not manifest.index_parts:
         uris, fields = [p.uri for p in manifest.parts], bq.table_fields(schema)
     else:
-        raise DiffUnavailable(f"delta snapshot {manifest.run_id} lists no key index to diff against")
+        index = _key_index(manifest, manifest_uri)
+        uris, fields = [p.uri for p in index.parts], _fields(schema)
+        fields += [bigquery.SchemaField(name, "STRING") for name in HASH_COLUMNS]
+        if index.raw_hash_column:
+            fields.append(bigquery.SchemaField(RAW_HASH_COLUMN, "INT64"))
     bq.ensure_dataset(target.project, target.dataset + STAGING_DATASET_SUFFIX, default_table_expiration=STAGING_TTL)
     staging_id = _staging(manifest, "index", token)
     bq.create_table(staging_id, fields, expires=dt.datetime.now(dt.UTC) + STAGING_TTL)
@@ -104,6 +104,15 @@ def stage_index(manifest: Manifest, token: str) -> str:
             bq.drop_table(staging_id)
             raise DiffUnavailable(f"the key index of {manifest.run_id} cannot be read: {error.message}") from None
     return staging_id
+
+
+def _key_index(manifest: Manifest, manifest_uri: str | None) -> key_index.KeyIndex:
+    if manifest_uri is None and key_index.ships_patch(manifest):
+        raise DiffUnavailable(f"delta snapshot {manifest.run_id}: no manifest location to find its key index by")
+    try:
+        return key_index.of_snapshot(manifest, manifest_uri or "")
+    except key_index.IndexUnavailable as error:
+        raise DiffUnavailable(str(error)) from None
 
 
 def _target_side(manifest: Manifest, deep: bool) -> str:
@@ -138,9 +147,10 @@ def diff_sql(manifest: Manifest, index_table: str, diff_table: str, *, deep: boo
     )
 
 
-def find_differences(manifest: Manifest, *, deep: bool, stats: bq_jobs.JobStats) -> Diff:
+def find_differences(manifest: Manifest, *, deep: bool, stats: bq_jobs.JobStats,
+                     manifest_uri: str | None = None) -> Diff:
     token = secrets.token_hex(4)
-    index_table = stage_index(manifest, token)
+    index_table = stage_index(manifest, token, manifest_uri)
     diff_table = _staging(manifest, "diff", token)
     fields = [bigquery.SchemaField("kind", "STRING"), bigquery.SchemaField(KEY_HASH_COLUMN, "STRING"),
               bigquery.SchemaField("snapshot_row_hash", "STRING"), bigquery.SchemaField("target_row_hash", "STRING"),

@@ -69,7 +69,7 @@ def _loaded(event: CloudEvent, message: Message, options: ReconcileOptions | Non
             certificate = Certificate(target.table_id, manifest.run_id, verdict=results.SUPERSEDED,
                                       message="a newer snapshot was applied before this check ran")
         else:
-            certificate = reconcile(manifest, chosen)
+            certificate = reconcile(manifest, chosen, manifest_uri=loaded.manifest_uri)
         mismatch = certificate.verdict == results.MISMATCH
         record(certificate, project=target.project, dataset=target.dataset, pubsub_project=target.pubsub_project,
                alert=f"table differs from snapshot: {certificate.message}" if mismatch else None)

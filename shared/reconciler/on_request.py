@@ -84,7 +84,8 @@ def check_table(request: ReconcileRequest, table_id: str) -> Certificate:
             certificate = Certificate(table_id, "", message="no applied snapshot to compare with")
         else:
             with logs.labels(run_id=loaded.manifest.run_id):
-                certificate = reconcile(loaded.manifest, from_environment(table_id, deep=request.deep))
+                certificate = reconcile(loaded.manifest, from_environment(table_id, deep=request.deep),
+                                        manifest_uri=loaded.manifest_uri)
         certificate.details.update(requested_by=request.requested_by, deep_requested=request.deep)
         record(certificate, project=request.project, dataset=request.dataset, pubsub_project=request.pubsub_project,
                alert=unrepaired(certificate))

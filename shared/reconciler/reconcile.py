@@ -17,7 +17,8 @@ from shared.topology import EXTRACT_REQUESTS_TOPIC
 log = logs.get(__name__)
 
 
-def reconcile(manifest: Manifest, options: ReconcileOptions | None = None) -> Certificate:
+def reconcile(manifest: Manifest, options: ReconcileOptions | None = None, *,
+              manifest_uri: str | None = None) -> Certificate:
     """Proves the table equal to the snapshot, or finds, repairs and requests what differs."""
     options = options or ReconcileOptions()
     started = time.monotonic()
@@ -39,18 +40,18 @@ def reconcile(manifest: Manifest, options: ReconcileOptions | None = None) -> Ce
         if comparison.clean:
             certificate.verdict = results.MATCH
         else:
-            _diagnose(manifest, options, deep, certificate, stats)
+            _diagnose(manifest, manifest_uri, options, deep, certificate, stats)
     finally:
         certificate.bytes_processed, certificate.jobs = stats.bytes_processed, stats.jobs
         certificate.duration_s = round(time.monotonic() - started, 3)
     return certificate
 
 
-def _diagnose(manifest: Manifest, options: ReconcileOptions, deep: bool, certificate: Certificate,
-              stats: bq_jobs.JobStats) -> None:
+def _diagnose(manifest: Manifest, manifest_uri: str | None, options: ReconcileOptions, deep: bool,
+              certificate: Certificate, stats: bq_jobs.JobStats) -> None:
     certificate.verdict = results.MISMATCH
     try:
-        diff = diffs.find_differences(manifest, deep=deep, stats=stats)
+        diff = diffs.find_differences(manifest, deep=deep, stats=stats, manifest_uri=manifest_uri)
     except diffs.DiffUnavailable as error:
         certificate.message += f"{error}; "
         if options.repair:

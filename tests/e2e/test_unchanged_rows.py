@@ -1,6 +1,7 @@
 """A delta leaves rows whose raw source values are unchanged unprepared (`shared.extractor.unchanged`)
-and still writes what a full snapshot of the same source would: the same index (keys, key hashes,
-row hashes, raw hashes), the same fingerprint, and exactly the changed rows and deleted keys."""
+and still writes what a full snapshot of the same source would: an index patch that turns the base's
+index into the same index (keys, key hashes, row hashes, raw hashes), the same fingerprint, and
+exactly the changed rows and deleted keys."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,14 +12,16 @@ import pytest
 import sqlalchemy as sa
 
 from matrix_sync.stack import LocalStack
-from shared import gcs
+from shared import gcs, key_index
 from shared.config import Config
 from shared.extractor import snapshot
 from shared.extractor.delta import Base
 from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.source import connect, discover
+from shared.loader.index_merge import apply_patch
 from shared.manifest import Manifest, parse_manifest
 from shared.raw_hash import RAW_HASH_COLUMN
+from shared.schema import KEY_HASH_COLUMN
 from tests.support import write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -74,7 +77,8 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
     source_engine = connect(config.source)
     try:
         source = discover(source_engine, config.table(table))
-        base = _manifest(config, snapshot.extract_table(config, source_engine, source, force_full=True))
+        base_result = snapshot.extract_table(config, source_engine, source, force_full=True)
+        base, base_uri = _manifest(config, base_result), base_result.manifest_uri
         assert base.index_raw_hash and _read(base.index_parts).column(RAW_HASH_COLUMN).null_count == 0
 
         with engine.begin() as connection:  # -0.0 for 0.0 and one cent: changes only a bit pattern or a digit
@@ -96,7 +100,7 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
             return original(self, chunk)  # type: ignore[arg-type]
 
         monkeypatch.setattr(ChunkPreparer, "__call__", counting)
-        delta = _manifest(config, snapshot._extract(config, source_engine, source, Base(base), None))
+        delta = _manifest(config, snapshot._extract(config, source_engine, source, Base(base, key_index.of_snapshot(base, base_uri)), None))
         monkeypatch.undo()
         full = _manifest(config, snapshot.extract_table(config, source_engine, source, force_full=True))
     finally:
@@ -107,7 +111,13 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
     assert {row["id"] for row in _read(delta.parts).to_pylist()} == changed
     assert sorted(row["id"] for row in _read(delta.delta.deleted_parts).to_pylist()) == [1, 128, 129, 1000]
     assert delta.fingerprint == full.fingerprint and delta.row_count == ROWS - 4 + 1
-    assert _read(delta.index_parts).equals(_read(full.index_parts))
+    assert not delta.index_parts and delta.index_raw_hash == base.index_raw_hash
+    assert sorted(_read(delta.delta.index_patch_parts).column("id").to_pylist()) == sorted(prepared)
+    schema = key_index.index_schema(delta.table_schema)
+    compacted = apply_patch(key_index.read_batches(base.index_parts, schema.names),
+                            key_index.read_batches(delta.delta.index_patch_parts, schema.names),
+                            key_index.read_batches(delta.delta.deleted_parts, ["id", KEY_HASH_COLUMN]), ["id"], schema)
+    assert pa.concat_tables(list(compacted)).equals(_read(full.index_parts).cast(schema))
     before = {row["id"]: row["_row_hash"] for row in _read(base.index_parts).to_pylist()}
     after = {row["id"]: row["_row_hash"] for row in _read(full.index_parts).to_pylist()}
     assert {key for key, row_hash in after.items() if before.get(key) != row_hash} == changed

@@ -23,12 +23,14 @@ from google.cloud import bigquery
 
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
-from shared import gcs
+from shared import gcs, parquet_parts
 from shared.clients import publisher, subscriber
 from shared.extractor.snapshot import arrow_schema, new_run_id
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
 from shared.identifiers import quote_bigquery
+from shared.key_index import index_schema
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Target
+from shared.raw_hash import TAG as RAW_HASH_TAG
 from shared.schema import KEY_HASH_COLUMN, Column, TableSchema
 from shared.topology import (
     GCS_NOTIFICATIONS_TOPIC,
@@ -160,8 +162,21 @@ class Writer:
         return [upload_part(self.place, f"{folder}/part-00000.parquet", _parquet(arrow_schema(self.schema), columns),
                             len(hashed))]
 
+    def index_table(self, hashed: Sequence[tuple[Row, str, str]]) -> pa.Table:
+        """Key index rows (`shared.key_index`) of these rows in key order, without raw hashes."""
+        ordered = sorted(hashed, key=lambda h: self.key(h[0]))
+        schema = index_schema(self.schema)
+        columns = [[self.key(r)[i] for r, _, _ in ordered] for i in range(len(self.schema.key_columns))]
+        columns += [[k for _, k, _ in ordered], [h for _, _, h in ordered], [None] * len(ordered)]
+        return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
+                                    schema=schema)
+
+    def _index_parts(self, name: str, hashed: Sequence[tuple[Row, str, str]]) -> list[Part]:
+        table = self.index_table(hashed)
+        return [upload_part(self.place, name, parquet_parts.encode(table), table.num_rows)] if hashed else []
+
     def _manifest(self, run_id: str, sequence: int, parts: list[Part], after: list[tuple[Row, str, str]],
-                  delta: Delta | None = None) -> Manifest:
+                  delta: Delta | None = None, index_parts: Sequence[Part] = ()) -> Manifest:
         fingerprint = TableFingerprint()
         for _, _, row_hash in after:
             fingerprint.add(row_hash)
@@ -171,17 +186,22 @@ class Writer:
             extracted_at=datetime.now(UTC), schema=self.schema,
             hash=HashSpec(algorithm=HASH_ALGORITHM, encoding_version=ENCODING_VERSION), parts=parts,
             row_count=len(after), fingerprint=Fingerprint(**fingerprint.to_dict()), delta=delta,
+            index_parts=list(index_parts), index_raw_hash=RAW_HASH_TAG if index_parts or (
+                delta and delta.index_patch_parts) else None,
         )
 
-    def full(self, rows: Sequence[Row], sequence: int) -> Snapshot:
+    def full(self, rows: Sequence[Row], sequence: int, *, index: bool = False) -> Snapshot:
+        """`index`: with its key index, as the extractor writes one (a delta can then build on it)."""
         run_id = new_run_id()
         folder = f"snapshots/{self.table}/{run_id}"
         hashed = self._hashed(rows)
-        manifest = self._manifest(run_id, sequence, self._rows_part(folder, hashed), hashed)
+        index_parts = self._index_parts(f"{folder}/_index/index-00000.parquet", hashed) if index else []
+        manifest = self._manifest(run_id, sequence, self._rows_part(folder, hashed), hashed, index_parts=index_parts)
         return Snapshot(self.place, manifest, folder, {self.key(r): r for r, _, _ in hashed})
 
-    def delta(self, base: Snapshot, rows: Sequence[Row], sequence: int) -> Snapshot:
-        """Ships only what changed from `base` to `rows`: new and changed rows, and deleted keys."""
+    def delta(self, base: Snapshot, rows: Sequence[Row], sequence: int, *, index: bool = False) -> Snapshot:
+        """Ships only what changed from `base` to `rows`: new and changed rows, and deleted keys
+        (`index`: and the index patch of the changed rows, as the extractor does)."""
         run_id = new_run_id()
         folder = f"snapshots/{self.table}/{run_id}"
         hashed = self._hashed(rows)
@@ -189,11 +209,12 @@ class Writer:
         changed = [h for h in hashed if before.get(self.key(h[0])) != h[2]]
         now = {self.key(r) for r, _, _ in hashed}
         gone = [r for k, r in base.rows.items() if k not in now]
-        return Snapshot(self.place, self._manifest(run_id, sequence, self._rows_part(folder, changed), hashed,
-                                                   self._deleted(folder, base.run_id, gone)),
+        patch = self._index_parts(f"{folder}/_index/patch-00000.parquet", changed) if index else []
+        delta = self._deleted(folder, base.run_id, sorted(gone, key=self.key), patch)
+        return Snapshot(self.place, self._manifest(run_id, sequence, self._rows_part(folder, changed), hashed, delta),
                         folder, {self.key(r): r for r, _, _ in hashed})
 
-    def _deleted(self, folder: str, base_run_id: str, gone: list[Row]) -> Delta:
+    def _deleted(self, folder: str, base_run_id: str, gone: list[Row], patch: list[Part]) -> Delta:
         parts = []
         if gone:
             keys = self.schema.key_columns
@@ -202,7 +223,8 @@ class Writer:
             columns = [[self.key(r)[i] for r in gone] for i in range(len(keys))]
             columns.append([self._hasher(r)[0] for r in gone])
             parts.append(upload_part(self.place, f"{folder}/deleted-00000.parquet", _parquet(schema, columns), len(gone)))
-        return Delta(base_run_id=base_run_id, deleted_parts=parts, deleted_rows=len(gone), chain_length=1)
+        return Delta(base_run_id=base_run_id, deleted_parts=parts, deleted_rows=len(gone), chain_length=1,
+                     index_patch_parts=patch)
 
 
 # --- what the loader left behind ---------------------------------------------------------------

@@ -15,7 +15,8 @@ from shared.extractor.column_key_diff import ColumnKeyDiff
 from shared.extractor.dbapi_stream import SourceChunk
 from shared.extractor.delta import SharedRead, screened_join
 from shared.extractor.prepare import ChunkPreparer
-from shared.extractor.unchanged import Screen, chunk_changes, index_schema
+from shared.extractor.unchanged import Screen, chunk_changes
+from shared.key_index import index_schema
 from shared.schema import Column, TableSchema
 
 SCHEMA = TableSchema(columns=[Column(name="id", bq_name="id", source_type="bigint", bq_type="INT64", nullable=False),
