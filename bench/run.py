@@ -310,9 +310,14 @@ class Bench:
         if not report.ok:
             raise BenchError(f"{mode} cycle of {result.table} did not reconcile: {report}")
         bucket, folder = config.gcs.bucket, result.manifest_uri.split("/", 3)[3].rsplit("/", 1)[0]
+        # what the extractor uploaded, and apart from it the whole index the loader compacts in the cloud
         objects = {"data": 0, "deleted": 0, "index": 0, "manifest": 0}
+        compacted = 0
         for blob in storage_client().list_blobs(bucket, prefix=folder + "/"):
             name = blob.name.rsplit("/", 1)[-1]
+            if name.startswith("compacted"):
+                compacted += int(blob.size or 0)
+                continue
             kind = ("index" if "/_index/" in blob.name else "deleted" if name.startswith("deleted-")
                     else "manifest" if name.startswith("_manifest") else "data")
             objects[kind] += int(blob.size or 0)
@@ -320,7 +325,7 @@ class Bench:
             "seconds": noise["wall_s"], "extract_s": round(extract_s, 3), "end_to_end_s": noise["wall_s"],
             "extractor_reported_s": result.seconds, "rows_shipped": result.shipped_rows,
             "deleted_keys_shipped": result.deleted_rows, "bytes_data": objects["data"] + objects["deleted"],
-            "bytes_index": objects["index"], "bytes_all": sum(objects.values()),
+            "bytes_index": objects["index"], "bytes_all": sum(objects.values()), "bytes_compacted_index": compacted,
             "rows_inserted": report.rows_inserted, "rows_updated": report.rows_updated,
             "rows_deleted": report.rows_deleted, "dest_rows": result.rows, "noise": noise})
 

@@ -165,11 +165,13 @@ locals {
   # function:<function> (Cloud Run invoker). Conditions are named in iam.tf.
   grant_list = concat(
     [
-      # loader: stage parts, MERGE into the target tables, write the ledger, announce table-loaded
+      # loader: stage parts, MERGE into the target tables, write the ledger, write each delta's
+      # compacted key index (new objects only, never an overwrite), announce table-loaded
       { account = "loader", role = "roles/bigquery.jobUser", scope = "project" },
       { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:target" },
       { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
       { account = "loader", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
+      { account = "loader", role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:table-loaded" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:alerts" },
       # reconciler: read the ledger and the manifest, stage the snapshot to diff it on a mismatch,

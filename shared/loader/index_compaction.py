@@ -2,9 +2,9 @@
 
 A delta ships only its index patch (`shared.key_index`), so the extractor uploads a few percent of
 what a whole index weighs. The loader merges the base's index with the patch and the deleted keys
-(`shared.loader.index_merge`) into `_index/compacted-NNNNN.parquet` beside the delta's manifest,
-checks it holds exactly the snapshot's row count, and writes the listing, `_index/compacted.json`,
-last. Writing is idempotent (same names, same content), so a redelivered event may do it again.
+(`shared.loader.index_merge`) into `_index/compacted-<attempt>-NNNNN.parquet` beside the delta's
+manifest, checks it holds exactly the snapshot's row count, and writes the listing,
+`_index/compacted.json`, last and only once. A redelivered event finds the listing and is done.
 
 Failures are told apart: an index that cannot be had or does not fit (`IndexUnavailable`) only
 costs the next extraction a full snapshot, so the load goes on; anything else (GCS or BigQuery
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextvars
 import posixpath
+import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyarrow as pa
+from google.api_core import exceptions as gexc
 
 from shared import gcs, key_index, ledger, logs, parquet_parts
 from shared.key_index import CompactedIndex, IndexUnavailable, KeyIndex
@@ -52,18 +54,26 @@ def compact(manifest: Manifest, manifest_uri: str) -> CompactedIndex | None:
                          key_index.read_batches(manifest.delta.deleted_parts, [*keys, KEY_HASH_COLUMN]),
                          keys, schema.remove(schema.get_field_index(RAW_HASH_COLUMN)) if not raw_hash else schema)
     bucket, manifest_name = gcs.split_uri(manifest_uri)
-    folder = posixpath.dirname(manifest_name)
+    # named per attempt: objects are only ever created, so an attempt cut short leaves no half-written
+    # name a later one would have to overwrite (the loader may create objects, not delete them)
+    prefix = f"{posixpath.dirname(manifest_name)}/_index/compacted-{secrets.token_hex(3)}-"
     try:
-        parts = _write_parts(_with_raw_column(merged, raw_hash is not None), bucket, folder)
+        parts = _write_parts(_with_raw_column(merged, raw_hash is not None), bucket, prefix)
     except (IndexMergeError, pa.ArrowInvalid) as error:
         raise IndexUnavailable(f"the index patch of {manifest.run_id} does not fit its base's index: {error}") from None
+    except gexc.NotFound as error:
+        raise IndexUnavailable(f"the base index of {manifest.run_id} is gone: {error.message}") from None
     rows = sum(p.rows for p in parts)
     if rows != manifest.row_count:
         raise IndexUnavailable(f"the compacted index of {manifest.run_id} holds {rows} rows, the snapshot "
                                f"{manifest.row_count}")
     listing = CompactedIndex(run_id=manifest.run_id, rows=rows, raw_hash=raw_hash, parts=parts)
     listing_bucket, listing_name = key_index.listing_location(manifest_uri)
-    gcs.upload(listing_bucket, listing_name, listing.model_dump_json(indent=2).encode(), "application/json")
+    try:
+        gcs.upload(listing_bucket, listing_name, listing.model_dump_json(indent=2).encode(), "application/json",
+                   only_if_new=True)
+    except gexc.PreconditionFailed:  # another delivery listed its own, equal index first
+        return key_index.read_listing(manifest, manifest_uri)
     logs.event(log, f"compacted the key index of {manifest.run_id}: {rows} rows in {len(parts)} part(s)",
                rows=rows, parts=len(parts), bytes=sum(p.bytes for p in parts),
                seconds=round(time.monotonic() - started, 3))
@@ -78,7 +88,11 @@ def _base_index(manifest: Manifest) -> KeyIndex:
         raise IndexUnavailable(f"the base run {base_run} is not in the ledger as applied")
     base_uri = str(row["manifest_uri"])
     bucket, name = gcs.split_uri(base_uri)
-    base = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
+    try:
+        text = gcs.read(bucket, name)
+    except gexc.NotFound:
+        raise IndexUnavailable(f"the manifest of the base run {base_run} is gone") from None
+    base = parse_manifest(text, bucket=bucket, prefix=posixpath.dirname(name))
     return key_index.of_snapshot(base, base_uri)
 
 
@@ -89,14 +103,14 @@ def _with_raw_column(tables: Iterator[pa.Table], raw_hash: bool) -> Iterator[pa.
             pa.field(RAW_HASH_COLUMN, pa.int64()), pa.nulls(table.num_rows, pa.int64()))
 
 
-def _write_parts(tables: Iterator[pa.Table], bucket: str, folder: str) -> list[Part]:
+def _write_parts(tables: Iterator[pa.Table], bucket: str, prefix: str) -> list[Part]:
     parts: list[Part] = []
     pending: list[pa.Table] = []
     pending_rows = 0
 
     def flush() -> None:
         table = pa.concat_tables(pending)
-        stored = gcs.upload(bucket, f"{folder}/_index/compacted-{len(parts):05d}.parquet",
+        stored = gcs.upload(bucket, f"{prefix}{len(parts):05d}.parquet",
                             parquet_parts.encode(table), parquet_parts.CONTENT_TYPE)
         parts.append(Part(uri=stored.uri, rows=table.num_rows, bytes=stored.size, md5=stored.md5))
 

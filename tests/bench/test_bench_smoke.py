@@ -43,6 +43,10 @@ def test_smoke_measures_every_scenario_of_ours(smoke: dict[str, Any]) -> None:
     change = {m["side"]: m for m in smoke["measurements"] if m["scenario"] == "change"}
     assert change["ours-delta"]["rows_shipped"] < change["ours-full"]["rows_shipped"]
     assert change["ours-delta"]["bytes_data"] < change["ours-full"]["bytes_data"]
+    # a delta ships an index patch of its 30 rows; the loader compacts the whole index in the cloud
+    assert change["ours-delta"]["bytes_index"] * 10 < change["ours-full"]["bytes_index"]
+    assert change["ours-delta"]["bytes_compacted_index"] > change["ours-delta"]["bytes_index"]
+    assert change["ours-full"]["bytes_compacted_index"] == 0
     # one batch of 1% updates, 0.5% inserts, 0.5% deletes of the 2,000 rows since the last cycle
     assert (change["ours-delta"]["rows_shipped"], change["ours-delta"]["deleted_keys_shipped"]) == (30, 10)
     assert (change["ours-full"]["rows_inserted"], change["ours-full"]["rows_updated"],

@@ -26,6 +26,7 @@ COMMON = {
         ("roles/bigquery.dataEditor", "dataset:target", None),
         ("roles/bigquery.dataEditor", "dataset:staging", None),
         ("roles/storage.objectViewer", "bucket:snapshots", None),
+        ("roles/storage.objectCreator", "bucket:snapshots", SNAPSHOTS_ONLY),  # a delta's compacted key index
         ("roles/pubsub.publisher", "topic:table-loaded", None),
         ("roles/pubsub.publisher", "topic:alerts", None),
     },
