@@ -26,7 +26,7 @@ from google.api_core import exceptions as gexc
 from shared import gcs, key_index, ledger, logs, parquet_parts
 from shared.key_index import CompactedIndex, IndexUnavailable, KeyIndex
 from shared.loader.index_merge import IndexMergeError, apply_patch
-from shared.manifest import Manifest, Part, parse_manifest
+from shared.manifest import Manifest, ManifestError, Part, parse_manifest
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.schema import KEY_HASH_COLUMN
 
@@ -46,13 +46,13 @@ def compact(manifest: Manifest, manifest_uri: str) -> CompactedIndex | None:
     base = _base_index(manifest)
     raw_hash = manifest.index_raw_hash if base.raw_hash == manifest.index_raw_hash else None
     schema = key_index.index_schema(manifest.table_schema)
-    columns = schema.names if raw_hash else [n for n in schema.names if n != RAW_HASH_COLUMN]
+    if raw_hash is None:  # raw hashes of another kind: left out here, null in the compacted parts
+        schema = schema.remove(schema.get_field_index(RAW_HASH_COLUMN))
     keys = [c.bq_name for c in manifest.table_schema.key_columns]
     assert manifest.delta is not None
-    merged = apply_patch(key_index.read_batches(base.parts, columns),
-                         key_index.read_batches(manifest.delta.index_patch_parts, columns),
-                         key_index.read_batches(manifest.delta.deleted_parts, [*keys, KEY_HASH_COLUMN]),
-                         keys, schema.remove(schema.get_field_index(RAW_HASH_COLUMN)) if not raw_hash else schema)
+    merged = apply_patch(key_index.read_batches(base.parts, schema.names),
+                         key_index.read_batches(manifest.delta.index_patch_parts, schema.names),
+                         key_index.read_batches(manifest.delta.deleted_parts, [*keys, KEY_HASH_COLUMN]), keys, schema)
     bucket, manifest_name = gcs.split_uri(manifest_uri)
     # named per attempt: objects are only ever created, so an attempt cut short leaves no half-written
     # name a later one would have to overwrite (the loader may create objects, not delete them)
@@ -92,7 +92,10 @@ def _base_index(manifest: Manifest) -> KeyIndex:
         text = gcs.read(bucket, name)
     except gexc.NotFound:
         raise IndexUnavailable(f"the manifest of the base run {base_run} is gone") from None
-    base = parse_manifest(text, bucket=bucket, prefix=posixpath.dirname(name))
+    try:
+        base = parse_manifest(text, bucket=bucket, prefix=posixpath.dirname(name))
+    except ManifestError as error:
+        raise IndexUnavailable(f"the manifest of the base run {base_run} cannot be read: {error}") from None
     return key_index.of_snapshot(base, base_uri)
 
 

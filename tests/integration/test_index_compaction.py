@@ -87,3 +87,20 @@ def test_a_delta_whose_base_has_no_index_is_applied_and_leaves_no_index(stack: L
     assert key_index.read_listing(delta.manifest, delta.manifest_uri) is None
     with pytest.raises(key_index.IndexUnavailable, match="no compacted key index"):
         key_index.of_snapshot(delta.manifest, delta.manifest_uri)
+
+
+def test_raw_hashes_of_another_kind_are_left_out_of_the_compacted_index(stack: LocalStack, unique_name: str) -> None:
+    place = Place.create(stack, unique_name)
+    writer = Writer(place, "rawless")
+    base = writer.full(rows_for(7, 12), sequence=1, index=True)
+    raw = base.raw()
+    del raw["index_raw_hash"]  # as a base written before raw hashes, or by another DuckDB version
+    base.publish(raw)
+    wait_for_status(base, "applied")
+    delta = writer.delta(base, changed(rows_for(7, 12)), sequence=2, index=True)
+    delta.publish()
+    wait_for_status(delta, "applied")
+    listing = _compacted(delta)
+    assert listing.raw_hash is None and delta.manifest.index_raw_hash is not None
+    assert _read(listing.parts).equals(_index_after(writer, delta))
+    assert key_index.of_snapshot(delta.manifest, delta.manifest_uri).raw_hash is None
