@@ -7,10 +7,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
 from shared import gcs, key_index
 from shared.clients import storage_client
+from shared.identifiers import quote_bigquery
 from shared.loader import index_compaction
 from shared.manifest import Part
+from shared.reconciler.options import ReconcileOptions
+from shared.reconciler.reconcile import reconcile
 from tests.integration.test_loader_delta import changed
 from tests.integration.test_loader_support import (
     Place,
@@ -71,6 +75,28 @@ def test_the_loader_writes_each_deltas_whole_index_and_the_next_delta_builds_on_
     assert key_index.read_listing(second.manifest, second.manifest_uri) is None
     index_compaction.ensure(second.manifest, second.manifest_uri)
     assert _read(_compacted(second).parts).equals(_index_after(writer, second))
+
+
+def test_the_reconciler_names_a_deltas_differing_keys_from_its_compacted_index(
+        stack: LocalStack, unique_name: str) -> None:
+    place = Place.create(stack, unique_name)
+    writer = Writer(place, "audited")
+    base = writer.full(rows_for(8, 30), sequence=1, index=True)
+    base.publish()
+    wait_for_status(base, "applied")
+    delta = writer.delta(base, changed(rows_for(8, 30)), sequence=2, index=True)
+    delta.publish()
+    wait_for_status(delta, "applied")
+    _compacted(delta)
+    table = quote_bigquery(*place.table_id("audited").split("."))
+    bq.query(place.project, f"DELETE FROM {table} WHERE id IN (5, 101)")  # one old key, one the delta inserted
+
+    options = ReconcileOptions(repair=False)
+    certificate = reconcile(delta.manifest, options, manifest_uri=delta.manifest_uri)
+    assert (certificate.verdict, certificate.missing_rows, certificate.extra_rows) == ("mismatch", 2, 0)
+    assert sorted(certificate.details["keys"]["missing"]) == [[5], [101]]
+    blind = reconcile(delta.manifest, options)  # without its location, a delta's index cannot be found
+    assert blind.missing_rows == 0 and "no manifest location" in blind.message
 
 
 def test_a_delta_whose_base_has_no_index_is_applied_and_leaves_no_index(stack: LocalStack, unique_name: str) -> None:
