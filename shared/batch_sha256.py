@@ -54,17 +54,16 @@ def _datafusion_digests(arrays: Sequence[pa.Array]) -> list[np.ndarray] | None:
     names = [f"c{i}" for i in range(len(arrays))]
     context = _context(datafusion)
     try:
-        # from_arrow registers the table in the session under a new name: without deregistering
-        # it, the session would keep every array it ever hashed
         frame = context.from_arrow(pa.Table.from_arrays(list(arrays), names=names), name=_INPUT)
-        try:
-            functions, column = datafusion.functions, datafusion.col
-            result = frame.select(*(functions.sha256(column(name)).alias(name) for name in names)).to_arrow_table()
-        finally:
-            context.deregister_table(_INPUT)
+        functions, column = datafusion.functions, datafusion.col
+        result = frame.select(*(functions.sha256(column(name)).alias(name) for name in names)).to_arrow_table()
     except Exception as error:  # noqa: BLE001 - DataFusion's own error types; hashlib has the last word
         _fell_back(error)
         return None
+    finally:
+        # from_arrow registers the table in the session: left there, the session would keep every
+        # array it ever hashed, and (after a failure) refuse the name on this thread's next call
+        context.deregister_table(_INPUT)
     out = [_fixed_width(result.column(name).combine_chunks()) for name in names]
     return out if all(d is not None and len(d) == len(a) for d, a in zip(out, arrays, strict=True)) else None
 

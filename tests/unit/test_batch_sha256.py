@@ -57,3 +57,9 @@ def test_without_datafusion_hashlib_hashes(monkeypatch) -> None:
     rows = pa.array(["1:a", "", "2:bc"])
     [digest] = batch_sha256.digests([rows])
     assert [bytes(d).hex() for d in digest] == [hashlib.sha256(v.encode()).hexdigest() for v in rows.to_pylist()]
+
+
+def test_a_refused_batch_leaves_the_next_one_to_datafusion() -> None:
+    assert batch_sha256._datafusion_digests([pa.array([[1], [2]])]) is None  # no sha256 of a list: refused
+    assert not batch_sha256._local.context.table_exist(batch_sha256._INPUT)
+    assert batch_sha256._datafusion_digests([pa.array(["a", "b"])]) is not None
