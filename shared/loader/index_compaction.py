@@ -150,14 +150,18 @@ class Compaction:
         self._pool.shutdown(wait=True)
         if error is None or not committed:
             return
-        if isinstance(error, IndexUnavailable):
-            log.warning("no key index after %s, the next extraction will be a full snapshot: %s",
-                        self._manifest.run_id, error)
-            return
-        raise error
+        if not isinstance(error, IndexUnavailable):
+            raise error
+        _without_index(self._manifest, error)
 
 
 def ensure(manifest: Manifest, manifest_uri: str) -> None:
     """For a redelivered, already applied delta: its index compacted before it is announced."""
-    compaction = Compaction(manifest, manifest_uri)
-    compaction.finish(committed=True)
+    try:
+        compact(manifest, manifest_uri)
+    except IndexUnavailable as error:
+        _without_index(manifest, error)
+
+
+def _without_index(manifest: Manifest, error: IndexUnavailable) -> None:
+    log.warning("no key index after %s, the next extraction will be a full snapshot: %s", manifest.run_id, error)
