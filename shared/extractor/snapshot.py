@@ -256,7 +256,7 @@ class SnapshotWriter:
             fingerprint=Fingerprint(**self.fingerprint.to_dict()),
             quarantine=Quarantine(rows=self.quarantined, uris=self.quarantine_uris),
             index_parts=self.index_parts,
-            index_raw_hash=RAW_HASH_TAG if self.index_parts or self.index_patch_parts else None,
+            index_raw_hash=RAW_HASH_TAG if self.index_parts or delta else None,  # a delta: even without a patch
             delta=delta,
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),

@@ -102,7 +102,10 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
         monkeypatch.setattr(ChunkPreparer, "__call__", counting)
         delta = _manifest(config, snapshot._extract(config, source_engine, source, Base(base, key_index.of_snapshot(base, base_uri)), None))
         monkeypatch.undo()
-        full = _manifest(config, snapshot.extract_table(config, source_engine, source, force_full=True))
+        full_result = snapshot.extract_table(config, source_engine, source, force_full=True)
+        full = _manifest(config, full_result)
+        on_full = Base(full, key_index.of_snapshot(full, full_result.manifest_uri))
+        unchanged = _manifest(config, snapshot._extract(config, source_engine, source, on_full, None))
     finally:
         source_engine.dispose()
         engine.dispose()
@@ -112,6 +115,9 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
     assert sorted(row["id"] for row in _read(delta.delta.deleted_parts).to_pylist()) == [1, 128, 129, 1000]
     assert delta.fingerprint == full.fingerprint and delta.row_count == ROWS - 4 + 1
     assert not delta.index_parts and delta.index_raw_hash == base.index_raw_hash
+    # a delta with nothing to ship still says how raw hashes are computed: its index keeps them
+    assert not unchanged.parts and not unchanged.delta.index_patch_parts and not unchanged.delta.deleted_parts
+    assert unchanged.index_raw_hash == full.index_raw_hash
     assert sorted(_read(delta.delta.index_patch_parts).column("id").to_pylist()) == sorted(prepared)
     schema = key_index.index_schema(delta.table_schema)
     compacted = apply_patch(key_index.read_batches(base.index_parts, schema.names),
