@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -99,6 +100,13 @@ def test_ten_full_snapshots_delivered_shuffled_end_with_the_newest(stack: LocalS
         assert sorted(m["data"]["run_id"] for m in published) == sorted(r["run_id"] for r in applied)
         print(f"\nshuffled order {[s.manifest.sequence for s in order]}: converged in {seconds:.1f} s, "
               f"{len(applied)} applied, {10 - len(applied)} stale")
+
+        # the ledger as it settles: published_at is set just after each publish the inbox saw
+        def settled() -> list[dict[str, Any]] | None:
+            current = ledger(place)
+            return current if all(r["published_at"] for r in current if r["status"] == "applied") else None
+
+        rows = wait_for(settled, 30, "published_at on every applied ledger row")
 
         # every notification once more, shuffled again: nothing changes
         random.Random(unique_name + "again").shuffle(order)
