@@ -62,6 +62,22 @@ def deleted_schema(schema: TableSchema) -> pa.Schema:
 
 
 @dataclass
+class _Gathered:
+    """Tables collected for one file, and their rows."""
+
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
+
+    def take(self) -> pa.Table | None:
+        """Everything collected as one table (None: nothing), and the collection emptied."""
+        if not self.tables:
+            return None
+        table = pa.concat_tables(self.tables)
+        self.tables, self.rows = [], 0
+        return table
+
+
+@dataclass
 class SnapshotWriter:
     """Uploads parts as rows arrive; holds at most about two chunks at a time."""
 
@@ -81,11 +97,9 @@ class SnapshotWriter:
         _prefer_jemalloc()
         self._prepare = ChunkPreparer(self.source.schema)
         self.folder = snapshot_folder(self.config, self.source.config.target_table, self.run_id)
-        self._rows_buffer: list[pa.Table] = []
-        self._buffered_rows = 0
+        self._rows = _Gathered()
         self._deleted_buffer: list[tuple[tuple, str]] = []
-        self._patch_buffer: list[pa.Table] = []
-        self._patch_rows = 0
+        self._patch = _Gathered()
         self._uploads = BackgroundUploads()
         self._written = {"part": 0, "index": 0, "patch": 0, "deleted": 0}  # files named so far, uploaded or in flight
 
@@ -123,12 +137,7 @@ class SnapshotWriter:
 
     def add_rows(self, rows: pa.Table) -> None:
         """Rows of a prepared chunk (`Prepared.table`, or a selection of it) for the next part."""
-        if not rows.num_rows:
-            return
-        self._rows_buffer.append(rows)
-        self._buffered_rows += rows.num_rows
-        if self._buffered_rows >= self.config.extract.chunk_rows:
-            self._flush_rows()
+        self._gather(self._rows, rows, self._flush_rows)
 
     def add_deleted(self, deleted: Sequence[tuple[tuple, str]]) -> None:
         self._deleted_buffer.extend(deleted)
@@ -154,28 +163,29 @@ class SnapshotWriter:
         differs = pc.is_in(position, value_set=shipped)
         if screened:
             differs = pc.or_(differs, pc.and_(pc.greater_equal(position, 0), pc.is_valid(table.column(RAW_HASH_COLUMN))))
-        rows = table.filter(differs)
-        if not rows.num_rows:
+        self._gather(self._patch, table.filter(differs), self._flush_patch)
+
+    def _gather(self, into: _Gathered, table: pa.Table, flush: Callable[[], None]) -> None:
+        """Collects a table's rows for the next file, written once a chunk's worth is there."""
+        if not table.num_rows:
             return
-        self._patch_buffer.append(rows)
-        self._patch_rows += rows.num_rows
-        if self._patch_rows >= self.config.extract.chunk_rows:
-            self._flush_patch()
+        into.tables.append(table)
+        into.rows += table.num_rows
+        if into.rows >= self.config.extract.chunk_rows:
+            flush()
 
     def _flush_patch(self) -> None:
-        if not self._patch_buffer:
+        patch = self._patch.take()
+        if patch is None:
             return
-        patch = pa.concat_tables(self._patch_buffer)
         self._upload_table(self.index_patch_parts,
                            f"_index/patch-{self.name_prefix}{self._next('patch')}.parquet", patch)
-        self._patch_buffer, self._patch_rows = [], 0
 
     def _flush_rows(self) -> None:
-        if not self._rows_buffer:
+        rows = self._rows.take()
+        if rows is None:
             return
-        rows = pa.concat_tables(self._rows_buffer)
         self._upload_table(self.parts, f"part-{self.name_prefix}{self._next('part')}.parquet", rows)
-        self._rows_buffer, self._buffered_rows = [], 0
 
     def _flush_deleted(self) -> None:
         if not self._deleted_buffer:

@@ -2,6 +2,8 @@
 (fake GCS -> notification -> Pub/Sub push -> loader server, as in production)."""
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -42,6 +44,12 @@ def _compacted(snapshot: Snapshot) -> key_index.CompactedIndex:
                     f"the compacted index of {snapshot.run_id}")
 
 
+def _applied(snapshot: Snapshot, raw: dict[str, Any] | None = None) -> None:
+    """Publishes the snapshot (as `raw`, if given) and waits for the loader server to apply it."""
+    snapshot.publish(raw)
+    wait_for_status(snapshot, "applied")
+
+
 def _index_after(writer: Writer, snapshot: Snapshot) -> pa.Table:
     return writer.index_table(writer._hashed(list(snapshot.rows.values())))
 
@@ -51,12 +59,10 @@ def test_the_loader_writes_each_deltas_whole_index_and_the_next_delta_builds_on_
     place = Place.create(stack, unique_name)
     writer = Writer(place, "items")
     base = writer.full(rows_for(5, 40), sequence=1, index=True)
-    base.publish()
-    wait_for_status(base, "applied")
+    _applied(base)
     first = writer.delta(base, changed(rows_for(5, 40)), sequence=2, index=True)
     assert first.manifest.delta.index_patch_parts[0].rows == 3 and not first.manifest.index_parts
-    first.publish()
-    wait_for_status(first, "applied")
+    _applied(first)
     listing = _compacted(first)
     assert listing.rows == first.manifest.row_count == 41
     assert _read(listing.parts).equals(_index_after(writer, first))
@@ -64,8 +70,7 @@ def test_the_loader_writes_each_deltas_whole_index_and_the_next_delta_builds_on_
     # the second delta's base is the first: its index is the compacted one
     rows = [r for r in first.rows.values() if r[0] not in (1, 40)] + [(0, "zero", None), (200, "two hundred", None)]
     second = writer.delta(first, rows, sequence=3, index=True)
-    second.publish()
-    wait_for_status(second, "applied")
+    _applied(second)
     assert _read(_compacted(second).parts).equals(_index_after(writer, second))
     assert key_index.of_snapshot(second.manifest, second.manifest_uri).parts == _compacted(second).parts
 
@@ -82,11 +87,9 @@ def test_the_reconciler_names_a_deltas_differing_keys_from_its_compacted_index(
     place = Place.create(stack, unique_name)
     writer = Writer(place, "audited")
     base = writer.full(rows_for(8, 30), sequence=1, index=True)
-    base.publish()
-    wait_for_status(base, "applied")
+    _applied(base)
     delta = writer.delta(base, changed(rows_for(8, 30)), sequence=2, index=True)
-    delta.publish()
-    wait_for_status(delta, "applied")
+    _applied(delta)
     _compacted(delta)
     table = quote_bigquery(*place.table_id("audited").split("."))
     bq.query(place.project, f"DELETE FROM {table} WHERE id IN (5, 101)")  # one old key, one the delta inserted
@@ -103,11 +106,9 @@ def test_a_delta_whose_base_has_no_index_is_applied_and_leaves_no_index(stack: L
     place = Place.create(stack, unique_name)
     writer = Writer(place, "plain")
     base = writer.full(rows_for(6, 10), sequence=1)  # without an index: nothing to build on
-    base.publish()
-    wait_for_status(base, "applied")
+    _applied(base)
     delta = writer.delta(base, changed(rows_for(6, 10)), sequence=2, index=True)
-    delta.publish()
-    wait_for_status(delta, "applied")
+    _applied(delta)
     wait_for(lambda: any("next extraction will be a full snapshot" in m
                          for m in log_messages(stack, run_id=delta.run_id)), 30, "the loader's warning")
     assert key_index.read_listing(delta.manifest, delta.manifest_uri) is None
@@ -121,11 +122,9 @@ def test_raw_hashes_of_another_kind_are_left_out_of_the_compacted_index(stack: L
     base = writer.full(rows_for(7, 12), sequence=1, index=True)
     raw = base.raw()
     del raw["index_raw_hash"]  # as a base written before raw hashes, or by another DuckDB version
-    base.publish(raw)
-    wait_for_status(base, "applied")
+    _applied(base, raw)
     delta = writer.delta(base, changed(rows_for(7, 12)), sequence=2, index=True)
-    delta.publish()
-    wait_for_status(delta, "applied")
+    _applied(delta)
     listing = _compacted(delta)
     assert listing.raw_hash is None and delta.manifest.index_raw_hash is not None
     assert _read(listing.parts).equals(_index_after(writer, delta))
