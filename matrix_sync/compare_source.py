@@ -91,11 +91,11 @@ def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, chunk_r
                   progress: CompareProgress) -> int:
     """Prepares every source chunk as the extractor does; returns the rows it would quarantine (not
     convertible, or breaking the declared schema), which are not expected in BigQuery."""
-    chunks = read_ahead(engine, lambda: stream_rows(engine, source, chunk_rows))
     unconvertible = 0
-    for rows, (prepared, rejected) in prepared_in_order(chunks, ChunkPreparer(source.schema), default_workers()):
-        unconvertible += len(rejected)
-        keys.add(prepared)
-        progress.rows(rows)
+    with read_ahead(engine, lambda: stream_rows(engine, source, chunk_rows)) as chunks:
+        for rows, (prepared, rejected) in prepared_in_order(chunks, ChunkPreparer(source.schema), default_workers()):
+            unconvertible += len(rejected)
+            keys.add(prepared)
+            progress.rows(rows)
     keys.finish()
     return unconvertible

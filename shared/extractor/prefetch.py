@@ -7,6 +7,7 @@ prepared and the one being read.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import queue
 import threading
@@ -25,10 +26,12 @@ class _Failed:
         self.error = error
 
 
-def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[T]:
-    """The items of `items()`, produced one ahead on a reader thread (started with the caller's
-    context, so log labels carry over). An error of the reader is raised here; if the consumer stops
-    early, the reader is told to stop and joined, which closes its iterator (and cursor)."""
+@contextlib.contextmanager
+def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[Iterator[T]]:
+    """The items of `items()`, produced one ahead on a reader thread that starts at once (with the
+    caller's context, so log labels carry over): the source is queried while the caller still sets
+    up. An error of the reader is raised from the items; on leaving, early or not, the reader is
+    told to stop and joined, which closes its iterator (and cursor)."""
     handoff: queue.Queue[object] = queue.Queue(maxsize=1)
     taken = threading.Semaphore(0)
     stop = threading.Event()
@@ -55,9 +58,7 @@ def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[T]:
             if close is not None:
                 close()
 
-    reader = threading.Thread(target=contextvars.copy_context().run, args=(read,), name="source-reader", daemon=True)
-    reader.start()
-    try:
+    def consume() -> Iterator[T]:
         while True:
             item = handoff.get()
             taken.release()
@@ -66,14 +67,28 @@ def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[T]:
             if isinstance(item, _Failed):
                 raise item.error
             yield item  # type: ignore[misc]
+
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(read,), name="source-reader", daemon=True)
+    reader.start()
+    try:
+        yield consume()
     finally:
         stop.set()
         reader.join()
 
 
-def read_ahead(engine: Engine, chunks: Callable[[], Iterator[T]]) -> Iterator[T]:
-    """The chunks read one ahead on a thread; not for an in-memory SQLite database, whose pool
-    gives each thread a connection (and so a database) of its own."""
+@contextlib.contextmanager
+def read_ahead(engine: Engine, chunks: Callable[[], Iterator[T]]) -> Iterator[Iterator[T]]:
+    """The chunks read one ahead on a thread (see `prefetched`); not for an in-memory SQLite
+    database, whose pool gives each thread a connection (and so a database) of its own."""
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
-        return chunks()
-    return prefetched(chunks)
+        iterator = chunks()
+        try:
+            yield iterator
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        return
+    with prefetched(chunks) as items:
+        yield items

@@ -305,8 +305,8 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
         screen = Screen(source.schema)
         rows_read = 0
-        with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer):
-            chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper))
+        with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer), \
+                read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper)) as chunks:
             for screened, prepared in writer.prepared(chunks, screen):
                 writer.add_index(screen.indexed(prepared, screened))
                 writer.add_rows(prepared.table)
@@ -408,25 +408,27 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     started = time.monotonic()
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
-    writer = SnapshotWriter(config, source, run_id)
-    diff, screen = key_diff(base.index, source.schema) if base else (None, Screen(source.schema))
-    with logs.labels(run_id=run_id, table=source.config.name), _abandoned_on_failure(writer):
-        chunks = read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows))
-        for screened, prepared in writer.prepared(chunks, screen):
-            index = screen.indexed(prepared, screened)
-            if diff is None:
-                writer.add_index(index)
-                writer.add_rows(prepared.table)
-            else:
-                changes = chunk_changes(diff, prepared, index)
-                shipped = pa.array(changes.changed, pa.int64())
-                writer.add_rows(prepared.table.take(shipped))
-                writer.add_index_patch(index, shipped, screened=screen.screening)
-                writer.add_deleted(changes.deleted)
-            if on_rows:
-                on_rows(screened.rows)
-        screen.close()
-        if diff is not None:
-            writer.add_deleted(diff.finish())
-        manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
-        return _result(config, source, writer, manifest, started)
+    # the source is read from here on, while the writer, its row model and the base's diff are set up
+    with logs.labels(run_id=run_id, table=source.config.name), \
+            read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows)) as chunks:
+        writer = SnapshotWriter(config, source, run_id)
+        diff, screen = key_diff(base.index, source.schema) if base else (None, Screen(source.schema))
+        with _abandoned_on_failure(writer):
+            for screened, prepared in writer.prepared(chunks, screen):
+                index = screen.indexed(prepared, screened)
+                if diff is None:
+                    writer.add_index(index)
+                    writer.add_rows(prepared.table)
+                else:
+                    changes = chunk_changes(diff, prepared, index)
+                    shipped = pa.array(changes.changed, pa.int64())
+                    writer.add_rows(prepared.table.take(shipped))
+                    writer.add_index_patch(index, shipped, screened=screen.screening)
+                    writer.add_deleted(changes.deleted)
+                if on_rows:
+                    on_rows(screened.rows)
+            screen.close()
+            if diff is not None:
+                writer.add_deleted(diff.finish())
+            manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
+            return _result(config, source, writer, manifest, started)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
+from shared.extractor import engines
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.dbapi_stream import reads_from_cursor, stream_dbapi
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
@@ -48,6 +49,7 @@ def connect(source: SourceConfig) -> Engine:
             pass
     except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
         raise SourceError(f"cannot connect to source {shown}: {redact(_first_line(error))}") from None
+    engines.preload(engine.dialect.name)
     return engine
 
 

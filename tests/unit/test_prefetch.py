@@ -40,9 +40,10 @@ class Chunks:
 def test_items_arrive_in_order_with_at_most_two_alive() -> None:
     chunks = Chunks(50)
     seen = []
-    for item in prefetched(chunks):
-        seen.append(item)
-        chunks.release()
+    with prefetched(chunks) as items:
+        for item in items:
+            seen.append(item)
+            chunks.release()
     assert seen == list(range(50)) and chunks.closed
     assert chunks.most_alive <= 2
 
@@ -51,15 +52,17 @@ def test_the_readers_error_is_raised_to_the_consumer_after_the_items_before_it()
     chunks = Chunks(10, fail_at=3)
     seen = []
     with pytest.raises(ConnectionResetError, match="source went away"):
-        for item in prefetched(chunks):
-            seen.append(item)
+        with prefetched(chunks) as items:
+            for item in items:
+                seen.append(item)
     assert seen == [0, 1, 2] and chunks.closed
 
 
 def test_stopping_early_closes_the_readers_iterator_and_ends_its_thread() -> None:
     chunks = Chunks(1000)
     before = threading.active_count()
-    for item in prefetched(chunks):
-        if item == 2:
-            break
+    with prefetched(chunks) as items:
+        for item in items:
+            if item == 2:
+                break
     assert chunks.closed and threading.active_count() == before
