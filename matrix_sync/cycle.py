@@ -98,8 +98,9 @@ def _states(reports: dict[str, TableReport]) -> list[tuple[str, str, str]]:
 
 
 def _refresh(project: str, dataset: str, reports: dict[str, TableReport], existing: set[str]) -> None:
-    """Reads the ledger for snapshots not known applied, and the results of those not yet reconciled
-    or validated; `existing` remembers the tables found, so they are not looked up again."""
+    """Reads the ledger for snapshots not known applied, and the results of loaded ones not yet
+    reconciled or validated; `existing` remembers the tables found, so they are not looked up again.
+    Each query is a job (in BigQuery a billed one, on the local stack CPU taken from the load)."""
     loading = [run_id for run_id, r in reports.items() if r.load_status != ledger.APPLIED]
     for row in _rows_if_table_exists(project, dataset, LEDGER_TABLE,
                                      "SELECT run_id, status, rows_inserted, rows_updated, rows_deleted FROM {t} "
@@ -110,13 +111,15 @@ def _refresh(project: str, dataset: str, reports: dict[str, TableReport], existi
             report.rows_inserted = row["rows_inserted"] or 0
             report.rows_updated = row["rows_updated"] or 0
             report.rows_deleted = row["rows_deleted"] or 0
-    reconciling = [run_id for run_id, r in reports.items() if r.reconciliation == "pending"]
+    # the results of a snapshot come only after its ledger row: nothing is asked about them before
+    loaded = [run_id for run_id, r in reports.items() if r.load_status in (ledger.APPLIED, ledger.DUPLICATE)]
+    reconciling = [run_id for run_id in loaded if reports[run_id].reconciliation == "pending"]
     for row in _rows_if_table_exists(project, dataset, RECONCILIATION_TABLE,
                                      "SELECT run_id, verdict FROM {t} WHERE run_id IN UNNEST(@run_ids)",
                                      reconciling, existing):
         reports[row["run_id"]].reconciliation = row["verdict"]
     checks: dict[str, list[str]] = {}
-    validating = [run_id for run_id, r in reports.items() if r.validation == "pending"]
+    validating = [run_id for run_id in loaded if reports[run_id].validation == "pending"]
     for row in _rows_if_table_exists(project, dataset, VALIDATION_TABLE,
                                      "SELECT run_id, check_name, passed FROM {t} WHERE run_id IN UNNEST(@run_ids)",
                                      validating, existing):

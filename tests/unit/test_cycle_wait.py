@@ -1,5 +1,5 @@
-"""Waiting for the chain: each poll asks only about what is still pending, looks each results table
-up once, and polls quickly while things change."""
+"""Waiting for the chain: each poll asks only about what is still pending (results only once loaded),
+looks each results table up once, and polls quickly while things change."""
 from __future__ import annotations
 
 from typing import Any
@@ -50,6 +50,9 @@ def test_polls_ask_only_about_pending_stages(monkeypatch: pytest.MonkeyPatch) ->
     (report,) = cycle.wait_for_chain(CONFIG, EXTRACTED, timeout_s=60, poll_s=1.0)
     assert report.ok and (report.rows_inserted, report.rows_updated, report.rows_deleted) == (1, 1, 1)
     assert fake.queries.count("_sync_ledger") == 2  # not asked again once applied
+    # the results tables are asked about only once the ledger shows the snapshot loaded
+    assert fake.queries[0] == "_sync_ledger" and fake.queries[1] == "_sync_ledger"
+    assert fake.queries.count("_sync_reconciliations") == fake.queries.count("_sync_validations") == 2
     assert sorted(fake.lookups) == ["_sync_ledger", "_sync_reconciliations", "_sync_validations"]
     assert sleeps and all(cycle.MIN_POLL_S <= s <= 1.0 for s in sleeps)
 
