@@ -54,9 +54,7 @@ def prefetched(items: Callable[[], Iterator[T]]) -> Iterator[Iterator[T]]:
         except BaseException as error:  # handed to the consumer, who raises it
             offer(_Failed(error))
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            _close(iterator)
 
     def consume() -> Iterator[T]:
         while True:
@@ -86,9 +84,14 @@ def read_ahead(engine: Engine, chunks: Callable[[], Iterator[T]]) -> Iterator[It
         try:
             yield iterator
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()
+            _close(iterator)
         return
     with prefetched(chunks) as items:
         yield items
+
+
+def _close(iterator: Iterator[object]) -> None:
+    """Closes a generator (and so the cursor it holds); other iterators have nothing to close."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()

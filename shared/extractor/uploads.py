@@ -22,7 +22,7 @@ class BackgroundUploads:
     def submit(self, into: list[Part], upload: Callable[[], Part]) -> None:
         """Runs `upload` in the background; its Part is appended to `into` once settled."""
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-upload")
+            self._pool = ThreadPoolExecutor(max_workers=self._limit + 1, thread_name_prefix="snapshot-upload")
         self._pending.append((into, self._pool.submit(upload)))
         while len(self._pending) > self._limit:
             self._settle_oldest()
