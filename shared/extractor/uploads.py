@@ -1,8 +1,10 @@
-"""Parquet files encoded and uploaded on one background thread while the next chunk is read.
+"""Parquet files encoded and uploaded in the background while the next chunk is read.
 
 Arrow's Parquet writer, MD5 and the HTTP upload all release the GIL, so on a second core they run
-beside the reading and hashing of the next chunk. At most `limit` files are in flight (memory stays
-bounded by the chunk size), and results are taken in submission order, so parts keep their order.
+beside the reading and hashing of the next chunk. The writer waits once more than `limit` files are
+in flight (memory stays bounded by the chunk size); while it waits, a second thread already encodes
+the newest, which after the last chunk puts its data and index parts on both cores. Results are
+taken in submission order, so parts keep their order.
 """
 from __future__ import annotations
 
