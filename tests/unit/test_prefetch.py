@@ -66,3 +66,24 @@ def test_stopping_early_closes_the_readers_iterator_and_ends_its_thread() -> Non
             if item == 2:
                 break
     assert chunks.closed and threading.active_count() == before
+
+
+def test_the_reader_starts_before_the_first_item_is_asked_for() -> None:
+    started = threading.Event()
+
+    def chunks() -> Iterator[int]:
+        started.set()
+        yield from range(3)
+
+    with prefetched(chunks) as items:
+        assert started.wait(timeout=5)  # the caller's set-up overlaps the source's first read
+        assert list(items) == [0, 1, 2]
+
+
+def test_leaving_before_taking_anything_stops_the_reader_and_closes_its_iterator() -> None:
+    chunks = Chunks(1000)
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="set-up failed"), prefetched(chunks):
+        raise RuntimeError("set-up failed")
+    assert chunks.closed and threading.active_count() == before
+    assert chunks.most_alive <= 1
