@@ -179,6 +179,10 @@ def kill_extractor_mid_table(config_path: Path) -> list[ExtractResult]:
 
 POSTGRES_TABLE = "fault_source_gone"
 APPLICATION = "matrix-fault-matrix"
+# The reader runs one chunk ahead and the uploads up to two parts behind the writer, so the drop
+# after the first part lands at most about 15 chunks into the table: enough rows that the stream
+# is still open then (at 60 rows the whole result was sometimes read before the first upload ended).
+POSTGRES_ROWS = 400
 
 
 def _postgres(sql: str, params: tuple = ()) -> list[tuple]:
@@ -193,7 +197,7 @@ def postgres_source(workdir: Path) -> Config:
     _postgres(f"CREATE TABLE {POSTGRES_TABLE} (id integer PRIMARY KEY, name text, amount numeric(10,2), "
               "seen timestamp)")
     _postgres(f"INSERT INTO {POSTGRES_TABLE} SELECT n, 'row ' || n, n * 1.25, "
-              "timestamp '2024-01-01' + n * interval '1 h' FROM generate_series(1, 60) AS n")
+              "timestamp '2024-01-01' + n * interval '1 h' FROM generate_series(1, %s) AS n", (POSTGRES_ROWS,))
     return write_config(workdir / "postgres.yaml", url=f"{POSTGRES_URL}?application_name={APPLICATION}",
                         tables={POSTGRES_TABLE: ["id"]}, suffix=SUFFIX, chunk_rows=CHUNK_ROWS)
 
