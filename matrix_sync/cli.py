@@ -167,9 +167,12 @@ def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
                       f"{r.deleted_rows:,} deleted, {r.quarantined:,} quarantined")
     for locked in outcome.locked:
         console.print(locked.describe())
+    for failed in outcome.failed:
+        errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
     if outcome.locked:
         errors.print(f"skipped, another extraction holds them: {', '.join(t.table for t in outcome.locked)}",
                      highlight=False)
+    if outcome.locked or outcome.failed:
         sys.exit(1)
 
 
@@ -202,6 +205,8 @@ def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
             console.print(f"  {r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped")
         for locked in outcome.locked:
             console.print(f"  {locked.describe()}")
+        for failed in outcome.failed:
+            errors.print(f"  {failed.describe()}", highlight=False, soft_wrap=True)
 
     handled = serve(config, once=once, idle_timeout_s=idle_timeout, on_results=show)
     console.print(f"handled {handled} request(s)")

@@ -8,7 +8,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from matrix_sync.cycle import Progress as CycleProgress
-from matrix_sync.cycle import TableReport, locked_report, wait_for_chain
+from matrix_sync.cycle import TableReport, not_extracted_report, wait_for_chain
 from shared.config import Config
 from shared.extractor.run import extract
 from shared.extractor.snapshot import ExtractResult
@@ -71,8 +71,11 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     with RichProgress() as progress:
         extraction = extract(config, tables or None, progress)
         reports = wait_for_chain(config, extraction.written, timeout_s, progress)
-    reports += [locked_report(config, locked) for locked in extraction.locked]
+    reports += [not_extracted_report(config, locked.table, "locked") for locked in extraction.locked]
+    reports += [not_extracted_report(config, failed.table, "failed") for failed in extraction.failed]
     console.print(summary_table(reports, title))
+    for failed in extraction.failed:
+        errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
     failed = [r.table for r in reports if not r.ok]
     if failed:
         errors.print(f"[bold red]not reconciled:[/] {', '.join(failed)}", highlight=False)

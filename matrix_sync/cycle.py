@@ -9,7 +9,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import ledger
 from shared.config import Config
-from shared.extractor.run import ExtractProgress, LockedTable, extract_tables
+from shared.extractor.run import ExtractProgress, extract_tables
 from shared.extractor.snapshot import ExtractResult
 from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
 
@@ -55,10 +55,11 @@ def extract_all(config: Config, progress: Progress | None = None, tables: list[s
     return extract_tables(config, tables, progress)
 
 
-def locked_report(config: Config, locked: LockedTable) -> TableReport:
-    """A table this cycle skipped because another extraction held its lock: not ok, nothing to wait for."""
-    target = f"{config.bigquery.project}.{config.bigquery.dataset}.{config.table(locked.table).target_table}"
-    return TableReport(locked.table, target, run_id="", load_status="locked", reconciliation="skipped",
+def not_extracted_report(config: Config, table: str, status: str) -> TableReport:
+    """A table this cycle wrote no snapshot of (another extraction held its lock, or its definition
+    failed): not ok, nothing to wait for."""
+    target = f"{config.bigquery.project}.{config.bigquery.dataset}.{config.table(table).target_table}"
+    return TableReport(table, target, run_id="", mode="", load_status=status, reconciliation="skipped",
                        validation="skipped")
 
 

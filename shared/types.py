@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 from sqlalchemy import types as sa
+from sqlalchemy.dialects.mysql import YEAR as MYSQL_YEAR
 from sqlalchemy.dialects.postgresql import INTERVAL as POSTGRESQL_INTERVAL
 from sqlalchemy.sql.sqltypes import _Binary
 
@@ -137,7 +138,7 @@ def bigquery_type_for_sqlalchemy(sa_type: sa.TypeEngine) -> str:
 def _generic_bigquery_type(sa_type: sa.TypeEngine) -> str:
     if isinstance(sa_type, sa.Boolean):
         return "BOOL"
-    if isinstance(sa_type, sa.Integer):
+    if isinstance(sa_type, (sa.Integer, MYSQL_YEAR)):  # MySQL's YEAR reads as the year's number
         return "INT64"
     if isinstance(sa_type, sa.Float):
         return "FLOAT64"

@@ -7,6 +7,7 @@ import os
 from cloudevents.http import CloudEvent
 
 from shared import logs
+from shared.alerts import raise_alert
 from shared.config import Config, ConfigError, load_config
 from shared.events import EventError, Message, event_id, pubsub_message
 from shared.extractor.run import Extraction, extract
@@ -32,15 +33,20 @@ def run_request(config: Config, message: Message) -> Extraction:
     delta compares the source with the last snapshot, not with BigQuery, so it would not re-ship
     a row that was changed behind the pipeline's back. The full MERGE rewrites only differing rows.
     A table another extraction holds is skipped (Extraction.locked); the message is still acknowledged,
-    since that extraction is writing the table's snapshot."""
+    since that extraction is writing the table's snapshot. A table whose definition cannot be
+    snapshotted (Extraction.failed) raises an alert and is acknowledged too: delivering the request
+    again would fail the same way until someone changes the source or the config."""
     tables = requested_tables(config, message)
     repair = bool(message.data.get("keys") or message.data.get("full"))
     if repair:
         log.info("repair request for %s (%d key(s)): full snapshot", tables, len(message.data.get("keys") or []))
     outcome = extract(config, tables, force_full=repair)
+    for failed in outcome.failed:
+        raise_alert(config.pubsub.project, stage="extractor", table=failed.table, run_id=None, reason=failed.reason)
     logs.event(log, f"extract request done: {len(outcome.written)} snapshot(s) written, "
-                    f"{len(outcome.locked)} table(s) skipped as locked",
-               written=[r.table for r in outcome.written], locked=[t.table for t in outcome.locked])
+                    f"{len(outcome.locked)} table(s) skipped as locked, {len(outcome.failed)} failed",
+               written=[r.table for r in outcome.written], locked=[t.table for t in outcome.locked],
+               failed=[t.table for t in outcome.failed])
     return outcome
 
 

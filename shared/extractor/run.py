@@ -1,6 +1,8 @@
 """Extracting a set of configured tables: what the on-prem agent, the extractor function and
 `matrix-sync run` all do. Each table is extracted under its lock (shared/extractor/lock.py), so a
-table another extraction is working on is skipped and reported, never extracted twice at once."""
+table another extraction is working on is skipped and reported, never extracted twice at once.
+A table whose definition cannot be snapshotted (gone from the source, a key column missing, a
+column type with no BigQuery type) fails alone: it is reported and the other tables go on."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +15,7 @@ from shared import logs
 from shared.config import Config, TableConfig
 from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
 from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
-from shared.extractor.source import connect, discover
+from shared.extractor.source import SourceError, connect, discover
 
 log = logs.get(__name__)
 
@@ -35,12 +37,24 @@ class LockedTable:
                 f"until {self.expires_at:%Y-%m-%d %H:%M:%S} UTC")
 
 
+@dataclass(frozen=True)
+class FailedTable:
+    """A table not snapshotted because its definition in the source cannot be (nothing was written)."""
+
+    table: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.table}: not extracted, {self.reason}"
+
+
 @dataclass
 class Extraction:
-    """What one request did: the snapshots written and the tables skipped."""
+    """What one request did: the snapshots written, the tables skipped and the tables failed."""
 
     written: list[ExtractResult] = field(default_factory=list)
     locked: list[LockedTable] = field(default_factory=list)
+    failed: list[FailedTable] = field(default_factory=list)
 
 
 class ExtractProgress:
@@ -74,6 +88,8 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                 except LeaseLost:
                     _skipped(LockedTable(table.name, "lock taken over mid-way by another extraction", "", "", None),
                              outcome, progress)
+                except SourceError as error:
+                    _failed(FailedTable(table.name, str(error)), outcome)
                 else:
                     progress.table_done(result)
                     outcome.written.append(result)
@@ -84,7 +100,7 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
 
 def extract_tables(config: Config, tables: list[str] | None = None, progress: ExtractProgress | None = None,
                    *, force_full: bool = False) -> list[ExtractResult]:
-    """The snapshots written; locked tables are skipped, logged and passed to progress.table_locked."""
+    """The snapshots written; locked and failed tables are skipped and logged (see `extract`)."""
     return extract(config, tables, progress, force_full=force_full).written
 
 
@@ -106,3 +122,9 @@ def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress
                expires_at=locked.expires_at.isoformat() if locked.expires_at else None)
     outcome.locked.append(locked)
     progress.table_locked(locked)
+
+
+def _failed(failed: FailedTable, outcome: Extraction) -> None:
+    logs.event(log, f"extraction of {failed.describe()}", logging.ERROR, outcome="failed", table=failed.table,
+               reason=failed.reason)
+    outcome.failed.append(failed)

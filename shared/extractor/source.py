@@ -1,7 +1,8 @@
 """Reading a source table: its schema from the catalog, its rows as a bounded stream of chunks."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,12 +15,13 @@ from shared.credentials import source_url
 from shared.extractor import engines
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.dbapi_stream import reads_from_cursor, stream_dbapi
+from shared.identifiers import IdentifierError
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
 from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
 from shared.secret_manager import SecretAccessError
 from shared.secrets import redact
-from shared.types import bigquery_type_for_sqlalchemy, type_parameters
+from shared.types import TypeMappingError, bigquery_type_for_sqlalchemy, type_parameters
 
 log = logs.get(__name__)
 
@@ -81,25 +83,56 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     key = list(table.key or [c.name for c in reflected.primary_key.columns])
     if not key:
         _log_keyless(table.name)
-    columns = []
-    for source_column in reflected.columns:
-        identifiers.source_part(source_column.name)
-        if isinstance(source_column.type, sa.Float):
-            # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
-            source_column.type.asdecimal = False
-        precision, scale, length = type_parameters(source_column.type)
-        columns.append(Column(
-            name=source_column.name,
-            bq_name=identifiers.bigquery_column_for(source_column.name),
-            source_type=_type_name(source_column.type, engine),
-            bq_type=bigquery_type_for_sqlalchemy(source_column.type),
-            nullable=bool(source_column.nullable) and source_column.name not in key,
-            precision=precision, scale=scale, length=length,
-        ))
+    try:
+        columns = [_column(source_column, key, engine) for source_column in reflected.columns]
+    except (TypeMappingError, IdentifierError) as error:
+        raise SourceError(f"table {table.name!r}, {error}") from None
     missing = [k for k in key if k not in {c.name for c in columns}]
     if missing:
         raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
     return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key))
+
+
+class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
+    """MySQL's TIME is a duration (-838:59:59 to 838:59:59) that SQLAlchemy folds into a time of
+    day by dropping its days. A value within a day becomes that time; any other stays the timedelta
+    it is, which the TIME converter refuses, so its row is quarantined instead of changed."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Callable[[object], object]:
+        def process(value: object) -> object:
+            if isinstance(value, dt.timedelta) and dt.timedelta(0) <= value < _DAY:
+                return (dt.datetime.min + value).time()
+            return value
+        return process
+
+
+_DAY = dt.timedelta(days=1)
+
+
+def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:
+    source_type = _type_name(source_column.type, engine)
+    try:
+        identifiers.source_part(source_column.name)
+        if isinstance(source_column.type, sa.Float):
+            # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
+            source_column.type.asdecimal = False
+        if isinstance(source_column.type, sa.dialects.mysql.TIME):
+            source_column.type = _MysqlTimeOfDay(fsp=source_column.type.fsp)
+        bq_type = bigquery_type_for_sqlalchemy(source_column.type)
+    except TypeMappingError:
+        raise TypeMappingError(f"column {source_column.name!r}: no BigQuery type for {engine.dialect.name} type "
+                               f"{source_type}") from None
+    precision, scale, length = type_parameters(source_column.type)
+    return Column(
+        name=source_column.name,
+        bq_name=identifiers.bigquery_column_for(source_column.name),
+        source_type=source_type,
+        bq_type=bq_type,
+        nullable=bool(source_column.nullable) and source_column.name not in key,
+        precision=precision, scale=scale, length=length,
+    )
 
 
 def _log_keyless(name: str) -> None:

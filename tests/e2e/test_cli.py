@@ -57,6 +57,30 @@ def test_run_exits_nonzero_when_a_table_fails(stack: LocalStack, tmp_path: Path,
     assert "not reconciled: customers" in result.stderr
 
 
+def test_a_table_that_cannot_be_extracted_fails_alone(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=6)
+    with sqlite3.connect(database) as connection:  # listed first: the tables after it must still sync
+        connection.execute("DROP TABLE accounts")
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"accounts": ["account_id"], "customers": ["customer_id"]}, suffix=unique_name)
+    reason = "accounts: not extracted, table 'accounts' not found in the source"
+
+    extracted = matrix_sync("extract", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert extracted.returncode == 1, extracted.stdout + extracted.stderr
+    assert "customers: full snapshot" in extracted.stdout
+    assert reason in extracted.stderr and "Traceback" not in extracted.stderr
+
+    cycle = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert cycle.returncode == 1, cycle.stdout + cycle.stderr
+    rows = {line.split("│")[1].strip(): line for line in cycle.stdout.splitlines() if line.count("│") > 5}
+    assert "applied" in rows["customers"] and "match" in rows["customers"] and "passed" in rows["customers"]
+    assert "failed" in rows["accounts"] and "skipped" in rows["accounts"]
+    assert reason in cycle.stderr and "not reconciled: accounts" in cycle.stderr
+    assert "Traceback" not in cycle.stderr
+    assert_tables_equal(config.model_copy(update={"tables": [config.table("customers")]}))
+
+
 @pytest.mark.parametrize(("config_text", "message"), [
     ("source: {url: 'sqlite:///x.db'}\n", "pubsub: Field required"),
     ("source: {url: 'sqlite:///x.db', pasword: x}\ntables: []\n", "source.pasword: unknown key"),

@@ -160,6 +160,7 @@ SQLALCHEMY_CASES = [
     (mssql.ROWVERSION(), "BYTES"),
     (mssql.DECIMAL(38, 0), "BIGNUMERIC"),
     (mssql.NVARCHAR(20), "STRING"),
+    (mysql.YEAR(), "INT64"),
 ]
 
 
@@ -170,7 +171,7 @@ def test_sqlalchemy_types(sa_type: sa.types.TypeEngine, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "sa_type",
-    [sa.Time(timezone=True), postgresql.ARRAY(sa.Integer()), mysql.YEAR(), sa.PickleType()],
+    [sa.Time(timezone=True), postgresql.ARRAY(sa.Integer()), mysql.BIT(8), sa.PickleType()],
     ids=repr,
 )
 def test_unmappable_sqlalchemy_types_are_refused(sa_type: sa.types.TypeEngine) -> None:

@@ -1,0 +1,69 @@
+"""MariaDB types whose driver values are not what BigQuery holds: TIME is a duration, YEAR a number,
+BIT has no BigQuery type. Against the real server on 127.0.0.1:3306."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from shared.config import SourceConfig, TableConfig
+from shared.extractor.prepare import ChunkPreparer
+from shared.extractor.source import SourceError, connect, discover, stream_rows
+
+URL = "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
+
+
+@pytest.fixture
+def table(unique_name: str) -> Iterator[str]:
+    name = f"mysql_types_{unique_name}"
+    engine = sa.create_engine(URL)
+    try:
+        yield name
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        engine.dispose()
+
+
+def _create(name: str, columns: str, rows: str) -> None:
+    engine = sa.create_engine(URL)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {name} (id INT NOT NULL PRIMARY KEY, {columns})")
+        connection.exec_driver_sql(f"INSERT INTO {name} VALUES {rows}")
+    engine.dispose()
+
+
+def test_a_time_beyond_one_day_is_quarantined_not_folded_into_a_time_of_day(table: str) -> None:
+    # SQLAlchemy's MySQL TIME drops a duration's days: 838:59:59 would land as 22:59:59.
+    _create(table, "t TIME(6) NULL, y YEAR NULL",
+            "(1, '12:34:56.5', 2024), (2, '23:59:59.999999', 1901), (3, '838:59:59', NULL), (4, '-00:00:01', 2155), "
+            "(5, '24:00:00', 2000), (6, NULL, NULL)")
+    engine = connect(SourceConfig(url=URL))
+    try:
+        source = discover(engine, TableConfig(name=table, key=["id"]))
+        assert [c.bq_type for c in source.schema.columns] == ["INT64", "TIME", "INT64"]
+        prepare = ChunkPreparer(source.schema)
+        kept, rejected = [], []
+        for chunk in stream_rows(engine, source, 4):
+            prepared, quarantined = prepare(chunk)
+            kept += prepared.rows
+            rejected += quarantined
+    finally:
+        engine.dispose()
+    assert kept == [(1, dt.time(12, 34, 56, 500000), 2024), (2, dt.time(23, 59, 59, 999999), 1901),
+                    (6, None, None)]
+    assert sorted(r["key"]["id"] for r in rejected) == ["3", "4", "5"]
+    assert all(str(r["reason"]).startswith("ValueError: t:") for r in rejected), rejected
+
+
+def test_a_column_without_a_bigquery_type_names_the_table_column_and_type(table: str) -> None:
+    _create(table, "flags BIT(8) NULL", "(1, b'1010')")
+    engine = connect(SourceConfig(url=URL))
+    try:
+        with pytest.raises(SourceError) as error:
+            discover(engine, TableConfig(name=table, key=["id"]))
+    finally:
+        engine.dispose()
+    assert str(error.value) == f"table {table!r}, column 'flags': no BigQuery type for mysql type bit(8)"
