@@ -86,6 +86,10 @@ class Manifest(_Strict):
     format_version: Literal[1]
     run_id: str
     source_table: str
+    source_dialect: str | None = Field(
+        default=None, exclude_if=lambda dialect: dialect is None,
+        description="the source's kind (mssql, postgresql, mysql, sqlite): which type limits the source enforces; "
+                    "absent: mssql, the production source, from before it was recorded")
     target: Target
     mode: Literal["full", "delta"]
     sequence: int = Field(ge=0)

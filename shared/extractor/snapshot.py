@@ -254,6 +254,7 @@ class SnapshotWriter:
             format_version=FORMAT_VERSION,
             run_id=self.run_id,
             source_table=table.name,
+            source_dialect=self.source.dialect,
             target=Target(project=config.bigquery.project, dataset=config.bigquery.dataset,
                           table=table.target_table, pubsub_project=config.pubsub.project),
             mode="delta" if delta else "full",

@@ -62,6 +62,7 @@ class SourceTable:
     config: TableConfig
     table: sa.Table
     schema: TableSchema
+    dialect: str  # SQLAlchemy's name of the source (mssql, postgresql, mysql, sqlite)
 
 
 def _tolerate_invalid_utf8(dbapi_connection: object, _record: object) -> None:
@@ -90,7 +91,7 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     missing = [k for k in key if k not in {c.name for c in columns}]
     if missing:
         raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
-    return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key))
+    return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key), engine.dialect.name)
 
 
 class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
@@ -226,7 +227,8 @@ def _discover_mssql(engine: Engine, table: TableConfig) -> SourceTable:
     except MssqlCatalogError as error:
         raise SourceError(f"table {table.name!r}: {error}") from None
     columns = [sa.Column(c.name, sa.types.NullType(), primary_key=c.name in schema.key) for c in schema.columns]
-    return SourceTable(table, sa.Table(table.table_name, sa.MetaData(), *columns, schema=schema_name), schema)
+    return SourceTable(table, sa.Table(table.table_name, sa.MetaData(), *columns, schema=schema_name), schema,
+                       engine.dialect.name)
 
 
 def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:

@@ -13,10 +13,13 @@ check                  passes when
                        this is the part of the limit BigQuery can check
 ``decimal:<col>``      every value fits the source's DECIMAL(p, s): at most p - s integer digits
                        and no digit beyond s
-``range:<col>``        integers within the source type (tinyint, smallint, int); dates within
-                       the source type (SQL Server datetime from 1753, smalldatetime 1900-2079)
-                       and the table's ``date_min``/``date_max``; BigQuery's own range (years
-                       1-9999) holds for every stored value, so it needs no check
+``range:<col>``        integers within the source type, as the source enforces it (SQL Server's
+                       tinyint 0-255, smallint, int; MySQL's signed and unsigned integers;
+                       PostgreSQL's smallint and integer); dates within the source type (SQL
+                       Server datetime from 1753, smalldatetime 1900-2079) and the table's
+                       ``date_min``/``date_max``. SQLite enforces no declared type, so only the
+                       thresholds apply. BigQuery's own range (years 1-9999) holds for every
+                       stored value, so it needs no check
 ``schema_drift``       the BigQuery table has exactly the snapshot's columns with compatible
                        types (lossless widenings INT64 -> NUMERIC -> BIGNUMERIC allowed); extra
                        columns are a warning with ``allow_extra_columns``
@@ -41,10 +44,18 @@ from shared.schema import HASH_COLUMNS, Column
 from shared.validator.thresholds import Thresholds
 
 ERROR, WARNING = "error", "warning"
-_INT_RANGES = {"tinyint": (-128, 255), "smallint": (-(2**15), 2**15 - 1), "mediumint": (-(2**23), 2**23 - 1),
-               "int": (-(2**31), 2**31 - 1), "integer": (-(2**31), 2**31 - 1)}
-_DATE_RANGES = {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
-                "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))}
+_INT16, _INT32 = (-(2**15), 2**15 - 1), (-(2**31), 2**31 - 1)
+# The limits each kind of source enforces on its own types (manifest.source_dialect; absent: mssql).
+_INT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
+    "mssql": {"tinyint": (0, 255), "smallint": _INT16, "int": _INT32},
+    "mysql": {"tinyint": (-128, 127), "smallint": _INT16, "mediumint": (-(2**23), 2**23 - 1), "int": _INT32,
+              "integer": _INT32},
+    "postgresql": {"smallint": _INT16, "integer": _INT32},
+}
+_DATE_RANGES: dict[str, dict[str, tuple[dt.date, dt.date]]] = {
+    "mssql": {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
+              "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))},
+}
 _NUMERIC_DIGITS = {"NUMERIC": (29, 9), "BIGNUMERIC": (38, 38)}
 _WIDENINGS = {("INT64", "NUMERIC"), ("INT64", "BIGNUMERIC"), ("NUMERIC", "BIGNUMERIC")}
 _ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "DECIMAL": "NUMERIC", "BIGDECIMAL": "BIGNUMERIC"}
@@ -122,15 +133,16 @@ def _decimal_probe(i: int, column: Column) -> _Probe | None:
                   _count_result(name, f"dec_{i}", f"fits DECIMAL({column.precision},{scale})"))
 
 
-def _bounds(column: Column, thresholds: Thresholds) -> tuple[object, object] | None:
+def _bounds(column: Column, dialect: str, thresholds: Thresholds) -> tuple[object, object] | None:
     bq_type, word = column.bq_type.upper(), _first_word(column.source_type)
-    if bq_type == "INT64" and word in _INT_RANGES:
-        low, high = _INT_RANGES[word]
-        if "unsigned" in column.source_type.lower():
+    int_ranges = _INT_RANGES.get(dialect, {})
+    if bq_type == "INT64" and word in int_ranges:
+        low, high = int_ranges[word]
+        if "unsigned" in column.source_type.lower() and low < 0:
             low, high = 0, 2 * high + 1
         return low, high
     if bq_type in ("DATE", "DATETIME", "TIMESTAMP"):
-        first, last = _DATE_RANGES.get(word, (None, None))
+        first, last = _DATE_RANGES.get(dialect, {}).get(word, (None, None))
         if thresholds.date_min and (first is None or thresholds.date_min > first):
             first = thresholds.date_min
         if thresholds.date_max and (last is None or thresholds.date_max < last):
@@ -151,8 +163,8 @@ def _literal(bq_type: str, value: object, upper: bool) -> str:
     return f"{bq_type} '{moment}{'+00' if bq_type == 'TIMESTAMP' else ''}'"
 
 
-def _range_probe(i: int, column: Column, thresholds: Thresholds) -> _Probe | None:
-    bounds = _bounds(column, thresholds)
+def _range_probe(i: int, column: Column, dialect: str, thresholds: Thresholds) -> _Probe | None:
+    bounds = _bounds(column, dialect, thresholds)
     if bounds is None:
         return None
     low, high = bounds
@@ -197,9 +209,10 @@ def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
         probes.append(_Probe("key_not_null", {"key_nulls": f"COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)})"},
                              _count_result("key_not_null", "key_nulls")))
     probes += _not_null_probes([c for c in schema.columns if not c.nullable and c.name not in schema.key])
+    dialect = manifest.source_dialect or "mssql"
     for i, column in enumerate(schema.columns):
         found = [_length_probe(i, column) if thresholds.check_lengths else None, _decimal_probe(i, column),
-                 _range_probe(i, column, thresholds)]
+                 _range_probe(i, column, dialect, thresholds)]
         probes += [p for p in found if p is not None]
     return [p for p in probes if not thresholds.skipped(p.name)]
 

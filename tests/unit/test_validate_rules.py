@@ -29,11 +29,11 @@ SCHEMA = TableSchema(
 )
 
 
-def manifest(quarantined: int = 0) -> Manifest:
+def manifest(quarantined: int = 0, *, schema: TableSchema = SCHEMA, dialect: str | None = None) -> Manifest:
     return Manifest.model_validate(dict(
-        format_version=1, run_id="20261125T101010000001Z-abcdef", source_table="dbo.Things",
+        format_version=1, run_id="20261125T101010000001Z-abcdef", source_table="dbo.Things", source_dialect=dialect,
         target=Target(project="acme-dwh", dataset="matrix", table="things", pubsub_project="acme-dwh"),
-        mode="full", sequence=1, extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC), schema=SCHEMA,
+        mode="full", sequence=1, extracted_at=dt.datetime(2026, 11, 25, tzinfo=dt.UTC), schema=schema,
         hash=HashSpec(algorithm="sha256-128", encoding_version=1),
         parts=[Part(uri="gs://b/snapshots/things/r/part-00000.parquet", rows=3, bytes=1, md5="x")],
         row_count=3, fingerprint=Fingerprint(count=3, xor60=1, sum32=2),
@@ -55,6 +55,30 @@ def test_profile_query_names_each_check_and_parses() -> None:
     assert "DATETIME '1990-01-01 00:00:00'" in sql["out_5"]  # the table's date_min is later than 1753
     assert "DATETIME '2079-06-06 23:59:59.999999'" in sql["out_6"]
     assert "TIMESTAMP '1990-01-01 00:00:00+00'" in sql["out_8"]
+
+
+def _ranges(manifest: Manifest, thresholds: Thresholds | None = None) -> dict[str, str]:
+    """Each range probe's name and the bounds it reports."""
+    probes = checks._probes(manifest, thresholds or Thresholds())
+    return {p.name: p.result(dict.fromkeys(p.sql, 0)).expected for p in probes if p.name.startswith("range:")}
+
+
+def test_type_ranges_are_the_ones_the_source_enforces() -> None:
+    legacy = _ranges(manifest())  # a manifest without source_dialect came from SQL Server
+    assert legacy == _ranges(manifest(dialect="mssql"))
+    assert legacy["range:at"] == "1753-01-01 .. 9999-12-31" and legacy["range:id"] == f"{-(2**31)} .. {2**31 - 1}"
+    # SQLite enforces no declared type: a DATETIME of 1600 or an INT of 2**40 is a value it holds
+    assert _ranges(manifest(dialect="sqlite")) == {}
+    assert _ranges(manifest(dialect="sqlite"), Thresholds(date_min=dt.date(1990, 1, 1))) == {
+        "range:at": "1990-01-01 .. -", "range:slot": "1990-01-01 .. -", "range:on": "1990-01-01 .. -",
+        "range:ts": "1990-01-01 .. -"}
+    tiny = TableSchema(columns=[
+        Column(name="id", bq_name="id", source_type="tinyint", bq_type="INT64", nullable=False),
+        Column(name="u", bq_name="u", source_type="tinyint unsigned", bq_type="INT64"),
+        Column(name="at", bq_name="at", source_type="datetime(6)", bq_type="DATETIME")], key=["id"])
+    assert _ranges(manifest(schema=tiny, dialect="mysql")) == {"range:id": "-128 .. 127", "range:u": "0 .. 255"}
+    assert _ranges(manifest(schema=tiny, dialect="mssql")) == {"range:id": "0 .. 255", "range:u": "0 .. 255",
+                                                               "range:at": "1753-01-01 .. 9999-12-31"}
 
 
 def test_results_are_typed_and_judged() -> None:
