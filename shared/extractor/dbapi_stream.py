@@ -95,7 +95,8 @@ def _server_side_cursor(connection: sa.Connection) -> Any:
     driver_connection = connection.connection.driver_connection
     if dialect.name == "postgresql":
         cursor = driver_connection.cursor(name=f"matrix_sync_{secrets.token_hex(6)}")  # a named cursor is server-side
-        dialect.dbapi.extensions.register_type(_pg_numeric_as_text(dialect.dbapi), cursor)
+        for caster in (_pg_numeric_as_text(dialect.dbapi), *_pg_temporal_unchanged(dialect.dbapi)):
+            dialect.dbapi.extensions.register_type(caster, cursor)
         return cursor
     if dialect.name in ("mysql", "mariadb"):
         return driver_connection.cursor(dialect.dbapi.cursors.SSCursor)  # the driver module: pymysql
@@ -155,3 +156,27 @@ def statement(dialect: sa.Dialect, query: sa.Select) -> tuple[str, Any]:
     if compiled.positional:
         return str(compiled), tuple(values[name] for name in compiled.positiontup or ())
     return str(compiled), values
+
+
+_PG_TEMPORAL_OIDS = {1082: "DATE", 1083: "TIME", 1114: "TIMESTAMP", 1184: "TIMESTAMPTZ"}
+
+
+@functools.cache
+def _pg_temporal_unchanged(psycopg2: Any) -> tuple[Any, ...]:
+    """psycopg2 reads 'infinity' as date.max or datetime.max (and '-infinity' as their min), reads
+    '24:00:00' as 00:00, and fails the whole fetch on a BC date or a year past 9999. Such a value
+    stays the text PostgreSQL sent, which no converter takes for a date or time: its row is
+    quarantined with the reason, and the rest of the table is read."""
+    def caster(oid: int, name: str) -> Any:
+        default = psycopg2.extensions.string_types[oid]
+
+        def cast(value: str | None, cursor: Any) -> object:
+            if value is None or value.endswith("infinity") or value.startswith("24:"):
+                return value
+            try:
+                return default(value, cursor)
+            except ValueError:
+                return value
+        return psycopg2.extensions.new_type((oid,), f"MATRIX_SYNC_{name}", cast)
+
+    return tuple(caster(oid, name) for oid, name in _PG_TEMPORAL_OIDS.items())

@@ -1,0 +1,72 @@
+"""PostgreSQL dates and times BigQuery cannot hold ('infinity', BC, a year past 9999, 24:00:00) are
+quarantined, not turned into other values by psycopg2 and not fatal to the table, through either
+reader. Against the real server on 127.0.0.1:5432."""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from shared.config import SourceConfig, TableConfig
+from shared.extractor.prepare import ChunkPreparer
+from shared.extractor.source import connect, discover, stream_rows
+
+URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# id -> (d date, ts timestamp, tz timestamptz); the values outside BigQuery's range on rows 2 to 7
+ROWS = {1: ("2024-02-29", "2024-02-29 23:59:59.999999", "2024-01-01 12:00:00+05:30"),
+        2: ("infinity", None, None), 3: (None, "-infinity", None), 4: (None, None, "infinity"),
+        5: ("0044-03-15 BC", None, None), 6: (None, "10000-01-01 00:00:00", None),
+        7: (None, None, "2024-01-01 00:00:00+00 BC"), 8: ("0001-01-01", "9999-12-31 23:59:59.999999", None)}
+KEPT = [(1, dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 23, 59, 59, 999999),
+         dt.datetime(2024, 1, 1, 6, 30, tzinfo=dt.UTC)),
+        (8, dt.date(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999), None)]
+
+
+def _execute(sql: str, params: tuple = ()) -> None:
+    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as connection:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+@pytest.fixture
+def table(unique_name: str) -> Iterator[str]:
+    name = f"pg_temporal_{unique_name}"
+    yield name
+    _execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _read(table: str) -> tuple[set[str], list[tuple], list[str]]:
+    """The kinds of chunk read, the rows kept (without a time column) and the quarantined keys."""
+    engine = connect(SourceConfig(url=URL))
+    try:
+        source = discover(engine, TableConfig(name=table, key=["id"]))
+        prepare = ChunkPreparer(source.schema)
+        kinds, kept, rejected = set(), [], []
+        for chunk in stream_rows(engine, source, 3):
+            prepared, quarantined = prepare(chunk)
+            kinds.add(type(chunk).__name__)
+            kept += [row[:4] for row in prepared.rows]
+            rejected += [r["key"]["id"] for r in quarantined]
+        return kinds, kept, rejected
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("with_time", [False, True], ids=["arrow-reader", "dbapi-reader"])
+def test_unrepresentable_dates_and_times_are_quarantined(table: str, with_time: bool) -> None:
+    # PostgreSQL time is not read through ADBC: a time column sends the table through psycopg2
+    _execute(f"CREATE TABLE {table} (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz"
+             + (", t time)" if with_time else ")"))
+    for key, values in ROWS.items():
+        _execute(f"INSERT INTO {table} (id, d, ts, tz) VALUES (%s, %s, %s, %s)", (key, *values))
+    if with_time:
+        _execute(f"UPDATE {table} SET t = CASE id WHEN 1 THEN '23:59:59.999999'::time ELSE NULL END")
+        _execute(f"INSERT INTO {table} (id, t) VALUES (9, '24:00:00')")
+
+    kinds, kept, rejected = _read(table)
+
+    assert kinds == ({"SourceChunk"} if with_time else {"ArrowChunk"})
+    assert kept == KEPT
+    assert sorted(rejected) == ["2", "3", "4", "5", "6", "7"] + (["9"] if with_time else [])
