@@ -72,7 +72,6 @@ _BY_BQ_TYPE: dict[str, _PyType] = {
 _STRING_BY_SOURCE_TYPE: dict[str, _PyType] = {
     "uniqueidentifier": _PyType("uuid.UUID", uuid.UUID, "uuid"),
     "uuid": _PyType("uuid.UUID", uuid.UUID, "uuid"),
-    "interval": _PyType("datetime.timedelta", datetime.timedelta, "datetime"),
     "json": _PyType("Any", Any, "typing"),
     "jsonb": _PyType("Any", Any, "typing"),
     "null": _PyType("Any", Any, "typing"),

@@ -95,7 +95,8 @@ def _server_side_cursor(connection: sa.Connection) -> Any:
     driver_connection = connection.connection.driver_connection
     if dialect.name == "postgresql":
         cursor = driver_connection.cursor(name=f"matrix_sync_{secrets.token_hex(6)}")  # a named cursor is server-side
-        for caster in (_pg_numeric_as_text(dialect.dbapi), *_pg_temporal_unchanged(dialect.dbapi)):
+        for caster in (_pg_numeric_as_text(dialect.dbapi), _pg_text_kept(dialect.dbapi),
+                       *_pg_temporal_unchanged(dialect.dbapi)):
             dialect.dbapi.extensions.register_type(caster, cursor)
         return cursor
     if dialect.name in ("mysql", "mariadb"):
@@ -156,6 +157,17 @@ def statement(dialect: sa.Dialect, query: sa.Select) -> tuple[str, Any]:
     if compiled.positional:
         return str(compiled), tuple(values[name] for name in compiled.positiontup or ())
     return str(compiled), values
+
+
+_PG_JSON_OID, _PG_JSONB_OID, _PG_INTERVAL_OID = 114, 3802, 1186
+
+
+@functools.cache
+def _pg_text_kept(psycopg2: Any) -> Any:
+    """json, jsonb and interval land in STRING as PostgreSQL's own text: psycopg2 would make them
+    dicts and lists (no STRING) and timedeltas (a month taken as 30 days)."""
+    return psycopg2.extensions.new_type((_PG_JSON_OID, _PG_JSONB_OID, _PG_INTERVAL_OID), "MATRIX_SYNC_TEXT",
+                                        lambda value, _cursor: value)
 
 
 _PG_TEMPORAL_OIDS = {1082: "DATE", 1083: "TIME", 1114: "TIMESTAMP", 1184: "TIMESTAMPTZ"}

@@ -209,9 +209,10 @@ def test_python_types_follow_the_bigquery_type_and_the_driver() -> None:
     assert "    raw: Annotated[bytes, Field(max_length=4)] | None = None" in source
     assert "    price: Annotated[decimal.Decimal, Field(max_digits=38, decimal_places=10)] | None = None" in source
     assert "    doc: Any = None  # jsonb -> STRING" in source
+    assert "    span: str | None = None" in source  # PostgreSQL's own interval text (shared.extractor.dbapi_stream)
     check = row_validator(schema)
     good = (1, Decimal("1.5"), 2, 1, uuid.uuid4(), b"\x00\x01", dt.date(2024, 1, 2),
-            "2024-01-02 03:04:05.1234567+05:30", dt.time(1, 2, 3), "POINT (1 2)", {"a": [1]}, dt.timedelta(days=1))
+            "2024-01-02 03:04:05.1234567+05:30", dt.time(1, 2, 3), "POINT (1 2)", {"a": [1]}, "1 mon 2 days")
     assert check(good) is None
     assert check(good[:5] + (b"12345",) + good[6:]) == "raw: Data should have at most 4 bytes"
 

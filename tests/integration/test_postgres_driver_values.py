@@ -1,6 +1,7 @@
-"""PostgreSQL dates and times BigQuery cannot hold ('infinity', BC, a year past 9999, 24:00:00) are
-quarantined, not turned into other values by psycopg2 and not fatal to the table, through either
-reader. Against the real server on 127.0.0.1:5432."""
+"""PostgreSQL values psycopg2 would change: dates and times BigQuery cannot hold ('infinity', BC, a
+year past 9999, 24:00:00) are quarantined, not turned into other values and not fatal to the table,
+through either reader; json, jsonb and interval land as PostgreSQL's own text. Against the real
+server on 127.0.0.1:5432."""
 from __future__ import annotations
 
 import datetime as dt
@@ -37,8 +38,8 @@ def table(unique_name: str) -> Iterator[str]:
     _execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _read(table: str) -> tuple[set[str], list[tuple], list[str]]:
-    """The kinds of chunk read, the rows kept (without a time column) and the quarantined keys."""
+def _read(table: str, width: int = 4) -> tuple[set[str], list[tuple], list[str]]:
+    """The kinds of chunk read, the rows kept (their first `width` columns) and the quarantined keys."""
     engine = connect(SourceConfig(url=URL))
     try:
         source = discover(engine, TableConfig(name=table, key=["id"]))
@@ -47,7 +48,7 @@ def _read(table: str) -> tuple[set[str], list[tuple], list[str]]:
         for chunk in stream_rows(engine, source, 3):
             prepared, quarantined = prepare(chunk)
             kinds.add(type(chunk).__name__)
-            kept += [row[:4] for row in prepared.rows]
+            kept += [row[:width] for row in prepared.rows]
             rejected += [r["key"]["id"] for r in quarantined]
         return kinds, kept, rejected
     finally:
@@ -70,3 +71,15 @@ def test_unrepresentable_dates_and_times_are_quarantined(table: str, with_time: 
     assert kinds == ({"SourceChunk"} if with_time else {"ArrowChunk"})
     assert kept == KEPT
     assert sorted(rejected) == ["2", "3", "4", "5", "6", "7"] + (["9"] if with_time else [])
+
+
+def test_json_jsonb_and_interval_land_as_postgresql_text(table: str) -> None:
+    _execute(f"CREATE TABLE {table} (id int PRIMARY KEY, j json, jb jsonb, span interval)")
+    _execute(f"""INSERT INTO {table} VALUES (1, '{{"b": 1.50, "a": [true, null]}}', '{{"b": 1.50, "a": "ü"}}',
+                 '1 mon 2 days 03:04:05.5'), (2, 'null', '[]', '-3 years'), (3, NULL, NULL, NULL)""")
+
+    _kinds, kept, rejected = _read(table, width=4)
+
+    assert rejected == []
+    assert kept == [(1, '{"b": 1.50, "a": [true, null]}', '{"a": "ü", "b": 1.50}', "1 mon 2 days 03:04:05.5"),
+                    (2, "null", "[]", "-3 years"), (3, None, None, None)]
