@@ -94,6 +94,9 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key), engine.dialect.name)
 
 
+_DAY = dt.timedelta(days=1)
+
+
 class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
     """MySQL's TIME is a duration (-838:59:59 to 838:59:59) that SQLAlchemy folds into a time of
     day by dropping its days. A value within a day becomes that time; any other stays the timedelta
@@ -107,9 +110,6 @@ class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
                 return (dt.datetime.min + value).time()
             return value
         return process
-
-
-_DAY = dt.timedelta(days=1)
 
 
 def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:

@@ -52,6 +52,7 @@ _INT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
               "integer": _INT32},
     "postgresql": {"smallint": _INT16, "integer": _INT32},
 }
+_INT_RANGES["mariadb"] = _INT_RANGES["mysql"]
 _DATE_RANGES: dict[str, dict[str, tuple[dt.date, dt.date]]] = {
     "mssql": {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
               "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))},

@@ -77,6 +77,7 @@ def test_type_ranges_are_the_ones_the_source_enforces() -> None:
         Column(name="u", bq_name="u", source_type="tinyint unsigned", bq_type="INT64"),
         Column(name="at", bq_name="at", source_type="datetime(6)", bq_type="DATETIME")], key=["id"])
     assert _ranges(manifest(schema=tiny, dialect="mysql")) == {"range:id": "-128 .. 127", "range:u": "0 .. 255"}
+    assert _ranges(manifest(schema=tiny, dialect="mariadb")) == _ranges(manifest(schema=tiny, dialect="mysql"))
     assert _ranges(manifest(schema=tiny, dialect="mssql")) == {"range:id": "0 .. 255", "range:u": "0 .. 255",
                                                                "range:at": "1753-01-01 .. 9999-12-31"}
 
