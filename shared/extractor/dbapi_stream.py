@@ -36,6 +36,13 @@ class SourceChunk(Sequence[tuple]):
         return tuple(value if p is None or value is None else p(value)
                      for p, value in zip(self.processors, row, strict=True))
 
+    def last_key(self, positions: Sequence[int]) -> tuple:
+        """The last row's key, only its key columns processed: a bad value elsewhere in that row is
+        for the snapshot to quarantine, not a reason to stop reading."""
+        row = self.raw[-1]
+        return tuple(row[p] if self.processors[p] is None or row[p] is None else self.processors[p](row[p])
+                     for p in positions)
+
     def __len__(self) -> int:
         return len(self.raw)
 
@@ -76,8 +83,7 @@ def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select,
             try:
                 for chunk in _stream_cursor(_server_side_cursor(connection), dialect, query, chunk_rows):
                     yield chunk
-                    last = chunk[len(chunk) - 1]
-                    lower = tuple(last[p] for p in schema.key_positions)
+                    lower = chunk.last_key(schema.key_positions)
                 return
             except sqlite3.OperationalError as error:
                 if not strict or "decode" not in str(error):

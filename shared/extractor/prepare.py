@@ -150,7 +150,7 @@ class ChunkPreparer:
             try:
                 processed.append(process(row) if any(processors) else tuple(row))
             except _CONVERSION_ERRORS as error:  # e.g. SQLite text that is no date
-                rejected.append(self.quarantine_entry(row, error))
+                rejected.append(self.quarantine_entry(row, self._naming_column(row, processors, error)))
         good: list[tuple] = []
         invalid = self._invalid(processed)
         for index, row in enumerate(processed):
@@ -171,6 +171,16 @@ class ChunkPreparer:
         columns = [*zip(*rows, strict=True), *zip(*hashes, strict=True)] if rows else [[]] * len(self._arrow_schema)
         arrays = [pa.array(values, type=f.type) for values, f in zip(columns, self._arrow_schema, strict=True)]
         return Prepared(pa.Table.from_arrays(arrays, schema=self._arrow_schema), self._key_positions, fingerprint)
+
+    def _naming_column(self, row: tuple, processors: tuple[Processor, ...], error: Exception) -> Exception:
+        """The driver's processor error, prefixed with the column it failed on (as the model's are)."""
+        for column, processor, value in zip(self._schema.columns, processors, row, strict=False):
+            try:
+                if processor is not None and value is not None:
+                    processor(value)
+            except _CONVERSION_ERRORS as failed:
+                return type(failed)(f"{column.name}: {failed}") if type(failed) in _CONVERSION_ERRORS else failed
+        return error
 
     def quarantine_entry(self, row: tuple, error: Exception) -> dict[str, object]:
         names = [c.name for c in self._schema.columns]

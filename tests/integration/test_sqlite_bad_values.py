@@ -1,0 +1,44 @@
+"""SQLite holds any value in any column. A date column's text that is no date is quarantined with
+the column's name, wherever it sits in a chunk: as the last row of a chunk it used to stop the read
+of the whole table (the reader processed that row entire to learn the key to resume after)."""
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shared.config import SourceConfig, TableConfig
+from shared.extractor.arrow_stream import READER_ENV
+from shared.extractor.prepare import ChunkPreparer
+from shared.extractor.source import connect, discover, stream_rows
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+def test_a_bad_date_ending_a_chunk_is_quarantined_and_named(tmp_path: Path, reader: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "dbapi":
+        monkeypatch.setenv(READER_ENV, "dbapi")
+    database = tmp_path / "bad.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, day DATE, at DATETIME)")
+        connection.executemany("INSERT INTO events VALUES (?, ?, ?)", [
+            (1, "2024-01-01", "2024-01-01 10:00:00"), (2, " 2024-01-02", "2024-01-02 10:00:00"),
+            (3, "2024-01-03", "2024-13-45 00:00:00"), (4, "2024-01-04", None), (5, "2024/01/05", None)])
+    engine = connect(SourceConfig(url=f"sqlite:///{database}"))
+    try:
+        source = discover(engine, TableConfig(name="events", key=["id"]))
+        prepare = ChunkPreparer(source.schema)
+        kept, reasons = [], {}
+        for chunk in stream_rows(engine, source, 2):  # rows 2 and 4 end their chunks
+            prepared, quarantined = prepare(chunk)
+            kept += prepared.rows
+            reasons |= {int(r["key"]["id"]): str(r["reason"]) for r in quarantined}
+    finally:
+        engine.dispose()
+    assert kept == [(1, dt.date(2024, 1, 1), dt.datetime(2024, 1, 1, 10)), (4, dt.date(2024, 1, 4), None)]
+    assert sorted(reasons) == [2, 3, 5]
+    assert reasons[2].startswith("ValueError: day: ") and "' 2024-01-02'" in reasons[2]
+    assert reasons[3].startswith("ValueError: at: ")
+    assert reasons[5].startswith("ValueError: day: ")
