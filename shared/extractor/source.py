@@ -112,15 +112,23 @@ class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
         return process
 
 
+def _read_as(sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    """The type a column's values are read with, where SQLAlchemy's reflected one would change them."""
+    if isinstance(sa_type, sa.Float):
+        # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
+        sa_type.asdecimal = False
+    if isinstance(sa_type, sa.dialects.mysql.TIME):
+        return _MysqlTimeOfDay(fsp=sa_type.fsp)
+    if isinstance(sa_type, sa.dialects.mysql.SET):
+        return sa.String()  # the driver's text 'a,b'; SQLAlchemy's SET makes a Python set of it
+    return sa_type
+
+
 def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:
     source_type = _type_name(source_column.type, engine)
     try:
         identifiers.source_part(source_column.name)
-        if isinstance(source_column.type, sa.Float):
-            # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
-            source_column.type.asdecimal = False
-        if isinstance(source_column.type, sa.dialects.mysql.TIME):
-            source_column.type = _MysqlTimeOfDay(fsp=source_column.type.fsp)
+        source_column.type = _read_as(source_column.type)
         bq_type = bigquery_type_for_sqlalchemy(source_column.type)
     except TypeMappingError:
         raise TypeMappingError(f"column {source_column.name!r}: no BigQuery type for {engine.dialect.name} type "

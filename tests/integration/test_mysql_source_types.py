@@ -67,3 +67,20 @@ def test_a_column_without_a_bigquery_type_names_the_table_column_and_type(table:
     finally:
         engine.dispose()
     assert str(error.value) == f"table {table!r}, column 'flags': no BigQuery type for mysql type bit(8)"
+
+
+def test_set_and_enum_land_as_their_text(table: str) -> None:
+    _create(table, "s SET('x', 'y', 'z') NULL, e ENUM('a', 'b') NULL", "(1, 'x,z', 'b'), (2, '', 'a'), (3, NULL, NULL)")
+    engine = connect(SourceConfig(url=URL))
+    try:
+        source = discover(engine, TableConfig(name=table, key=["id"]))
+        assert [c.bq_type for c in source.schema.columns] == ["INT64", "STRING", "STRING"]
+        prepare = ChunkPreparer(source.schema)
+        kept = []
+        for chunk in stream_rows(engine, source, 2):
+            prepared, quarantined = prepare(chunk)
+            assert quarantined == []
+            kept += prepared.rows
+    finally:
+        engine.dispose()
+    assert kept == [(1, "x,z", "b"), (2, "", "a"), (3, None, None)]
