@@ -200,6 +200,8 @@ locals {
       { account = local.extractor_account, role = "roles/bigquery.dataViewer", scope = "dataset:target" },
       # ... and read the source's credentials: that one secret, not the project's secrets
       { account = local.extractor_account, role = "roles/secretmanager.secretAccessor", scope = "secret:${local.source_secret}" },
+      # ... and alert on a table whose definition cannot be snapshotted
+      { account = local.extractor_account, role = "roles/pubsub.publisher", scope = "topic:alerts" },
       # build: what Cloud Build needs to turn a source archive into the function's container
       { account = "build", role = "roles/logging.logWriter", scope = "project" },
       { account = "build", role = "roles/artifactregistry.writer", scope = "project" },

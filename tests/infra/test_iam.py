@@ -19,6 +19,7 @@ EXTRACTOR = {
     ("roles/bigquery.jobUser", "project", None),
     ("roles/bigquery.dataViewer", "dataset:target", None),
     ("roles/secretmanager.secretAccessor", "secret:source-url", None),
+    ("roles/pubsub.publisher", "topic:alerts", None),  # a table whose definition cannot be snapshotted
 }
 COMMON = {
     "loader": {
