@@ -23,7 +23,7 @@ from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
-from shared.extractor.source import SourceTable, connect, discover, key_boundaries, stream_rows
+from shared.extractor.source import SourceTable, connect, discover, key_boundaries, rows_without_key, stream_rows
 from shared.extractor.unchanged import ChunkIndex, Screen, Screened, chunk_changes
 from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
@@ -218,6 +218,14 @@ class SnapshotWriter:
         self.quarantined += len(rejected)
         log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
 
+    def quarantine_without_key(self, engine: Engine) -> None:
+        """Quarantines the rows with a NULL key column, which the key-ordered stream left out."""
+        key = list(zip(self.source.schema.key, self.source.schema.key_positions, strict=True))
+        for rows in rows_without_key(engine, self.source, self.config.extract.chunk_rows):
+            self._upload_quarantine([self._prepare.quarantine_entry(row, ValueError(
+                f"key column(s) {[name for name, at in key if row[at] is None]} NULL: a row without its whole "
+                "key cannot be matched")) for row in rows])
+
     def flush(self) -> None:
         """Writes what is buffered and waits for every upload (their Parts are then listed)."""
         self._flush_rows()
@@ -346,7 +354,7 @@ def extract_table(config: Config, engine: Engine, source: SourceTable,
     if base is None and config.extract.parallel_ranges > 1:
         bounds = key_boundaries(engine, source, config.extract.parallel_ranges)
         if bounds:
-            return _extract_ranges(config, source, bounds, on_rows)
+            return _extract_ranges(config, engine, source, bounds, on_rows)
     try:
         return _extract(config, engine, source, base, on_rows)
     except KeyOrderError as error:
@@ -364,7 +372,7 @@ def _delta_base(config: Config, source: SourceTable) -> Base | None:
     return base
 
 
-def _extract_ranges(config: Config, source: SourceTable, bounds: list[tuple],
+def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds: list[tuple],
                     on_rows: Callable[[int], None] | None) -> ExtractResult:
     """A full snapshot as contiguous key ranges extracted by parallel worker processes (hashing is
     CPU-bound, so threads would share one core). Spawned, not forked: gRPC clients do not survive a fork."""
@@ -383,6 +391,7 @@ def _extract_ranges(config: Config, source: SourceTable, bounds: list[tuple],
                 on_rows(future.result().rows_read)
         for future in futures:
             writer.absorb(future.result())
+        writer.quarantine_without_key(engine)
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=None)
         return _result(config, source, writer, manifest, started)
 
@@ -429,6 +438,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
                 if on_rows:
                     on_rows(screened.rows)
             screen.close()
+            writer.quarantine_without_key(engine)
             if diff is not None:
                 writer.add_deleted(diff.finish())
             manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
