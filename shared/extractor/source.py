@@ -157,10 +157,15 @@ def _mssql_select(source: SourceTable, lower: KeyBound = None, upper: KeyBound =
                             lower, upper)
 
 
+def _nullable_key(source: SourceTable) -> list[sa.Column]:
+    """The key columns the source lets hold NULL (a configured key, SQLite's composite primary key)."""
+    return [source.table.columns[k] for k in source.schema.key if source.table.columns[k].nullable]
+
+
 def _whole_key(source: SourceTable) -> list[sa.ColumnElement]:
     """A row with a NULL key column is in no key range (NULL compares with nothing), so the key
     ordered stream leaves it out explicitly, in every reader alike; `rows_without_key` has them."""
-    return [source.table.columns[k].is_not(None) for k in source.schema.key]
+    return [column.is_not(None) for column in _nullable_key(source)]
 
 
 def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> sa.Select:
@@ -205,10 +210,10 @@ def rows_without_key(engine: Engine, source: SourceTable, chunk_rows: int) -> It
     """The rows with a NULL in a key column, as the driver returns them, a chunk at a time: no MERGE
     can match them, so the snapshot quarantines them. Not asked of SQL Server, whose T-SQL select
     does not leave them out (a NULL key sorts first there, into the first chunk's row checks)."""
-    if not source.schema.key or engine.dialect.name == "mssql":
+    nullable = _nullable_key(source)
+    if not nullable or engine.dialect.name == "mssql":
         return
-    columns = source.table.columns
-    query = sa.select(*columns).where(sa.or_(*(columns[k].is_(None) for k in source.schema.key)))
+    query = sa.select(*source.table.columns).where(sa.or_(*(column.is_(None) for column in nullable)))
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True).exec_driver_sql(
             str(query.compile(dialect=engine.dialect)))
