@@ -9,6 +9,7 @@ from rich.table import Table
 
 from matrix_sync.cycle import Progress as CycleProgress
 from matrix_sync.cycle import TableReport, not_extracted_report, wait_for_chain
+from shared import ledger
 from shared.config import Config
 from shared.extractor.run import extract
 from shared.extractor.snapshot import ExtractResult
@@ -76,6 +77,9 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     console.print(summary_table(reports, title))
     for failed in extraction.failed:
         errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
+    for report in reports:
+        if report.load_status == ledger.REFUSED and report.message:
+            errors.print(f"[bold red]{report.table}:[/] refused, {report.message}", highlight=False, soft_wrap=True)
     failed = [r.table for r in reports if not r.ok]
     if failed:
         errors.print(f"[bold red]not reconciled:[/] {', '.join(failed)}", highlight=False)

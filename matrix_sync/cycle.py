@@ -32,6 +32,7 @@ class TableReport:
     reconciliation: str = "pending"
     validation: str = "pending"
     failed_checks: list[str] = field(default_factory=list)
+    message: str = ""  # why the loader refused or skipped the snapshot
 
     @property
     def done(self) -> bool:
@@ -104,7 +105,7 @@ def _refresh(project: str, dataset: str, reports: dict[str, TableReport], existi
     Each query is a job (in BigQuery a billed one, on the local stack CPU taken from the load)."""
     loading = [run_id for run_id, r in reports.items() if r.load_status != ledger.APPLIED]
     for row in _rows_if_table_exists(project, dataset, LEDGER_TABLE,
-                                     "SELECT run_id, status, rows_inserted, rows_updated, rows_deleted FROM {t} "
+                                     "SELECT run_id, status, rows_inserted, rows_updated, rows_deleted, message FROM {t} "
                                      "WHERE run_id IN UNNEST(@run_ids)", loading, existing):
         report = reports[row["run_id"]]
         if report.load_status in ("pending", ledger.DUPLICATE) or row["status"] == ledger.APPLIED:
@@ -112,6 +113,7 @@ def _refresh(project: str, dataset: str, reports: dict[str, TableReport], existi
             report.rows_inserted = row["rows_inserted"] or 0
             report.rows_updated = row["rows_updated"] or 0
             report.rows_deleted = row["rows_deleted"] or 0
+            report.message = row.get("message") or ""
     # the results of a snapshot come only after its ledger row: nothing is asked about them before
     loaded = [run_id for run_id, r in reports.items() if r.load_status in (ledger.APPLIED, ledger.DUPLICATE)]
     reconciling = [run_id for run_id in loaded if reports[run_id].reconciliation == "pending"]

@@ -81,6 +81,22 @@ def test_a_table_that_cannot_be_extracted_fails_alone(stack: LocalStack, tmp_pat
     assert_tables_equal(config.model_copy(update={"tables": [config.table("customers")]}))
 
 
+def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=7)
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                 suffix=unique_name)
+    first = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    with sqlite3.connect(database) as connection:  # the loader does not drop columns on its own
+        connection.execute("ALTER TABLE customers DROP COLUMN email")
+    second = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "refused" in second.stdout
+    assert "customers: refused, column(s) email of " in second.stderr
+    assert "dropping columns is not applied automatically" in second.stderr
+
+
 @pytest.mark.parametrize(("config_text", "message"), [
     ("source: {url: 'sqlite:///x.db'}\n", "pubsub: Field required"),
     ("source: {url: 'sqlite:///x.db', pasword: x}\ntables: []\n", "source.pasword: unknown key"),
