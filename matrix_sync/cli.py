@@ -11,7 +11,7 @@ from rich.table import Table
 
 from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
-from matrix_sync.console import RichProgress, console, errors, run_and_report
+from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.generate import create_tables, generate_models
@@ -168,7 +168,7 @@ def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
     for locked in outcome.locked:
         console.print(locked.describe())
     for failed in outcome.failed:
-        errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
+        print_not_extracted(failed)
     if outcome.locked:
         errors.print(f"skipped, another extraction holds them: {', '.join(t.table for t in outcome.locked)}",
                      highlight=False)

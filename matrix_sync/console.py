@@ -11,7 +11,7 @@ from matrix_sync.cycle import Progress as CycleProgress
 from matrix_sync.cycle import TableReport, not_extracted_report, wait_for_chain
 from shared import ledger
 from shared.config import Config
-from shared.extractor.run import extract
+from shared.extractor.run import FailedTable, extract
 from shared.extractor.snapshot import ExtractResult
 
 # Piped output (CI, logs) gets a width that fits the summary table instead of rich's default 80.
@@ -67,6 +67,10 @@ def summary_table(reports: list[TableReport], title: str) -> Table:
     return table
 
 
+def print_not_extracted(failed: FailedTable) -> None:
+    errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
+
+
 def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str) -> bool:
     """One cycle with progress bars and a summary table; True when every table reconciled."""
     with RichProgress() as progress:
@@ -76,7 +80,7 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     reports += [not_extracted_report(config, failed.table, "failed") for failed in extraction.failed]
     console.print(summary_table(reports, title))
     for failed in extraction.failed:
-        errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
+        print_not_extracted(failed)
     for report in reports:
         if report.load_status == ledger.REFUSED and report.message:
             errors.print(f"[bold red]{report.table}:[/] refused, {report.message}", highlight=False, soft_wrap=True)

@@ -138,6 +138,12 @@ def reads_from_cursor(dialect: sa.Dialect) -> bool:
     return (dialect.name, dialect.driver) in _RAW_DRIVERS
 
 
+def raw_rows(connection: sa.Connection, query: sa.Select, chunk_rows: int) -> Iterator[list[tuple]]:
+    """The rows of `query` as the driver returns them, no result processor applied, a chunk at a time."""
+    for chunk in _stream_cursor(_server_side_cursor(connection), connection.dialect, query, chunk_rows):
+        yield chunk.raw
+
+
 def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int) -> Iterator[SourceChunk]:
     sql, parameters = statement(dialect, query)
     try:

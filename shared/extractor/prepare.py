@@ -145,12 +145,11 @@ class ChunkPreparer:
         """The reference: each row processed, validated, converted and hashed on its own."""
         rejected: list[dict[str, object]] = []
         processed: list[tuple] = []
-        process = SourceChunk([], processors).process
         for row in raw:
             try:
-                processed.append(process(row) if any(processors) else tuple(row))
+                processed.append(self._processed(row, processors) if any(processors) else tuple(row))
             except _CONVERSION_ERRORS as error:  # e.g. SQLite text that is no date
-                rejected.append(self.quarantine_entry(row, self._naming_column(row, processors, error)))
+                rejected.append(self.quarantine_entry(row, error))
         good: list[tuple] = []
         invalid = self._invalid(processed)
         for index, row in enumerate(processed):
@@ -172,15 +171,18 @@ class ChunkPreparer:
         arrays = [pa.array(values, type=f.type) for values, f in zip(columns, self._arrow_schema, strict=True)]
         return Prepared(pa.Table.from_arrays(arrays, schema=self._arrow_schema), self._key_positions, fingerprint)
 
-    def _naming_column(self, row: tuple, processors: tuple[Processor, ...], error: Exception) -> Exception:
-        """The driver's processor error, prefixed with the column it failed on (as the model's are)."""
-        for column, processor, value in zip(self._schema.columns, processors, row, strict=False):
+    def _processed(self, row: tuple, processors: tuple[Processor, ...]) -> tuple:
+        """One raw row through the driver's result processors; an error names its column, as the
+        model's errors do (a subclass the name cannot be put into is raised as it is)."""
+        values = []
+        for column, processor, value in zip(self._schema.columns, processors, row, strict=True):
             try:
-                if processor is not None and value is not None:
-                    processor(value)
-            except _CONVERSION_ERRORS as failed:
-                return type(failed)(f"{column.name}: {failed}") if type(failed) in _CONVERSION_ERRORS else failed
-        return error
+                values.append(value if processor is None or value is None else processor(value))
+            except _CONVERSION_ERRORS as error:
+                if type(error) not in _CONVERSION_ERRORS:
+                    raise
+                raise type(error)(f"{column.name}: {error}") from error
+        return tuple(values)
 
     def quarantine_entry(self, row: tuple, error: Exception) -> dict[str, object]:
         names = [c.name for c in self._schema.columns]

@@ -14,7 +14,7 @@ from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
 from shared.extractor import engines
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
-from shared.extractor.dbapi_stream import reads_from_cursor, stream_dbapi
+from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
 from shared.identifiers import IdentifierError
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
 from shared.mssql.select import MssqlSelect, select_statement
@@ -215,10 +215,7 @@ def rows_without_key(engine: Engine, source: SourceTable, chunk_rows: int) -> It
         return
     query = sa.select(*source.table.columns).where(sa.or_(*(column.is_(None) for column in nullable)))
     with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True).exec_driver_sql(
-            str(query.compile(dialect=engine.dialect)))
-        while rows := result.fetchmany(chunk_rows):
-            yield [tuple(row) for row in rows]
+        yield from raw_rows(connection, query, chunk_rows)
 
 
 def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tuple]:

@@ -45,14 +45,15 @@ from shared.validator.thresholds import Thresholds
 
 ERROR, WARNING = "error", "warning"
 _INT16, _INT32 = (-(2**15), 2**15 - 1), (-(2**31), 2**31 - 1)
+_MYSQL_INTS = {"tinyint": (-128, 127), "smallint": _INT16, "mediumint": (-(2**23), 2**23 - 1), "int": _INT32,
+               "integer": _INT32}
 # The limits each kind of source enforces on its own types (manifest.source_dialect; absent: mssql).
 _INT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
     "mssql": {"tinyint": (0, 255), "smallint": _INT16, "int": _INT32},
-    "mysql": {"tinyint": (-128, 127), "smallint": _INT16, "mediumint": (-(2**23), 2**23 - 1), "int": _INT32,
-              "integer": _INT32},
+    "mysql": _MYSQL_INTS,
+    "mariadb": _MYSQL_INTS,
     "postgresql": {"smallint": _INT16, "integer": _INT32},
 }
-_INT_RANGES["mariadb"] = _INT_RANGES["mysql"]
 _DATE_RANGES: dict[str, dict[str, tuple[dt.date, dt.date]]] = {
     "mssql": {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
               "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))},
