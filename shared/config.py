@@ -131,7 +131,7 @@ class TableConfig(_Strict):
 
     @property
     def target_table(self) -> str:
-        return self.target or identifiers.bigquery_column_for(self.table_name)
+        return self.target or identifiers.bigquery_name_for(self.table_name)
 
 
 class GcsConfig(_Strict):

@@ -10,6 +10,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
+from shared.schema import KEY_HASH_COLUMN, RAW_HASH_COLUMN, ROW_HASH_COLUMN
+
 # Source names are quoted by the source's dialect, so any printable text up to SQL Server's sysname
 # length is accepted; control characters never are.
 _SOURCE_PART = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
@@ -19,6 +21,7 @@ _BQ_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _BQ_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z][a-z0-9-]{0,62}$")
 _GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _RESERVED_PREFIXES = ("_TABLE_", "_FILE_", "_PARTITION", "_ROW_TIMESTAMP", "__ROOT__", "_COLIDENTIFIER")
+PIPELINE_COLUMNS = (KEY_HASH_COLUMN, ROW_HASH_COLUMN, RAW_HASH_COLUMN)  # beside a snapshot row's own
 
 
 class IdentifierError(ValueError):
@@ -79,6 +82,13 @@ def _escape_char(char: str) -> str:
 
 
 def bigquery_column_for(source_name: str) -> str:
+    """The BigQuery name a source column lands under (see `bigquery_name_for`). A column named like
+    one matrix-sync adds to every row (`_key_hash`, `_row_hash`, in any case) has its first
+    character escaped too, so it lands beside them as `_x005F_row_hash`."""
+    return bigquery_name_for(source_name, reserved=PIPELINE_COLUMNS)
+
+
+def bigquery_name_for(source_name: str, reserved: tuple[str, ...] = ()) -> str:
     """The BigQuery name a source column or table lands under.
 
     A name BigQuery accepts as it is stays as it is. Otherwise every character outside
@@ -86,8 +96,9 @@ def bigquery_column_for(source_name: str) -> str:
     of XML name encoding; an underscore that would start such a sequence is itself escaped as
     `_x005F_`. The mapping is reversible by `source_name_for`, so two source names never collide.
     """
+    taken = source_name.lower() in reserved
     if _BQ_COLUMN.match(source_name) and not _ESCAPE.search(source_name) \
-            and not source_name.upper().startswith(_RESERVED_PREFIXES):
+            and not source_name.upper().startswith(_RESERVED_PREFIXES) and not taken:
         return source_name
     out = []
     for position, char in enumerate(source_name):
@@ -95,7 +106,7 @@ def bigquery_column_for(source_name: str) -> str:
         plain = char.isascii() and (char.isalnum() or char == "_") and not (position == 0 and char.isdigit())
         out.append(char if plain and not starts_escape else _escape_char(char))
     encoded = "".join(out)
-    if encoded.upper().startswith(_RESERVED_PREFIXES):
+    if encoded.upper().startswith(_RESERVED_PREFIXES) or encoded.lower() in reserved:
         encoded = _escape_char(encoded[0]) + encoded[1:]
     return bigquery_column(encoded)
 

@@ -4,7 +4,9 @@ from hypothesis import strategies as st
 
 from shared.identifiers import (
     IdentifierError,
+    PIPELINE_COLUMNS,
     bigquery_column_for,
+    bigquery_name_for,
     quote_bigquery,
     source_name_for,
     source_part,
@@ -24,6 +26,8 @@ NAMES = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, ma
     ("emoji🌻", "emoji_U0001F33B_"),
     ("it's;`x`", "it_x0027_s_x003B__x0060_x_x0060_"),
     ("_TABLE_SUFFIX", "_x005F_TABLE_SUFFIX"),
+    ("_row_hash", "_x005F_row_hash"),  # the names of the columns matrix-sync adds, in any case
+    ("_KEY_Hash", "_x005F_KEY_Hash"),
 ])
 def test_documented_examples(source: str, bigquery: str) -> None:
     assert bigquery_column_for(source) == bigquery
@@ -39,6 +43,11 @@ def test_mapping_is_reversible_and_always_valid(name: str) -> None:
         return
     assert source_name_for(mapped) == name
     assert quote_bigquery(mapped) == f"`{mapped}`"
+    assert mapped.lower() not in PIPELINE_COLUMNS
+
+
+def test_a_table_may_be_named_like_a_pipeline_column() -> None:
+    assert bigquery_name_for("_row_hash") == "_row_hash"
 
 
 @given(NAMES, NAMES)
