@@ -3,8 +3,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.identifiers import (
-    IdentifierError,
     PIPELINE_COLUMNS,
+    IdentifierError,
     bigquery_column_for,
     bigquery_name_for,
     quote_bigquery,
