@@ -23,11 +23,13 @@ from shared.config import ConfigError, load_config
 from shared.extractor.run import Extraction
 from shared.extractor.run import extract as extract_snapshots
 from shared.extractor.source import SourceError
+from shared.gcs import BucketUnavailable
 from shared.pubsub import publish_json
 from shared.topology import RECONCILE_REQUESTS_TOPIC
 
 # Missing Google credentials is expected too: no local stack running and no gcloud login.
-EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, DefaultCredentialsError)
+EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, DefaultCredentialsError,
+                   BucketUnavailable)
 
 
 friendly_errors = one_line_errors(*EXPECTED_ERRORS)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -15,6 +17,23 @@ class ObjectInfo:
     uri: str
     size: int
     md5: str
+
+
+class BucketUnavailable(RuntimeError):
+    """A write GCS refuses for the bucket itself: it does not exist, or this identity may not write there."""
+
+
+@contextmanager
+def writing(bucket: str, name: str) -> Iterator[None]:
+    """Turns GCS's 404 and 403 on a write into BucketUnavailable naming the bucket, the object and
+    the fix. Only for uploads: a 404 there can only mean the bucket is missing."""
+    try:
+        yield
+    except gexc.NotFound:
+        raise BucketUnavailable(f"bucket gs://{bucket} does not exist (writing {name}): check gcs.bucket in the "
+                                "config, or create it (infra/ does)") from None
+    except gexc.Forbidden as error:
+        raise BucketUnavailable(f"this identity may not write gs://{bucket}/{name}: {error.message}") from None
 
 
 def uri(bucket: str, name: str) -> str:

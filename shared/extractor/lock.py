@@ -32,7 +32,7 @@ from typing import Self
 
 from google.api_core import exceptions as gexc
 
-from shared import logs
+from shared import gcs, logs
 from shared.clients import storage_client
 
 log = logs.get(__name__)
@@ -88,8 +88,9 @@ def _write(bucket: str, name: str, metadata: dict[str, str], if_generation_match
     """The new generation; raises PreconditionFailed when the object is not at if_generation_match."""
     blob = storage_client().bucket(bucket).blob(name)
     blob.metadata = metadata
-    blob.upload_from_string(json.dumps(metadata).encode(), content_type="application/json",
-                            if_generation_match=if_generation_match)
+    with gcs.writing(bucket, name):
+        blob.upload_from_string(json.dumps(metadata).encode(), content_type="application/json",
+                                if_generation_match=if_generation_match)
     return int(blob.generation)
 
 
