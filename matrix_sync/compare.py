@@ -56,7 +56,7 @@ from matrix_sync.compare_source import CompareProgress, SourceKeys, count_rows, 
 from shared import bigquery as bq
 from shared import segments
 from shared.config import Config, TableConfig
-from shared.extractor.source import discover
+from shared.extractor.source import discover, find_duplicated_keys
 from shared.identifiers import quote_bigquery as q
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
@@ -94,7 +94,7 @@ def compare_table(config: Config, engine: Engine, table: TableConfig, progress: 
         raise CompareError("a repair needs the hashes rebuilt from BigQuery's data: compare without stored_hashes")
     progress = progress or CompareProgress()
     started = time.monotonic()
-    source = discover(engine, table)
+    source = find_duplicated_keys(engine, discover(engine, table))
     schema = source.schema
     target_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
     result = _new_result(table, schema, target_id)

@@ -61,9 +61,8 @@ def summary_table(reports: list[TableReport], title: str) -> Table:
         table.add_column(heading, justify=justify)  # type: ignore[arg-type]
     for r in reports:
         style = "" if r.ok else "bold red"
-        validation = r.validation if not r.failed_checks else f"failed: {', '.join(r.failed_checks)}"
         table.add_row(r.table, r.mode, f"{r.source_rows:,}", f"{r.shipped_rows:,}", r.load_status, f"{r.rows_inserted:,}", f"{r.rows_updated:,}",
-                      f"{r.rows_deleted:,}", r.reconciliation, validation, style=style)
+                      f"{r.rows_deleted:,}", r.reconciliation, r.verdict, style=style)
     return table
 
 
@@ -84,7 +83,7 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     for report in reports:
         if report.load_status == ledger.REFUSED and report.message:
             errors.print(f"[bold red]{report.table}:[/] refused, {report.message}", highlight=False, soft_wrap=True)
-    failed = [r.table for r in reports if not r.ok]
-    if failed:
-        errors.print(f"[bold red]not reconciled:[/] {', '.join(failed)}", highlight=False)
+    failed = [r for r in reports if not r.ok]
+    for report in failed:
+        errors.print(f"[bold red]not verified:[/] {report.table} ({report.problems})", highlight=False, soft_wrap=True)
     return not failed

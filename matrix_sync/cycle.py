@@ -45,6 +45,21 @@ class TableReport:
         return (self.load_status in (ledger.APPLIED, ledger.DUPLICATE) and self.reconciliation == "match"
                 and self.validation == "passed")
 
+    @property
+    def problems(self) -> str:
+        """What keeps the table from being ok, in a few words."""
+        if not self.run_id:
+            return f"not extracted, {self.load_status}"
+        found = [] if self.load_status in (ledger.APPLIED, ledger.DUPLICATE) else [f"load {self.load_status or 'not run'}"]
+        found += [] if self.reconciliation == "match" else [f"reconciliation {self.reconciliation}"]
+        found += [] if self.validation == "passed" else [f"validation {self.verdict}"]
+        return "; ".join(found)
+
+    @property
+    def verdict(self) -> str:
+        """The validation verdict with the checks that failed."""
+        return f"failed: {', '.join(self.failed_checks)}" if self.failed_checks else self.validation
+
 
 class Progress(ExtractProgress):
     """Callbacks the CLI turns into progress bars; tests pass nothing."""

@@ -15,7 +15,7 @@ from shared import logs
 from shared.config import Config, TableConfig
 from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
 from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
-from shared.extractor.source import SourceError, connect, discover
+from shared.extractor.source import SourceError, connect, discover, find_duplicated_keys
 
 log = logs.get(__name__)
 
@@ -107,7 +107,7 @@ def extract_tables(config: Config, tables: list[str] | None = None, progress: Ex
 def _extract_locked(config: Config, engine: Engine, table: TableConfig, lease: Lease, progress: ExtractProgress,
                     force_full: bool) -> ExtractResult:
     progress.table_started(table.name)
-    source = discover(engine, table)
+    source = find_duplicated_keys(engine, discover(engine, table))
 
     def on_rows(count: int) -> None:
         lease.check()  # a lease lost mid-way stops the extraction before its manifest

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -23,7 +23,15 @@ from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
-from shared.extractor.source import SourceTable, connect, discover, key_boundaries, rows_without_key, stream_rows
+from shared.extractor.source import (
+    SourceTable,
+    connect,
+    discover,
+    key_boundaries,
+    rows_with_duplicated_key,
+    rows_without_key,
+    stream_rows,
+)
 from shared.extractor.unchanged import ChunkIndex, Screen, Screened, chunk_changes
 from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
@@ -226,6 +234,19 @@ class SnapshotWriter:
                 f"key column(s) {[name for name, at in key if row[at] is None]} NULL: a row without its whole "
                 "key cannot be matched")) for row in rows])
 
+    def quarantine_duplicated_keys(self, engine: Engine) -> None:
+        """Quarantines every row of a key more than one row holds, which the key-ordered stream left out."""
+        key = self.source.schema.key_positions
+        for rows in rows_with_duplicated_key(engine, self.source, self.config.extract.chunk_rows):
+            self._upload_quarantine([self._prepare.quarantine_entry(row, ValueError(
+                f"key {tuple(row[at] for at in key)!r} is held by more than one row of the source: none of them "
+                "can be matched, so none is loaded")) for row in rows])
+
+    def quarantine_left_out(self, engine: Engine) -> None:
+        """The rows the key-ordered stream left out: a NULL in a key column, or a key held twice."""
+        self.quarantine_without_key(engine)
+        self.quarantine_duplicated_keys(engine)
+
     def flush(self) -> None:
         """Writes what is buffered and waits for every upload (their Parts are then listed)."""
         self._flush_rows()
@@ -306,11 +327,11 @@ class RangeOutput:
 
 
 def extract_range(config: Config, table_name: str, run_id: str, index: int, lower: tuple | None,
-                  upper: tuple | None) -> RangeOutput:
+                  upper: tuple | None, duplicated_keys: int) -> RangeOutput:
     """One key range of a full snapshot, in a worker process with its own source connection."""
     engine = connect(config.source)
     try:
-        source = discover(engine, config.table(table_name))
+        source = replace(discover(engine, config.table(table_name)), duplicated_keys=duplicated_keys)
         writer = SnapshotWriter(config, source, run_id, name_prefix=f"r{index:03d}-")
         screen = Screen(source.schema)
         rows_read = 0
@@ -384,14 +405,15 @@ def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds:
     with logs.labels(run_id=run_id, table=source.config.name), ProcessPoolExecutor(
         max_workers=len(ranges), mp_context=multiprocessing.get_context("spawn")
     ) as pool:
-        futures = [pool.submit(extract_range, config, source.config.name, run_id, i, lower, upper)
+        futures = [pool.submit(extract_range, config, source.config.name, run_id, i, lower, upper,
+                               source.duplicated_keys)
                    for i, (lower, upper) in enumerate(ranges)]
         for future in as_completed(futures):
             if on_rows:
                 on_rows(future.result().rows_read)
         for future in futures:
             writer.absorb(future.result())
-        writer.quarantine_without_key(engine)
+        writer.quarantine_left_out(engine)
         manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=None)
         return _result(config, source, writer, manifest, started)
 
@@ -438,7 +460,7 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
                 if on_rows:
                     on_rows(screened.rows)
             screen.close()
-            writer.quarantine_without_key(engine)
+            writer.quarantine_left_out(engine)
             if diff is not None:
                 writer.add_deleted(diff.finish())
             manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)

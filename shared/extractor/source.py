@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
@@ -63,6 +63,7 @@ class SourceTable:
     table: sa.Table
     schema: TableSchema
     dialect: str  # SQLAlchemy's name of the source (mssql, postgresql, mysql, sqlite)
+    duplicated_keys: int = 0  # keys held by more than one row: left out of the stream, quarantined
 
 
 def _tolerate_invalid_utf8(dbapi_connection: object, _record: object) -> None:
@@ -162,16 +163,38 @@ def _nullable_key(source: SourceTable) -> list[sa.Column]:
     return [source.table.columns[k] for k in source.schema.key if source.table.columns[k].nullable]
 
 
-def _whole_key(source: SourceTable) -> list[sa.ColumnElement]:
+def _whole_key(source: SourceTable, table: sa.FromClause | None = None) -> list[sa.ColumnElement]:
     """A row with a NULL key column is in no key range (NULL compares with nothing), so the key
     ordered stream leaves it out explicitly, in every reader alike; `rows_without_key` has them."""
-    return [column.is_not(None) for column in _nullable_key(source)]
+    columns = (source.table if table is None else table).columns
+    return [columns[column.name].is_not(None) for column in _nullable_key(source)]
+
+
+def _ordered_key(source: SourceTable, table: sa.FromClause | None = None) -> list[sa.ColumnElement]:
+    columns = (source.table if table is None else table).columns
+    return [_binary_order(columns[k], source.dialect) for k in source.schema.key]
+
+
+def _duplicated_keys(source: SourceTable) -> sa.Select:
+    """The keys more than one row holds, compared as the stream orders them (text byte-wise, as
+    BigQuery's MERGE matches them), over an alias so it never correlates with the outer select."""
+    other = source.table.alias("matrix_sync_keys")
+    key = _ordered_key(source, other)
+    return sa.select(*key).where(*_whole_key(source, other)).group_by(*key).having(sa.func.count() > 1)
+
+
+def _unique_key(source: SourceTable) -> list[sa.ColumnElement]:
+    """A key held by several rows matches no single row: the stream leaves them all out, in every
+    reader alike, and `rows_with_duplicated_key` has them."""
+    if not source.duplicated_keys:
+        return []
+    return [sa.tuple_(*_ordered_key(source)).not_in(_duplicated_keys(source))]
 
 
 def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> sa.Select:
     columns = source.table.columns
     order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
-    query = sa.select(*columns).where(*_whole_key(source)).order_by(*order)
+    query = sa.select(*columns).where(*_whole_key(source), *_unique_key(source)).order_by(*order)
     if lower is not None:
         query = query.where(sa.tuple_(*order) > sa.tuple_(*lower))
     if upper is not None:
@@ -216,6 +239,52 @@ def rows_without_key(engine: Engine, source: SourceTable, chunk_rows: int) -> It
     query = sa.select(*source.table.columns).where(sa.or_(*(column.is_(None) for column in nullable)))
     with engine.connect() as connection:
         yield from raw_rows(connection, query, chunk_rows)
+
+
+def rows_with_duplicated_key(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[list[tuple]]:
+    """The rows whose key other rows hold too, in key order, as the driver returns them, a chunk at
+    a time: no MERGE can match them, so the snapshot quarantines them (see `find_duplicated_keys`)."""
+    if not source.duplicated_keys:
+        return
+    query = (sa.select(*source.table.columns).where(sa.tuple_(*_ordered_key(source)).in_(_duplicated_keys(source)))
+             .order_by(*_ordered_key(source)))
+    with engine.connect() as connection:
+        yield from raw_rows(connection, query, chunk_rows)
+
+
+MAX_DUPLICATED_KEYS = 1000
+
+
+def find_duplicated_keys(engine: Engine, source: SourceTable) -> SourceTable:
+    """The table with the number of keys more than one row holds, counted only where nothing in the
+    source makes the key unique (a configured key that is no primary key or unique index). A few
+    are bad rows to quarantine; more than MAX_DUPLICATED_KEYS mean the configured key is not a key.
+    SQL Server is not asked: its T-SQL select does not leave them out."""
+    if engine.dialect.name == "mssql" or source.schema.keyless or _declared_unique(engine, source):
+        return source
+    with engine.connect() as connection:
+        counted = connection.execute(
+            sa.select(sa.func.count()).select_from(_duplicated_keys(source).subquery())).scalar_one()
+    if counted > MAX_DUPLICATED_KEYS:
+        raise SourceError(f"table {source.config.name!r}: key {source.schema.key} is not unique in the source, "
+                          f"{counted:,} key values are held by more than one row; configure a key that is unique")
+    if counted:
+        log.warning("table %r: %d key value(s) of %s held by more than one row; their rows are quarantined",
+                    source.config.name, counted, source.schema.key)
+    return replace(source, duplicated_keys=counted)
+
+
+def _declared_unique(engine: Engine, source: SourceTable) -> bool:
+    """The primary key or a unique constraint or index lies within the key."""
+    key = set(source.schema.key)
+    primary = {column.name for column in source.table.primary_key.columns}
+    if primary and primary <= key:
+        return True
+    inspector = sa.inspect(engine)
+    where = {"table_name": source.config.table_name, "schema": source.config.schema_name}
+    unique = [c["column_names"] for c in inspector.get_unique_constraints(**where)]
+    unique += [i["column_names"] for i in inspector.get_indexes(**where) if i.get("unique")]
+    return any(columns and all(columns) and set(columns) <= key for columns in unique)
 
 
 def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tuple]:

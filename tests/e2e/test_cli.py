@@ -11,7 +11,7 @@ import pytest
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
-from tests.support import assert_tables_equal, wait_for_applied, write_config
+from tests.support import assert_tables_equal, bigquery_rows, wait_for_applied, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 CLI = [sys.executable, "-m", "matrix_sync.cli"]
@@ -40,21 +40,65 @@ def test_run_syncs_a_config_the_stack_has_never_seen(stack: LocalStack, tmp_path
     assert_tables_equal(config)
 
 
-def test_run_exits_nonzero_when_a_table_fails(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+def test_a_key_two_rows_hold_is_quarantined_then_heals(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
     database = tmp_path / "matrix.db"
     sample.create_sample(database, "tiny", seed=4)
-    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
-                 suffix=unique_name)
-    # Two rows per key in the source: the validator's key check must fail and `run` must say so.
-    with sqlite3.connect(database) as connection:
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                          suffix=unique_name)
+    with sqlite3.connect(database) as connection:  # the configured key is no primary key any more
         ddl = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'customers'").fetchone()[0]
         connection.execute("ALTER TABLE customers RENAME TO original")
         connection.execute(ddl.replace(",\n    PRIMARY KEY (customer_id)", ""))
-        connection.execute("INSERT INTO customers SELECT * FROM original UNION ALL SELECT * FROM original")
-    result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+        connection.execute("INSERT INTO customers SELECT * FROM original")
+        twice = connection.execute("SELECT min(customer_id) FROM customers").fetchone()[0]
+    run = ("run", "--config", str(tmp_path / "config.yaml"))
+    assert matrix_sync(*run, stack=stack, cwd=tmp_path).returncode == 0
+
+    # A second row with the same key: real BigQuery's MERGE could match neither, so both are
+    # quarantined, the key leaves BigQuery, and `run` says why it is not verified.
+    with sqlite3.connect(database) as connection:
+        connection.execute("INSERT INTO customers SELECT * FROM original WHERE customer_id = ?", (twice,))
+    result = matrix_sync(*run, stack=stack, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "key_unique" in result.stdout
-    assert "not reconciled: customers" in result.stderr
+    assert "quarantined_rows" in result.stdout
+    assert "not verified: customers (validation failed: quarantined_rows)" in result.stderr
+    in_bigquery = bigquery_rows(config, "customers")
+    assert (str(twice),) not in in_bigquery and len(in_bigquery) == sample.SIZES["tiny"] - 1
+
+    with sqlite3.connect(database) as connection:  # one row again: the key comes back
+        connection.execute("DELETE FROM customers WHERE rowid = (SELECT max(rowid) FROM customers)")
+    healed = matrix_sync(*run, stack=stack, cwd=tmp_path)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert_tables_equal(config)
+
+
+def test_column_names_bigquery_refuses_or_matrix_sync_uses_land_escaped(stack: LocalStack, tmp_path: Path,
+                                                                         unique_name: str) -> None:
+    database = tmp_path / "names.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute('CREATE TABLE "odd names" (id int PRIMARY KEY, "first name" text, "_row_hash" text, '
+                           '"_KEY_HASH" int, "größe" real, "1st" text, "select" text)')
+        connection.executemany('INSERT INTO "odd names" VALUES (?, ?, ?, ?, ?, ?, ?)',
+                               [(1, "a", "x", 7, 1.5, "p", "s"), (2, None, "y", None, 2.5, "q", None)])
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"odd names": ["id"]},
+                          suffix=unique_name)
+    result = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_tables_equal(config)
+
+
+def test_a_bucket_that_does_not_exist_is_named_in_one_line(stack: LocalStack, tmp_path: Path,
+                                                           unique_name: str) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=5)
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                 suffix=unique_name)
+    # the emulators from the environment, as for real Google Cloud: nothing is created for the config
+    result = matrix_sync("extract", "--config", str(tmp_path / "config.yaml"), cwd=tmp_path, extra_env=stack.env())
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"error: bucket gs://bucket-{unique_name} does not exist (writing snapshots/_locks/customers.json): "
+            "check gcs.bucket in the config, or create it (infra/ does)") in result.stderr
 
 
 def test_a_table_that_cannot_be_extracted_fails_alone(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
@@ -76,7 +120,7 @@ def test_a_table_that_cannot_be_extracted_fails_alone(stack: LocalStack, tmp_pat
     rows = {line.split("│")[1].strip(): line for line in cycle.stdout.splitlines() if line.count("│") > 5}
     assert "applied" in rows["customers"] and "match" in rows["customers"] and "passed" in rows["customers"]
     assert "failed" in rows["accounts"] and "skipped" in rows["accounts"]
-    assert reason in cycle.stderr and "not reconciled: accounts" in cycle.stderr
+    assert reason in cycle.stderr and "not verified: accounts (not extracted, failed)" in cycle.stderr
     assert "Traceback" not in cycle.stderr
     assert_tables_equal(config.model_copy(update={"tables": [config.table("customers")]}))
 

@@ -182,5 +182,5 @@ def test_the_cli_and_the_agent_report_a_locked_table(stack: LocalStack, config: 
     assert "Traceback" not in extracted.stderr and TABLE in extracted.stderr
     assert served.returncode == 0, served.stderr
     assert f"{TABLE}: skipped, locked by extraction other-holder" in served.stdout
-    assert cycle.returncode != 0 and "locked" in cycle.stdout and "not reconciled: customers" in cycle.stderr
+    assert cycle.returncode != 0 and "locked" in cycle.stdout and "not verified: customers (not extracted, locked)" in cycle.stderr
     assert manifests(config) == []
