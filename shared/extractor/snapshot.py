@@ -23,6 +23,7 @@ from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare import arrow_schema as arrow_schema  # re-exported: callers import it from here
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
+from shared.extractor.repeated_keys import RepeatedKeyCheck
 from shared.extractor.source import (
     SourceTable,
     connect,
@@ -337,7 +338,9 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         rows_read = 0
         with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer), \
                 read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper)) as chunks:
+            repeats = RepeatedKeyCheck(table_name, source.schema)
             for screened, prepared in writer.prepared(chunks, screen):
+                repeats.check(prepared.table)
                 writer.add_index(screen.indexed(prepared, screened))
                 writer.add_rows(prepared.table)
                 rows_read += screened.rows
@@ -445,8 +448,10 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
             read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows)) as chunks:
         writer = SnapshotWriter(config, source, run_id)
         diff, screen = key_diff(base.index, source.schema) if base else (None, Screen(source.schema))
+        repeats = RepeatedKeyCheck(source.config.name, source.schema)
         with _abandoned_on_failure(writer):
             for screened, prepared in writer.prepared(chunks, screen):
+                repeats.check(prepared.table)
                 index = screen.indexed(prepared, screened)
                 if diff is None:
                     writer.add_index(index)

@@ -14,8 +14,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from matrix_sync.cycle import wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import gcs
+from shared.clients import storage_client
 from shared.config import SourceConfig, TableConfig, load_config
 from shared.extractor import source as source_module
 from shared.extractor.run import extract, extract_tables
@@ -158,3 +160,48 @@ def test_a_key_the_source_declares_unique_is_not_counted(tmp_path: Path) -> None
     finally:
         engine.dispose()
 
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 500], ids=["across-chunks", "within-a-chunk"])
+def test_a_repeat_the_source_was_not_asked_about_fails_the_table_before_its_manifest(
+        stack: LocalStack, tmp_path: Path, unique_name: str, chunk_rows: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # as for SQL Server, whose keys are not counted, or a row inserted between the count and the read
+    monkeypatch.setattr(source_module, "_declared_unique", lambda _engine, _source: True)
+    table = f"uncounted_{unique_name}"
+    url = _sqlite(tmp_path, table)
+    config = write_config(tmp_path / "c.yaml", url=url, tables={table: ["a", "b"]}, suffix=unique_name,
+                          chunk_rows=chunk_rows)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    outcome = extract(config)
+    assert outcome.written == []
+    (failed,) = outcome.failed
+    assert failed.reason == (f"table {table!r}: key ('b', 1) is held by more than one row of the source; nothing "
+                             "was shipped. Make ['a', 'b'] unique in the source (a primary key or unique index), "
+                             "or configure a key that is")
+    assert [b.name for b in storage_client().list_blobs(config.gcs.bucket) if b.name.endswith("_manifest.json")] == []
+
+
+def test_a_delta_meeting_a_repeat_fails_the_table_too(stack: LocalStack, tmp_path: Path, unique_name: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    table = f"uncounted_delta_{unique_name}"
+    database = tmp_path / "delta.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(f"CREATE TABLE {table} (a text NOT NULL, v text)")
+        connection.executemany(f"INSERT INTO {table} VALUES (?, ?)", [(str(i), "x") for i in range(20)])
+    config = write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables={table: ["a"]},
+                          suffix=unique_name, chunk_rows=5)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    (first,) = extract_tables(config)
+    reports = wait_for_chain(config, [first], timeout_s=120, poll_s=0.2)
+    assert reports[0].ok, reports
+    monkeypatch.setattr(source_module, "_declared_unique", lambda _engine, _source: True)
+    with sqlite3.connect(database) as connection:
+        connection.execute(f"INSERT INTO {table} VALUES ('7', 'y')")
+    outcome = extract(config)
+    assert outcome.written == []  # the delta met the repeat first, then its full snapshot
+    assert f"delta of {table} abandoned, taking a full snapshot: source keys out of order" in caplog.text
+    assert "key ('7',) is held by more than one row of the source" in outcome.failed[0].reason
