@@ -36,8 +36,10 @@ def connect(source: SourceConfig) -> Engine:
     connect_args: dict[str, object] = {}
     if source.url.startswith("mssql+pymssql"):
         connect_args = {"login_timeout": source.connect_timeout_s, "timeout": 0}
-    elif source.url.startswith(("postgresql", "mysql", "mariadb")):
+    elif source.url.startswith("postgresql"):
         connect_args = {"connect_timeout": source.connect_timeout_s}
+    elif source.url.startswith(("mysql", "mariadb")):  # TIMESTAMPs read as UTC (`_MysqlUtcTimestamp`)
+        connect_args = {"connect_timeout": source.connect_timeout_s, "init_command": "SET time_zone = '+00:00'"}
     shown = sa.engine.make_url(source.url).render_as_string(hide_password=True)
     try:
         url = source_url(source)
@@ -113,6 +115,18 @@ class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
         return process
 
 
+class _MysqlUtcTimestamp(sa.dialects.mysql.TIMESTAMP):
+    """MySQL's TIMESTAMP is an instant the server shows in the session's time zone, so one server
+    in Europe/Berlin would give wall-clock times (twice the same one in the autumn's repeated hour).
+    Every connection sets the session to UTC (`connect`): the naive values read are UTC instants
+    and land in TIMESTAMP."""
+
+    cache_ok = True
+
+    def __init__(self, fsp: int | None = None) -> None:
+        super().__init__(timezone=True, fsp=fsp)
+
+
 def _read_as(sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
     """The type a column's values are read with, where SQLAlchemy's reflected one would change them."""
     if isinstance(sa_type, sa.Float):
@@ -120,6 +134,8 @@ def _read_as(sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
         sa_type.asdecimal = False
     if isinstance(sa_type, sa.dialects.mysql.TIME):
         return _MysqlTimeOfDay(fsp=sa_type.fsp)
+    if isinstance(sa_type, sa.dialects.mysql.TIMESTAMP):
+        return _MysqlUtcTimestamp(fsp=sa_type.fsp)
     if isinstance(sa_type, sa.dialects.mysql.SET):
         return sa.String()  # the driver's text 'a,b'; SQLAlchemy's SET makes a Python set of it
     return sa_type

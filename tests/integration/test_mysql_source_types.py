@@ -84,3 +84,25 @@ def test_set_and_enum_land_as_their_text(table: str) -> None:
     finally:
         engine.dispose()
     assert kept == [(1, "x,z", "b"), (2, "", "a"), (3, None, None)]
+
+
+def test_a_timestamp_is_the_same_instant_whatever_the_servers_time_zone(table: str) -> None:
+    # MySQL shows a TIMESTAMP in the session's time zone, which defaults to the server's: a server
+    # 5 hours west of UTC would have landed 12:00 UTC as 07:00, and in a DATETIME
+    _create(table, "ts TIMESTAMP(6) NULL, local DATETIME(6) NULL", "(1, '2024-06-01 12:00:00.5', '2024-06-01 12:00:00')")
+    admin = sa.create_engine(URL)
+    with admin.begin() as connection:
+        default = connection.exec_driver_sql("SELECT @@global.time_zone").scalar_one()
+        connection.exec_driver_sql("SET GLOBAL time_zone = '-05:00'")
+    engine = connect(SourceConfig(url=URL))
+    try:
+        source = discover(engine, TableConfig(name=table, key=["id"]))
+        assert [c.bq_type for c in source.schema.columns] == ["INT64", "TIMESTAMP", "DATETIME"]
+        (prepared, quarantined), = [ChunkPreparer(source.schema)(chunk) for chunk in stream_rows(engine, source, 10)]
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"SET GLOBAL time_zone = '{default}'")
+        admin.dispose()
+    assert quarantined == []
+    assert prepared.rows == [(1, dt.datetime(2024, 6, 1, 12, 0, 0, 500000, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, 12))]
