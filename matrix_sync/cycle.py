@@ -50,8 +50,9 @@ class TableReport:
         """What keeps the table from being ok, in a few words."""
         if not self.run_id:
             return f"not extracted, {self.load_status}"
-        found = [] if self.load_status in (ledger.APPLIED, ledger.DUPLICATE) else [f"load {self.load_status or 'not run'}"]
-        found += [] if self.reconciliation == "match" else [f"reconciliation {self.reconciliation}"]
+        if self.load_status not in (ledger.APPLIED, ledger.DUPLICATE):
+            return f"load {self.load_status}"  # nothing is reconciled or validated after it
+        found = [] if self.reconciliation == "match" else [f"reconciliation {self.reconciliation}"]
         found += [] if self.validation == "passed" else [f"validation {self.verdict}"]
         return "; ".join(found)
 

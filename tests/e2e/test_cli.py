@@ -139,6 +139,7 @@ def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, 
     assert "refused" in second.stdout
     assert "customers: refused, column(s) email of " in second.stderr
     assert "dropping columns is not applied automatically" in second.stderr
+    assert "not verified: customers (load refused)\n" in second.stderr
 
 
 @pytest.mark.parametrize(("config_text", "message"), [
