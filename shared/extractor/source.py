@@ -207,10 +207,9 @@ def _unique_key(source: SourceTable) -> list[sa.ColumnElement]:
     return [sa.tuple_(*_ordered_key(source)).not_in(_duplicated_keys(source))]
 
 
-def _generic_select(engine: Engine, source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> sa.Select:
-    columns = source.table.columns
-    order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
-    query = sa.select(*columns).where(*_whole_key(source), *_unique_key(source)).order_by(*order)
+def _generic_select(source: SourceTable, lower: KeyBound = None, upper: KeyBound = None) -> sa.Select:
+    order = _ordered_key(source)
+    query = sa.select(*source.table.columns).where(*_whole_key(source), *_unique_key(source)).order_by(*order)
     if lower is not None:
         query = query.where(sa.tuple_(*order) > sa.tuple_(*lower))
     if upper is not None:
@@ -228,11 +227,11 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
     if engine.dialect.name == "mssql":
         query: sa.Executable = _mssql_select(source, lower, upper).clause()
     else:
-        query = _generic_select(engine, source, lower, upper)
+        query = _generic_select(source, lower, upper)
     with engine.connect() as connection:
         if isinstance(query, sa.Select) and reads_from_cursor(engine.dialect):
             def select(low: KeyBound, high: KeyBound) -> sa.Select:
-                return _generic_select(engine, source, low, high)
+                return _generic_select(source, low, high)
 
             reader = arrow_reader(connection, source.table, source.schema)
             if reader is None:
@@ -291,7 +290,8 @@ def find_duplicated_keys(engine: Engine, source: SourceTable) -> SourceTable:
 
 
 def _declared_unique(engine: Engine, source: SourceTable) -> bool:
-    """The primary key or a unique constraint or index lies within the key."""
+    """The primary key, or a unique constraint or index over whole rows (not a partial one), lies
+    within the key."""
     key = set(source.schema.key)
     primary = {column.name for column in source.table.primary_key.columns}
     if primary and primary <= key:
@@ -299,7 +299,8 @@ def _declared_unique(engine: Engine, source: SourceTable) -> bool:
     inspector = sa.inspect(engine)
     where = {"table_name": source.config.table_name, "schema": source.config.schema_name}
     unique = [c["column_names"] for c in inspector.get_unique_constraints(**where)]
-    unique += [i["column_names"] for i in inspector.get_indexes(**where) if i.get("unique")]
+    unique += [i["column_names"] for i in inspector.get_indexes(**where) if i.get("unique")
+               and not any(option.endswith("_where") for option in i.get("dialect_options", {}))]
     return any(columns and all(columns) and set(columns) <= key for columns in unique)
 
 
@@ -322,10 +323,9 @@ def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tup
                 row = connection.execute(text).first()
                 bound = tuple(row[p] for p in source.schema.key_positions) if row else None
             else:
-                columns = table.columns
-                order = [_binary_order(columns[k], engine.dialect.name) for k in source.schema.key]
-                row = connection.execute(sa.select(*(columns[k] for k in source.schema.key)).where(*_whole_key(source))
-                                         .order_by(*order).offset(offset).limit(1)).first()
+                row = connection.execute(sa.select(*(table.columns[k] for k in source.schema.key))
+                                         .where(*_whole_key(source)).order_by(*_ordered_key(source))
+                                         .offset(offset).limit(1)).first()
                 bound = tuple(row) if row else None
             if bound is not None and (not bounds or bound != bounds[-1]):
                 bounds.append(bound)

@@ -205,3 +205,17 @@ def test_a_delta_meeting_a_repeat_fails_the_table_too(stack: LocalStack, tmp_pat
     assert outcome.written == []  # the delta met the repeat first, then its full snapshot
     assert f"delta of {table} abandoned, taking a full snapshot: source keys out of order" in caplog.text
     assert "key ('7',) is held by more than one row of the source" in outcome.failed[0].reason
+
+
+def test_a_partial_unique_index_does_not_make_the_key_unique(tmp_path: Path) -> None:
+    database = tmp_path / "partial.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE partial (a text NOT NULL, v text)")
+        connection.execute("CREATE UNIQUE INDEX partial_a ON partial (a) WHERE v IS NOT NULL")
+        connection.executemany("INSERT INTO partial VALUES (?, ?)", [("x", None), ("x", None), ("y", "1")])
+    engine = connect(SourceConfig(url=f"sqlite:///{database}"))
+    try:
+        source = find_duplicated_keys(engine, discover(engine, TableConfig(name="partial", key=["a"])))
+    finally:
+        engine.dispose()
+    assert source.duplicated_keys == 1
