@@ -18,7 +18,7 @@ from matrix_sync.cycle import wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import gcs
 from shared.clients import storage_client
-from shared.config import SourceConfig, TableConfig, load_config
+from shared.config import Config, SourceConfig, TableConfig, load_config
 from shared.extractor import source as source_module
 from shared.extractor.run import extract, extract_tables
 from shared.extractor.source import connect, discover, find_duplicated_keys
@@ -63,6 +63,11 @@ def _drop(url: str, table: str) -> None:
     engine.dispose()
 
 
+def _ready(stack: LocalStack, config: Config) -> None:
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+
+
 def _quarantined(manifest_uri: str) -> dict[str, str]:
     manifest = json.loads(gcs.read(*gcs.split_uri(manifest_uri)))
     entries = [json.loads(line) for uri in manifest["quarantine"]["uris"]
@@ -92,8 +97,7 @@ def test_every_row_of_a_duplicated_key_is_quarantined(stack: LocalStack, tmp_pat
     try:
         config = write_config(tmp_path / "c.yaml", url=url, tables={table: ["a", "b"]}, suffix=unique_name,
                               chunk_rows=1)
-        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+        _ready(stack, config)
         (result,) = extract_tables(config)
     finally:
         _drop(url, table)
@@ -115,8 +119,7 @@ def test_parallel_key_ranges_quarantine_them_too(stack: LocalStack, tmp_path: Pa
     document["extract"]["parallel_ranges"] = 3
     path.write_text(yaml.safe_dump(document))
     config = load_config(path)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    _ready(stack, config)
     (result,) = extract_tables(config)
     assert (result.rows, result.quarantined) == (3, 5)
     assert _shipped(result.manifest_uri, tmp_path) == SHIPPED
@@ -133,8 +136,7 @@ def test_a_key_most_rows_share_fails_the_table_alone(stack: LocalStack, tmp_path
         connection.execute(f"INSERT INTO fine_{unique_name} VALUES (1, 'x')")
     config = write_config(tmp_path / "c.yaml", url=url, tables={table: ["a"], f"fine_{unique_name}": ["id"]},
                           suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    _ready(stack, config)
     outcome = extract(config)
     assert [r.table for r in outcome.written] == [f"fine_{unique_name}"]
     (failed,) = outcome.failed
@@ -172,8 +174,7 @@ def test_a_repeat_the_source_was_not_asked_about_fails_the_table_before_its_mani
     url = _sqlite(tmp_path, table)
     config = write_config(tmp_path / "c.yaml", url=url, tables={table: ["a", "b"]}, suffix=unique_name,
                           chunk_rows=chunk_rows)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    _ready(stack, config)
     outcome = extract(config)
     assert outcome.written == []
     (failed,) = outcome.failed
@@ -193,8 +194,7 @@ def test_a_delta_meeting_a_repeat_fails_the_table_too(stack: LocalStack, tmp_pat
         connection.executemany(f"INSERT INTO {table} VALUES (?, ?)", [(str(i), "x") for i in range(20)])
     config = write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables={table: ["a"]},
                           suffix=unique_name, chunk_rows=5)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    _ready(stack, config)
     (first,) = extract_tables(config)
     reports = wait_for_chain(config, [first], timeout_s=120, poll_s=0.2)
     assert reports[0].ok, reports
