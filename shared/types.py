@@ -126,6 +126,9 @@ def bigquery_type_for_sqlalchemy(sa_type: sa.TypeEngine) -> str:
     refused by the converter and quarantined loudly rather than widening every such column.
     A time with a time zone is refused: it names no instant and BigQuery TIME holds no offset.
     """
+    declared = getattr(sa_type, "bigquery_type", None)  # a type the extractor reads as (read_types)
+    if isinstance(declared, str):
+        return declared
     if _is_mssql_type(sa_type):
         precision, scale, length = type_parameters(sa_type)
         try:

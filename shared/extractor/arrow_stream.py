@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import os
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -172,7 +173,7 @@ def _affinity(declared: str) -> str:
 
 def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReader:
     engine = connection.engine
-    uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    uri = _libpq_uri(engine.url)
     dialect = type(engine.dialect)(paramstyle="numeric_dollar")
     columns = list(table.columns)
     as_text = {column.name for column in columns if _is_numeric(column)}
@@ -183,7 +184,7 @@ def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReade
         return adbc_driver_postgresql.dbapi.connect(uri)
 
     def numerics_as_text(query: sa.Select) -> sa.Select:
-        return query.with_only_columns(*(sa.cast(c, sa.Text).label(c.name) if c.name in as_text else c
+        return query.with_only_columns(*(sa.cast(_as_selected(c), sa.Text).label(c.name) if c.name in as_text else c
                                          for c in query.selected_columns), maintain_column_froms=True)
 
     def processors(result: pa.Schema) -> list[Processor]:
@@ -199,6 +200,20 @@ def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReade
 
     return ArrowReader(connect, dialect, lambda _rows: {"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)},
                        processors, numerics_as_text)
+
+
+def _libpq_uri(url: sa.engine.URL) -> str:
+    """The URL as libpq reads it: it percent-decodes the query but takes '+' for itself, where
+    SQLAlchemy writes a space (the session `options`) as '+'."""
+    uri = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    query = urllib.parse.urlencode(dict(url.query), doseq=True, quote_via=urllib.parse.quote)
+    return f"{uri}?{query}" if query else uri
+
+
+def _as_selected(column: sa.ColumnElement) -> sa.ColumnElement:
+    """The column as its type selects it (`read_types.PgMoney` casts money to numeric)."""
+    expression = column.type.column_expression(column)
+    return column if expression is None else expression
 
 
 def _is_numeric(column: sa.Column) -> bool:

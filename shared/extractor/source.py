@@ -1,8 +1,7 @@
 """Reading a source table: its schema from the catalog, its rows as a bounded stream of chunks."""
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
@@ -15,6 +14,7 @@ from shared.credentials import source_url
 from shared.extractor import engines
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
+from shared.extractor.read_types import PgText, read_as
 from shared.identifiers import IdentifierError
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
 from shared.mssql.select import MssqlSelect, select_statement
@@ -38,11 +38,11 @@ def connect(source: SourceConfig) -> Engine:
         connect_args = {"login_timeout": source.connect_timeout_s, "timeout": 0}
     elif source.url.startswith("postgresql"):
         connect_args = {"connect_timeout": source.connect_timeout_s}
-    elif source.url.startswith(("mysql", "mariadb")):  # TIMESTAMPs read as UTC (`_MysqlUtcTimestamp`)
+    elif source.url.startswith(("mysql", "mariadb")):  # TIMESTAMPs read as UTC (read_types.MysqlUtcTimestamp)
         connect_args = {"connect_timeout": source.connect_timeout_s, "init_command": "SET time_zone = '+00:00'"}
     shown = sa.engine.make_url(source.url).render_as_string(hide_password=True)
     try:
-        url = source_url(source)
+        url = _session_settings(sa.engine.make_url(source_url(source)))
     except SecretAccessError as error:
         raise SourceError(f"cannot read the password of source {shown}: {redact(str(error))}") from None
     try:
@@ -55,6 +55,19 @@ def connect(source: SourceConfig) -> Engine:
         raise SourceError(f"cannot connect to source {shown}: {redact(_first_line(error))}") from None
     engines.preload(engine.dialect.name)
     return engine
+
+
+# Values read as PostgreSQL's text (intervals, ranges, arrays of dates) follow these settings, and
+# psycopg2 parses dates in ISO only: a server or role set to another zone or style changes nothing.
+_POSTGRESQL_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres"
+
+
+def _session_settings(url: sa.engine.URL) -> sa.engine.URL:
+    """The URL with the session settings the extractor reads in (both PostgreSQL readers connect by it)."""
+    if url.get_backend_name() != "postgresql":
+        return url
+    options = " ".join(part for part in (url.query.get("options"), _POSTGRESQL_SESSION) if part)
+    return url.update_query_dict({"options": options})
 
 
 @dataclass(frozen=True)
@@ -97,55 +110,11 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key), engine.dialect.name)
 
 
-_DAY = dt.timedelta(days=1)
-
-
-class _MysqlTimeOfDay(sa.dialects.mysql.TIME):
-    """MySQL's TIME is a duration (-838:59:59 to 838:59:59) that SQLAlchemy folds into a time of
-    day by dropping its days. A value within a day becomes that time; any other stays the timedelta
-    it is, which the TIME converter refuses, so its row is quarantined instead of changed."""
-
-    cache_ok = True
-
-    def result_processor(self, dialect: sa.Dialect, coltype: object) -> Callable[[object], object]:
-        def process(value: object) -> object:
-            if isinstance(value, dt.timedelta) and dt.timedelta(0) <= value < _DAY:
-                return (dt.datetime.min + value).time()
-            return value
-        return process
-
-
-class _MysqlUtcTimestamp(sa.dialects.mysql.TIMESTAMP):
-    """MySQL's TIMESTAMP is an instant the server shows in the session's time zone, so one server
-    in Europe/Berlin would give wall-clock times (twice the same one in the autumn's repeated hour).
-    Every connection sets the session to UTC (`connect`): the naive values read are UTC instants
-    and land in TIMESTAMP."""
-
-    cache_ok = True
-
-    def __init__(self, fsp: int | None = None) -> None:
-        super().__init__(timezone=True, fsp=fsp)
-
-
-def _read_as(sa_type: sa.types.TypeEngine) -> sa.types.TypeEngine:
-    """The type a column's values are read with, where SQLAlchemy's reflected one would change them."""
-    if isinstance(sa_type, sa.Float):
-        # MySQL's DOUBLE reflects with asdecimal=True; FLOAT64 values must arrive as floats.
-        sa_type.asdecimal = False
-    if isinstance(sa_type, sa.dialects.mysql.TIME):
-        return _MysqlTimeOfDay(fsp=sa_type.fsp)
-    if isinstance(sa_type, sa.dialects.mysql.TIMESTAMP):
-        return _MysqlUtcTimestamp(fsp=sa_type.fsp)
-    if isinstance(sa_type, sa.dialects.mysql.SET):
-        return sa.String()  # the driver's text 'a,b'; SQLAlchemy's SET makes a Python set of it
-    return sa_type
-
-
 def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:
     source_type = _type_name(source_column.type, engine)
     try:
         identifiers.source_part(source_column.name)
-        source_column.type = _read_as(source_column.type)
+        source_column.type = read_as(source_column.type, engine.dialect.name)
         bq_type = bigquery_type_for_sqlalchemy(source_column.type)
     except TypeMappingError:
         raise TypeMappingError(f"column {source_column.name!r}: no BigQuery type for {engine.dialect.name} type "
@@ -351,8 +320,8 @@ def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
     """Text keys sorted by code point, the order Python compares strings in (see extractor.delta)."""
     if not isinstance(column.type, sa.String):
         return column
-    if dialect == "postgresql":
-        return column.collate("C")
+    if dialect == "postgresql":  # a type read as its text is ordered as that text
+        return (sa.cast(column, sa.Text()) if isinstance(column.type, PgText) else column).collate("C")
     if dialect in ("mysql", "mariadb"):
         return sa.cast(column, sa.dialects.mysql.BINARY())
     return column

@@ -1,18 +1,20 @@
 """PostgreSQL values psycopg2 would change: dates and times BigQuery cannot hold ('infinity', BC, a
 year past 9999, 24:00:00) are quarantined, not turned into other values and not fatal to the table,
-through either reader; json, jsonb and interval land as PostgreSQL's own text. Against the real
-server on 127.0.0.1:5432."""
+through either reader; json, jsonb, interval and the types BigQuery has no counterpart for (arrays,
+inet, ranges, ...) land as PostgreSQL's own text, whatever zone and styles the server or role sets;
+money as NUMERIC. Against the real server on 127.0.0.1:5432."""
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 
 import psycopg2
 import pytest
 
 from shared.config import SourceConfig, TableConfig
 from shared.extractor.prepare import ChunkPreparer
-from shared.extractor.source import connect, discover, stream_rows
+from shared.extractor.source import SourceError, connect, discover, stream_rows
 
 URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 # id -> (d date, ts timestamp, tz timestamptz); the values outside BigQuery's range on rows 2 to 7
@@ -38,9 +40,9 @@ def table(unique_name: str) -> Iterator[str]:
     _execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _read(table: str, width: int = 4) -> tuple[set[str], list[tuple], list[str]]:
+def _read(table: str, width: int = 4, url: str = URL) -> tuple[set[str], list[tuple], list[str]]:
     """The kinds of chunk read, the rows kept (their first `width` columns) and the quarantined keys."""
-    engine = connect(SourceConfig(url=URL))
+    engine = connect(SourceConfig(url=url))
     try:
         source = discover(engine, TableConfig(name=table, key=["id"]))
         prepare = ChunkPreparer(source.schema)
@@ -83,3 +85,56 @@ def test_json_jsonb_and_interval_land_as_postgresql_text(table: str) -> None:
     assert rejected == []
     assert kept == [(1, '{"b": 1.50, "a": [true, null]}', '{"a": "ü", "b": 1.50}', "1 mon 2 days 03:04:05.5"),
                     (2, "null", "[]", "-3 years"), (3, None, None, None)]
+
+
+@pytest.fixture
+def odd_role(table: str) -> Iterator[str]:
+    """A login whose session defaults are not the extractor's: another zone, date and interval style."""
+    role = f"matrix_{table}"
+    _execute(f"CREATE ROLE {role} LOGIN")
+    for setting in ("TimeZone = 'America/New_York'", "DateStyle = 'SQL, DMY'", "IntervalStyle = 'iso_8601'"):
+        _execute(f"ALTER ROLE {role} SET {setting}")
+    yield role
+    _execute(f"DROP OWNED BY {role}")
+    _execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("with_interval", [False, True], ids=["arrow-reader", "dbapi-reader"])
+def test_types_without_a_bigquery_counterpart_land_as_their_text(table: str, odd_role: str,
+                                                                  with_interval: bool) -> None:
+    # ADBC maps no interval: an interval column sends the table through psycopg2
+    _execute(f"""CREATE TABLE {table} (id int PRIMARY KEY, tags text[], days date[], address inet, net cidr,
+                 mac macaddr, flags bit(3), during tstzrange, price money, words tsvector, span interval)""")
+    _execute(f"""INSERT INTO {table} (id, tags, days, address, net, mac, flags, during, price, words) VALUES
+                 (1, '{{"a b",c,NULL}}', '{{2024-02-29}}', '10.0.0.1', '192.168.0.0/16', '08:00:2b:01:02:03', B'101',
+                  '[2024-01-01 00:00+00,2024-01-02 00:00+00)', 1234.5, 'a fat cat'),
+                 (2, '{{}}', NULL, '::1', NULL, NULL, B'000', 'empty', -0.01, ''),
+                 (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)""")
+    if with_interval:
+        _execute(f"UPDATE {table} SET span = CASE id WHEN 1 THEN '1 day 02:00:00'::interval WHEN 2 THEN '-1 mon' END")
+    else:
+        _execute(f"ALTER TABLE {table} DROP COLUMN span")
+    _execute(f"GRANT SELECT ON {table} TO {odd_role}")
+
+    kinds, kept, rejected = _read(table, width=11, url=URL.replace("postgres@", f"{odd_role}@"))
+
+    assert kinds == ({"SourceChunk"} if with_interval else {"ArrowChunk"})
+    assert rejected == []
+    span = {1: ("1 day 02:00:00",), 2: ("-1 mons",), 3: (None,)} if with_interval else {1: (), 2: (), 3: ()}
+    assert kept == [
+        (1, '{"a b",c,NULL}', "{2024-02-29}", "10.0.0.1/32", "192.168.0.0/16", "08:00:2b:01:02:03", "101",
+         '["2024-01-01 00:00:00+00","2024-01-02 00:00:00+00")', Decimal("1234.50"), "'a' 'cat' 'fat'", *span[1]),
+        (2, "{}", None, "::1/128", None, None, "000", "empty", Decimal("-0.01"), "", *span[2]),
+        (3, None, None, None, None, None, None, None, None, None, *span[3])]
+
+
+def test_a_column_without_a_bigquery_type_names_the_table_column_and_type(table: str) -> None:
+    _execute(f"CREATE TABLE {table} (id int PRIMARY KEY, opens timetz)")  # a time with an offset is no instant
+    engine = connect(SourceConfig(url=URL))
+    try:
+        with pytest.raises(SourceError) as error:
+            discover(engine, TableConfig(name=table, key=["id"]))
+    finally:
+        engine.dispose()
+    assert str(error.value) == (f"table {table!r}, column 'opens': no BigQuery type for postgresql type "
+                                "time with time zone")
