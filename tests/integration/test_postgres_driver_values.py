@@ -138,3 +138,20 @@ def test_a_column_without_a_bigquery_type_names_the_table_column_and_type(table:
         engine.dispose()
     assert str(error.value) == (f"table {table!r}, column 'opens': no BigQuery type for postgresql type "
                                 "time with time zone")
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+def test_a_key_read_as_text_is_ordered_and_resumed_as_that_text(table: str, reader: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if reader == "dbapi":
+        monkeypatch.setenv("MATRIX_SOURCE_READER", "dbapi")
+    _execute(f"CREATE TABLE {table} (id inet PRIMARY KEY, v text)")
+    _execute(f"INSERT INTO {table} VALUES ('10.0.0.2', 'a'), ('10.0.0.10', 'b'), ('::1', 'c'), ('192.168.1.1', 'd')")
+
+    engine = connect(SourceConfig(url=URL))
+    try:
+        source = discover(engine, TableConfig(name=table))
+        keys = [row[0] for chunk in stream_rows(engine, source, 1) for row in chunk]  # resumed after every row
+    finally:
+        engine.dispose()
+    assert keys == ["10.0.0.10/32", "10.0.0.2/32", "192.168.1.1/32", "::1/128"]
