@@ -320,8 +320,8 @@ def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
     """Text keys sorted by code point, the order Python compares strings in (see extractor.delta)."""
     if not isinstance(column.type, sa.String):
         return column
-    if dialect == "postgresql":  # a type read as its text is ordered as that text
-        return (sa.cast(column, sa.Text()) if isinstance(column.type, PgText) else column).collate("C")
+    if dialect == "postgresql":  # a type read as its text, or an enum (ordered by declaration), by its text
+        return (sa.cast(column, sa.Text()) if isinstance(column.type, (PgText, sa.Enum)) else column).collate("C")
     if dialect in ("mysql", "mariadb"):
         return sa.cast(column, sa.dialects.mysql.BINARY())
     return column
