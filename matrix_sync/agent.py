@@ -45,7 +45,8 @@ def request_extract(config: Config, tables: list[str]) -> str:
 def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
           on_results: Callable[[Extraction], None]) -> int:
     """Handles requests one at a time; acknowledges each only after its snapshots are written, or
-    after its tables were found locked by another extraction (which is writing them)."""
+    after its tables were found locked by another extraction (which is writing them). A request a
+    table of which failed unexpectedly is not acknowledged, so that it is delivered again."""
     path = ensure_subscription(config)
     handled = 0
     idle_since = time.monotonic()
@@ -57,12 +58,20 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
             continue
         received = response.received_messages[0]
         message = _message(received.message)
+        acknowledged = True
         with logs.labels(event_id=message.message_id, stage="agent"):
             try:
-                on_results(run_request(config, message))
+                outcome = run_request(config, message)
             except EventError as error:
                 log.error("dropped extract request %s: %s", message.message_id, error)
-            subscriber().acknowledge(subscription=path, ack_ids=[received.ack_id])
+            else:
+                on_results(outcome)
+                acknowledged = not outcome.unexpected
+            if acknowledged:
+                subscriber().acknowledge(subscription=path, ack_ids=[received.ack_id])
+            else:  # Pub/Sub delivers it again once its ack deadline passes
+                log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
+                          message.message_id, len(outcome.unexpected))
         handled += 1
         idle_since = time.monotonic()
         if once:

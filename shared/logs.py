@@ -73,6 +73,8 @@ def get(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: object) -> None:
-    """A log line with structured fields (counts, durations) beside the message."""
-    logger.log(level, message, extra={"fields": fields}, stacklevel=2)
+def event(logger: logging.Logger, message: str, level: int = logging.INFO, *,
+          exc_info: BaseException | None = None, **fields: object) -> None:
+    """A log line with structured fields (counts, durations) beside the message, and the stack
+    trace of `exc_info` if given."""
+    logger.log(level, message, extra={"fields": fields}, stacklevel=2, exc_info=exc_info)

@@ -22,3 +22,9 @@ def redact(text: str) -> str:
         text = text.replace(secret, "***")
     text = URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
     return _KEY_VALUE.sub(lambda m: f"{m[1]}=***", text)
+
+
+def error_line(error: BaseException) -> str:
+    """An error's first line, secrets removed: what a one-line report or a ledger row may show."""
+    lines = str(error).strip().splitlines()
+    return redact(lines[0]) if lines else type(error).__name__

@@ -35,13 +35,16 @@ def run_request(config: Config, message: Message) -> Extraction:
     A table another extraction holds is skipped (Extraction.locked); the message is still acknowledged,
     since that extraction is writing the table's snapshot. A table whose definition cannot be
     snapshotted (Extraction.failed) raises an alert and is acknowledged too: delivering the request
-    again would fail the same way until someone changes the source or the config."""
+    again would fail the same way until someone changes the source or the config. A table that
+    failed otherwise (Extraction.unexpected) is for the caller to have delivered again."""
     tables = requested_tables(config, message)
     repair = bool(message.data.get("keys") or message.data.get("full"))
     if repair:
         log.info("repair request for %s (%d key(s)): full snapshot", tables, len(message.data.get("keys") or []))
     outcome = extract(config, tables, force_full=repair)
     for failed in outcome.failed:
+        if failed.unexpected:
+            continue
         raise_alert(config.pubsub.project, stage="extractor", table=failed.table, run_id=None, reason=failed.reason)
     logs.event(log, f"extract request done: {len(outcome.written)} snapshot(s) written, "
                     f"{len(outcome.locked)} table(s) skipped as locked, {len(outcome.failed)} failed",
@@ -57,7 +60,14 @@ def handle_extract_request(event: CloudEvent) -> Extraction:
             raise ConfigError(f"{CONFIG_VARIABLE} is not set: the extractor needs its config file")
         config = load_config(config_path)
         try:
-            return run_request(config, pubsub_message(event))
+            outcome = run_request(config, pubsub_message(event))
         except (EventError, ConfigError) as error:
             log.error("ignored extract request: %s", error)
             return Extraction()
+        if outcome.unexpected:  # the other tables are written; Pub/Sub delivers the request again
+            raise ExtractionIncomplete("; ".join(failed.describe() for failed in outcome.unexpected))
+        return outcome
+
+
+class ExtractionIncomplete(RuntimeError):
+    """Tables of a request failed unexpectedly: raised so that Pub/Sub delivers it again."""

@@ -1,8 +1,10 @@
 """Extracting a set of configured tables: what the on-prem agent, the extractor function and
 `matrix-sync run` all do. Each table is extracted under its lock (shared/extractor/lock.py), so a
 table another extraction is working on is skipped and reported, never extracted twice at once.
-A table whose definition cannot be snapshotted (gone from the source, a key column missing, a
-column type with no BigQuery type) fails alone: it is reported and the other tables go on."""
+A table that cannot be snapshotted fails alone: it is reported and the other tables go on. Its
+definition (gone from the source, a key column missing, a column type with no BigQuery type) fails
+it the same way every time; any other error (a dropped connection, a driver's refusal) is
+`unexpected`, and whoever delivered the request delivers it again (`Extraction.unexpected`)."""
 from __future__ import annotations
 
 import logging
@@ -16,6 +18,8 @@ from shared.config import Config, TableConfig
 from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
 from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
 from shared.extractor.source import SourceError, connect, discover, find_duplicated_keys
+from shared.gcs import BucketUnavailable
+from shared.secrets import error_line
 
 log = logs.get(__name__)
 
@@ -39,10 +43,11 @@ class LockedTable:
 
 @dataclass(frozen=True)
 class FailedTable:
-    """A table not snapshotted because its definition in the source cannot be (nothing was written)."""
+    """A table not snapshotted (no manifest was written): its definition cannot be, or `unexpected`ly."""
 
     table: str
     reason: str
+    unexpected: bool = False
 
     def describe(self) -> str:
         return f"{self.table}: not extracted, {self.reason}"
@@ -55,6 +60,11 @@ class Extraction:
     written: list[ExtractResult] = field(default_factory=list)
     locked: list[LockedTable] = field(default_factory=list)
     failed: list[FailedTable] = field(default_factory=list)
+
+    @property
+    def unexpected(self) -> list[FailedTable]:
+        """Failures another attempt may not meet: the request is worth delivering again."""
+        return [failed for failed in self.failed if failed.unexpected]
 
 
 class ExtractProgress:
@@ -90,6 +100,11 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                              outcome, progress)
                 except SourceError as error:
                     _failed(FailedTable(table.name, str(error)), outcome)
+                except BucketUnavailable:
+                    raise  # every table would fail the same way: one error for the whole request
+                except Exception as error:  # drivers' and clients' own types: this table fails, the rest go on
+                    _failed(FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}", unexpected=True),
+                            outcome, error)
                 else:
                     progress.table_done(result)
                     outcome.written.append(result)
@@ -124,7 +139,7 @@ def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress
     progress.table_locked(locked)
 
 
-def _failed(failed: FailedTable, outcome: Extraction) -> None:
+def _failed(failed: FailedTable, outcome: Extraction, error: BaseException | None = None) -> None:
     logs.event(log, f"extraction of {failed.describe()}", logging.ERROR, outcome="failed", table=failed.table,
-               reason=failed.reason)
+               reason=failed.reason, unexpected=failed.unexpected, exc_info=error)
     outcome.failed.append(failed)

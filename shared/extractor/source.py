@@ -20,7 +20,7 @@ from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mss
 from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
 from shared.secret_manager import SecretAccessError
-from shared.secrets import redact
+from shared.secrets import error_line, redact
 from shared.types import TypeMappingError, bigquery_type_for_sqlalchemy, type_parameters
 
 log = logs.get(__name__)
@@ -52,7 +52,7 @@ def connect(source: SourceConfig) -> Engine:
         with engine.connect():
             pass
     except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
-        raise SourceError(f"cannot connect to source {shown}: {redact(_first_line(error))}") from None
+        raise SourceError(f"cannot connect to source {shown}: {error_line(error)}") from None
     engines.preload(engine.dialect.name)
     return engine
 
@@ -332,8 +332,3 @@ def _type_name(sa_type: sa.types.TypeEngine, engine: Engine) -> str:
         return sa_type.compile(dialect=engine.dialect).lower()
     except Exception:  # a reflected type the dialect cannot print back still has a class name
         return type(sa_type).__name__.lower()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -1,17 +1,23 @@
-"""A table whose definition cannot be snapshotted fails alone: the extractor function and the agent
-(run_request) write the other tables, report it and raise an alert; nothing of it reaches GCS."""
+"""A table that cannot be snapshotted fails alone: the extractor function and the agent
+(run_request) write the other tables and report it; nothing of it reaches GCS. A table whose
+definition fails raises an alert; one that fails otherwise (a driver's error, a dropped connection)
+gets the request delivered again: the function raises once the other tables are written."""
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+from cloudevents.http import CloudEvent
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
 from shared.clients import storage_client
 from shared.events import Message
-from shared.extractor.handler import run_request
+from shared.extractor import run as extractor_run
+from shared.extractor.handler import CONFIG_VARIABLE, ExtractionIncomplete, handle_extract_request, run_request
 from shared.extractor.run import FailedTable
 from shared.topology import ALERTS_TOPIC, MANIFEST_NAME
 from tests.support import write_config
@@ -42,3 +48,35 @@ def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
     assert (alert["table"], alert["reason"]) == ("customers", reason)
     manifests = [blob.name for blob in storage_client().list_blobs(config.gcs.bucket) if blob.name.endswith(MANIFEST_NAME)]
     assert [name.split("/")[1] for name in manifests] == [config.table("accounts").target_table]
+
+
+def test_an_unexpected_error_fails_its_table_and_the_request_is_delivered_again(
+    stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=9)
+    config_path = tmp_path / "c.yaml"
+    config = write_config(config_path, url=f"sqlite:///{database}",
+                          tables={"customers": ["customer_id"], "accounts": ["account_id"]}, suffix=unique_name)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    real_extract_table = extractor_run.extract_table
+
+    def refused_by_the_driver(config, engine, source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if source.config.name == "customers":  # listed first: the table after it must still be written
+            raise sqlite3.OperationalError("database is locked\nby another process")
+        return real_extract_table(config, engine, source, *args, **kwargs)
+
+    monkeypatch.setattr(extractor_run, "extract_table", refused_by_the_driver)
+    monkeypatch.setenv(CONFIG_VARIABLE, str(config_path))
+    body = base64.b64encode(json.dumps({}).encode()).decode()
+    event = CloudEvent({"id": "7", "type": "google.cloud.pubsub.topic.v1.messagePublished",
+                        "source": "//pubsub.googleapis.com/test"}, {"message": {"data": body, "messageId": "7"}})
+
+    with pytest.raises(ExtractionIncomplete, match="customers: not extracted, OperationalError: database is locked$"):
+        handle_extract_request(event)
+
+    manifests = [blob.name for blob in storage_client().list_blobs(config.gcs.bucket) if blob.name.endswith(MANIFEST_NAME)]
+    assert [name.split("/")[1] for name in manifests] == [config.table("accounts").target_table]
+    outcome = run_request(config, Message(data={"tables": ["customers"]}, attributes={}, message_id="8"))
+    assert outcome.failed == [FailedTable("customers", "OperationalError: database is locked", unexpected=True)]

@@ -22,7 +22,7 @@ from shared.config import Config
 from shared.events import StorageObject
 from shared.extractor import snapshot
 from shared.extractor.lock import LeaseLost, TableLocked, acquire, lock_name, read_lease, utc_now
-from shared.extractor.run import Extraction, ExtractProgress, extract
+from shared.extractor.run import Extraction, ExtractProgress, FailedTable, extract
 from shared.topology import MANIFEST_NAME
 from tests.support import write_config
 
@@ -156,8 +156,9 @@ def test_the_lock_is_released_when_the_extraction_fails(config: Config, monkeypa
             yield chunk
 
     monkeypatch.setattr(snapshot, "stream_rows", dying_stream)
-    with pytest.raises(ConnectionResetError):
-        extract(config, [TABLE], force_full=True)
+    failed = extract(config, [TABLE], force_full=True)
+    assert failed.written == [] and failed.failed == [
+        FailedTable(TABLE, "ConnectionResetError: source went away", unexpected=True)]
     lease = read_lease(config.gcs.bucket, lock_of(config))
     assert lease is not None and lease.released
     monkeypatch.setattr(snapshot, "stream_rows", real_stream)
