@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from google.auth.exceptions import GoogleAuthError
 from sqlalchemy.engine import Engine
 
 from shared import logs
@@ -22,6 +23,8 @@ from shared.gcs import BucketUnavailable
 from shared.secrets import error_line
 
 log = logs.get(__name__)
+# Errors every table would meet the same way (no bucket to write to, no credentials).
+EVERY_TABLE_ERRORS = (BucketUnavailable, GoogleAuthError)
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                              outcome, progress)
                 except SourceError as error:
                     _failed(FailedTable(table.name, str(error)), outcome)
-                except BucketUnavailable:
-                    raise  # every table would fail the same way: one error for the whole request
+                except EVERY_TABLE_ERRORS:
+                    raise  # one error for the whole request
                 except Exception as error:  # drivers' and clients' own types: this table fails, the rest go on
                     _failed(FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}", unexpected=True),
                             outcome, error)
