@@ -15,6 +15,7 @@ from cloudevents.http import CloudEvent
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
 from shared.clients import storage_client
+from shared.config import Config
 from shared.events import Message
 from shared.extractor import run as extractor_run
 from shared.extractor.handler import CONFIG_VARIABLE, ExtractionIncomplete, handle_extract_request, run_request
@@ -24,6 +25,11 @@ from tests.support import write_config
 from tests.support_reconcile import pull_json, pull_subscription
 
 pytestmark = pytest.mark.stack
+
+
+def _tables_with_a_manifest(config: Config) -> list[str]:
+    return [blob.name.split("/")[1] for blob in storage_client().list_blobs(config.gcs.bucket)
+            if blob.name.endswith(MANIFEST_NAME)]
 
 
 def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
@@ -46,8 +52,7 @@ def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
     assert [r.table for r in outcome.written] == ["accounts"] and outcome.locked == []
     alert = pull_json(alerts, lambda body: body.get("stage") == "extractor")
     assert (alert["table"], alert["reason"]) == ("customers", reason)
-    manifests = [blob.name for blob in storage_client().list_blobs(config.gcs.bucket) if blob.name.endswith(MANIFEST_NAME)]
-    assert [name.split("/")[1] for name in manifests] == [config.table("accounts").target_table]
+    assert _tables_with_a_manifest(config) == [config.table("accounts").target_table]
 
 
 def test_an_unexpected_error_fails_its_table_and_the_request_is_delivered_again(
@@ -76,7 +81,6 @@ def test_an_unexpected_error_fails_its_table_and_the_request_is_delivered_again(
     with pytest.raises(ExtractionIncomplete, match="customers: not extracted, OperationalError: database is locked$"):
         handle_extract_request(event)
 
-    manifests = [blob.name for blob in storage_client().list_blobs(config.gcs.bucket) if blob.name.endswith(MANIFEST_NAME)]
-    assert [name.split("/")[1] for name in manifests] == [config.table("accounts").target_table]
+    assert _tables_with_a_manifest(config) == [config.table("accounts").target_table]
     outcome = run_request(config, Message(data={"tables": ["customers"]}, attributes={}, message_id="8"))
     assert outcome.failed == [FailedTable("customers", "OperationalError: database is locked", unexpected=True)]

@@ -140,39 +140,39 @@ def test_a_column_without_a_bigquery_type_names_the_table_column_and_type(table:
                                 "time with time zone")
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_a_key_read_as_text_is_ordered_and_resumed_as_that_text(table: str, reader: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    if reader == "dbapi":
+@pytest.fixture(params=["arrow", "dbapi"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "dbapi":
         monkeypatch.setenv("MATRIX_SOURCE_READER", "dbapi")
-    _execute(f"CREATE TABLE {table} (id inet PRIMARY KEY, v text)")
-    _execute(f"INSERT INTO {table} VALUES ('10.0.0.2', 'a'), ('10.0.0.10', 'b'), ('::1', 'c'), ('192.168.1.1', 'd')")
+    return str(request.param)
 
+
+def _rows_one_chunk_at_a_time(table: str) -> list[tuple]:
+    """The table's rows read a row a chunk, so the read resumes after every key."""
     engine = connect(SourceConfig(url=URL))
     try:
         source = discover(engine, TableConfig(name=table))
-        keys = [row[0] for chunk in stream_rows(engine, source, 1) for row in chunk]  # resumed after every row
+        return [tuple(row) for chunk in stream_rows(engine, source, 1) for row in chunk]
     finally:
         engine.dispose()
+
+
+def test_a_key_read_as_text_is_ordered_and_resumed_as_that_text(table: str, reader: str) -> None:
+    _execute(f"CREATE TABLE {table} (id inet PRIMARY KEY, v text)")
+    _execute(f"INSERT INTO {table} VALUES ('10.0.0.2', 'a'), ('10.0.0.10', 'b'), ('::1', 'c'), ('192.168.1.1', 'd')")
+
+    keys = [row[0] for row in _rows_one_chunk_at_a_time(table)]
+
     assert keys == ["10.0.0.10/32", "10.0.0.2/32", "192.168.1.1/32", "::1/128"]
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_an_enum_key_is_ordered_by_its_text_not_its_declaration(table: str, reader: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_enum_key_is_ordered_by_its_text_not_its_declaration(table: str, reader: str) -> None:
     # an enum takes no COLLATE: ordering it as text failed the read of the whole table
-    if reader == "dbapi":
-        monkeypatch.setenv("MATRIX_SOURCE_READER", "dbapi")
     _execute(f"CREATE TYPE {table}_mood AS ENUM ('sad', 'ok', 'Happy')")
     try:
         _execute(f"CREATE TABLE {table} (m {table}_mood, n int, PRIMARY KEY (m, n))")
         _execute(f"INSERT INTO {table} VALUES ('sad', 1), ('ok', 2), ('Happy', 1), ('ok', 1)")
-        engine = connect(SourceConfig(url=URL))
-        try:
-            source = discover(engine, TableConfig(name=table))
-            keys = [tuple(row) for chunk in stream_rows(engine, source, 1) for row in chunk]
-        finally:
-            engine.dispose()
+        keys = _rows_one_chunk_at_a_time(table)
     finally:
         _execute(f"DROP TABLE IF EXISTS {table}")
         _execute(f"DROP TYPE {table}_mood")
