@@ -80,6 +80,11 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     console.print(summary_table(reports, title))
     for failed in extraction.failed:
         print_not_extracted(failed)
+    for result in extraction.written:
+        if result.quarantined:
+            errors.print(f"[bold yellow]{result.table}:[/] {result.quarantined:,} row(s) quarantined, each with its "
+                         f"reason, in {result.manifest_uri.rsplit('/', 1)[0]}/quarantine-*.jsonl",
+                         highlight=False, soft_wrap=True)
     for report in reports:
         if report.load_status == ledger.REFUSED and report.message:
             errors.print(f"[bold red]{report.table}:[/] refused, {report.message}", highlight=False, soft_wrap=True)

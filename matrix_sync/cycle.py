@@ -22,7 +22,7 @@ class TableReport:
     target: str
     run_id: str
     mode: str = "full"
-    source_rows: int = 0
+    source_rows: int = 0  # rows read from the source, the quarantined ones included
     shipped_rows: int = 0
     quarantined: int = 0
     load_status: str = "pending"
@@ -93,7 +93,8 @@ def wait_for_chain(config: Config, extracted: list[ExtractResult], timeout_s: fl
     project, dataset = config.bigquery.project, config.bigquery.dataset
     reports = {
         r.run_id: TableReport(r.table, f"{project}.{dataset}.{config.table(r.table).target_table}", r.run_id,
-                              mode=r.mode, source_rows=r.rows, shipped_rows=r.shipped_rows, quarantined=r.quarantined)
+                              mode=r.mode, source_rows=r.rows + r.quarantined, shipped_rows=r.shipped_rows,
+                              quarantined=r.quarantined)
         for r in extracted
     }
     deadline = time.monotonic() + timeout_s

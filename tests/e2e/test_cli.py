@@ -62,6 +62,9 @@ def test_a_key_two_rows_hold_is_quarantined_then_heals(stack: LocalStack, tmp_pa
     assert result.returncode == 1, result.stdout + result.stderr
     assert "quarantined_rows" in result.stdout
     assert "not verified: customers (validation failed: quarantined_rows)" in result.stderr
+    assert "customers: 2 row(s) quarantined, each with its reason, in gs://" in result.stderr
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("│ customers"))
+    assert summary.split("│")[3].strip() == f"{sample.SIZES['tiny'] + 1:,}"  # source rows: quarantined ones too
     in_bigquery = bigquery_rows(config, "customers")
     assert (str(twice),) not in in_bigquery and len(in_bigquery) == sample.SIZES["tiny"] - 1
 
