@@ -98,6 +98,9 @@ def compare_table(config: Config, engine: Engine, table: TableConfig, progress: 
     schema = source.schema
     target_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
     result = _new_result(table, schema, target_id)
+    if source.duplicated_keys:
+        result.note = (f"{source.duplicated_keys:,} key value(s) held by more than one source row left out, "
+                       "as every snapshot quarantines them")
     target_rows_hint = check_target(schema, target_id)
     total = count_rows(engine, source)
     progress.started(table.name, total)

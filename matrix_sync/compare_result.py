@@ -40,7 +40,7 @@ class TableComparison:
     seconds: float = 0.0
     stats: bq_jobs.JobStats = field(default_factory=bq_jobs.JobStats)
     hash_table: str | None = None
-    note: str = ""
+    note: str = ""  # what the operator should know beside the counts
     keyless: bool = False
 
     @property

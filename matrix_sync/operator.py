@@ -97,6 +97,8 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
 def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
     console.print(comparison_table(results, title))
     for result in results:
+        if result.note:
+            errors.print(f"[bold yellow]{result.table}:[/] {result.note}", highlight=False, soft_wrap=True)
         if result.differences:
             console.print(differences_table(result))
 

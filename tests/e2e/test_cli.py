@@ -67,6 +67,9 @@ def test_a_key_two_rows_hold_is_quarantined_then_heals(stack: LocalStack, tmp_pa
     assert summary.split("│")[3].strip() == f"{sample.SIZES['tiny'] + 1:,}"  # source rows: quarantined ones too
     in_bigquery = bigquery_rows(config, "customers")
     assert (str(twice),) not in in_bigquery and len(in_bigquery) == sample.SIZES["tiny"] - 1
+    compared = matrix_sync("compare-keys", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert compared.returncode == 0, compared.stdout + compared.stderr  # the same rows as the snapshot
+    assert "customers: 1 key value(s) held by more than one source row left out" in compared.stderr
 
     with sqlite3.connect(database) as connection:  # one row again: the key comes back
         connection.execute("DELETE FROM customers WHERE rowid = (SELECT max(rowid) FROM customers)")
