@@ -26,6 +26,10 @@ class SchemaPlan:
     widened: dict[str, str] = field(default_factory=dict)
 
 
+# What an operator does about a refused schema change: the loader never drops a table or column itself.
+_RELOAD = "; to take it, drop the BigQuery table: the next snapshot re-creates and reloads it"
+
+
 def normalised(bq_type: str) -> str:
     return _ALIASES.get(bq_type.upper(), bq_type.upper())
 
@@ -48,7 +52,7 @@ def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tupl
     dropped = [f.name for name, f in have.items() if name not in wanted]
     if dropped:
         raise SchemaChangeError(f"column(s) {', '.join(dropped)} of {table_id} are not in the snapshot: "
-                                "dropping columns is not applied automatically")
+                                f"dropping columns is not applied automatically{_RELOAD}")
     added, widened = [], {}
     for name, field_ in wanted.items():
         current = have.get(name)
@@ -60,11 +64,12 @@ def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tupl
             continue
         if old in _EXACT_NUMBERS and new in _EXACT_NUMBERS:
             if _EXACT_NUMBERS.index(new) < _EXACT_NUMBERS.index(old):
-                raise SchemaChangeError(f"column {current.name} of {table_id} would narrow from {old} to {new}")
+                raise SchemaChangeError(f"column {current.name} of {table_id} would narrow from {old} to "
+                                        f"{new}{_RELOAD}")
             widened[current.name] = new
             continue
         raise SchemaChangeError(f"column {current.name} of {table_id} would change type from {old} to {new}: "
-                                "a different type family cannot be applied")
+                                f"a different type family cannot be applied{_RELOAD}")
     return SchemaPlan(added=tuple(added), widened=widened)
 
 
@@ -79,7 +84,7 @@ def _check_key(existing: bigquery.Table, manifest: Manifest, previous_key: tuple
         return
     if [k.lower() for k in old] != [k.lower() for k in compared]:
         raise SchemaChangeError(f"key of {manifest.target.table_id} would change from ({', '.join(old)}) to "
-                                f"({', '.join(new)})")
+                                f"({', '.join(new)}){_RELOAD}")
 
 
 def apply(manifest: Manifest, schema_plan: SchemaPlan) -> None:

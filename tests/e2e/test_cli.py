@@ -11,6 +11,7 @@ import pytest
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
 from tests.support import assert_tables_equal, bigquery_rows, wait_for_applied, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -134,8 +135,8 @@ def test_a_table_that_cannot_be_extracted_fails_alone(stack: LocalStack, tmp_pat
 def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
     database = tmp_path / "matrix.db"
     sample.create_sample(database, "tiny", seed=7)
-    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
-                 suffix=unique_name)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"customers": ["customer_id"]},
+                          suffix=unique_name)
     first = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
     with sqlite3.connect(database) as connection:  # the loader does not drop columns on its own
@@ -144,8 +145,14 @@ def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, 
     assert second.returncode == 1, second.stdout + second.stderr
     assert "refused" in second.stdout
     assert "customers: refused, column(s) email of " in second.stderr
-    assert "dropping columns is not applied automatically" in second.stderr
+    assert ("dropping columns is not applied automatically; to take it, drop the BigQuery table: the next snapshot "
+            "re-creates and reloads it") in second.stderr
     assert "not verified: customers (load refused)\n" in second.stderr
+
+    bq.drop_table(f"{config.bigquery.project}.{config.bigquery.dataset}.customers")  # what the refusal says to do
+    third = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert_tables_equal(config)
 
 
 @pytest.mark.parametrize(("config_text", "message"), [
