@@ -324,6 +324,8 @@ def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
         return (sa.cast(column, sa.Text()) if isinstance(column.type, (PgText, sa.Enum)) else column).collate("C")
     if dialect in ("mysql", "mariadb"):
         return sa.cast(column, sa.dialects.mysql.BINARY())
+    if dialect == "sqlite":  # a column declared COLLATE NOCASE would sort 'a' before 'B'
+        return column.collate("BINARY")
     return column
 
 
