@@ -66,7 +66,8 @@ def _session_settings(url: sa.engine.URL) -> sa.engine.URL:
     """The URL with the session settings the extractor reads in (both PostgreSQL readers connect by it)."""
     if url.get_backend_name() != "postgresql":
         return url
-    options = " ".join(part for part in (url.query.get("options"), _POSTGRESQL_SESSION) if part)
+    given = url.query.get("options") or ()
+    options = " ".join([*((given,) if isinstance(given, str) else given), _POSTGRESQL_SESSION])
     return url.update_query_dict({"options": options})
 
 
