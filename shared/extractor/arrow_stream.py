@@ -34,7 +34,7 @@ from shared.extractor.dbapi_stream import (
     stream_dbapi,
 )
 from shared.schema import TableSchema
-from shared.secrets import redact
+from shared.secrets import error_line
 
 log = logs.get(__name__)
 READER_ENV = "MATRIX_SOURCE_READER"  # "dbapi" turns this reader off
@@ -253,7 +253,7 @@ def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engi
             break
         except Exception as error:  # the driver's own error types; the DBAPI reader has the last word
             attempt += 1
-            log.info("Arrow stream interrupted (%s: %s); %s", type(error).__name__, redact(_first_line(error)),
+            log.info("Arrow stream interrupted (%s: %s); %s", type(error).__name__, error_line(error),
                      "resuming after the last key" if attempt <= _RESTARTS else "the DBAPI reader reads the rest")
     yield from stream_dbapi(connection, schema, select, chunk_rows, lower, upper)
 
@@ -293,8 +293,3 @@ def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int) -> Iterator[list[
     if held:
         combined = pa.Table.from_batches(pending).combine_chunks()
         yield [column.chunk(0) for column in combined.columns]
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""

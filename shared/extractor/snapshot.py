@@ -227,26 +227,21 @@ class SnapshotWriter:
         self.quarantined += len(rejected)
         log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
 
-    def quarantine_without_key(self, engine: Engine) -> None:
-        """Quarantines the rows with a NULL key column, which the key-ordered stream left out."""
-        key = list(zip(self.source.schema.key, self.source.schema.key_positions, strict=True))
-        for rows in rows_without_key(engine, self.source, self.config.extract.chunk_rows):
-            self._upload_quarantine([self._prepare.quarantine_entry(row, ValueError(
-                f"key column(s) {[name for name, at in key if row[at] is None]} NULL: a row without its whole "
-                "key cannot be matched")) for row in rows])
-
-    def quarantine_duplicated_keys(self, engine: Engine) -> None:
-        """Quarantines every row of a key more than one row holds, which the key-ordered stream left out."""
-        key = self.source.schema.key_positions
-        for rows in rows_with_duplicated_key(engine, self.source, self.config.extract.chunk_rows):
-            self._upload_quarantine([self._prepare.quarantine_entry(row, ValueError(
-                f"key {tuple(row[at] for at in key)!r} is held by more than one row of the source: none of them "
-                "can be matched, so none is loaded")) for row in rows])
-
     def quarantine_left_out(self, engine: Engine) -> None:
-        """The rows the key-ordered stream left out: a NULL in a key column, or a key held twice."""
-        self.quarantine_without_key(engine)
-        self.quarantine_duplicated_keys(engine)
+        """Quarantines the rows the key-ordered stream left out: a NULL in a key column, or a key
+        more than one row holds."""
+        schema, chunk_rows = self.source.schema, self.config.extract.chunk_rows
+        key = list(zip(schema.key, schema.key_positions, strict=True))
+        self._quarantine_each(rows_without_key(engine, self.source, chunk_rows), lambda row: (
+            f"key column(s) {[name for name, at in key if row[at] is None]} NULL: a row without its whole "
+            "key cannot be matched"))
+        self._quarantine_each(rows_with_duplicated_key(engine, self.source, chunk_rows), lambda row: (
+            f"key {tuple(row[at] for _, at in key)!r} is held by more than one row of the source: none of them "
+            "can be matched, so none is loaded"))
+
+    def _quarantine_each(self, chunks: Iterable[list[tuple]], reason: Callable[[tuple], str]) -> None:
+        for rows in chunks:
+            self._upload_quarantine([self._prepare.quarantine_entry(row, ValueError(reason(row))) for row in rows])
 
     def flush(self) -> None:
         """Writes what is buffered and waits for every upload (their Parts are then listed)."""

@@ -35,23 +35,30 @@ def _create(name: str, columns: str, rows: str) -> None:
     engine.dispose()
 
 
-def test_a_time_beyond_one_day_is_quarantined_not_folded_into_a_time_of_day(table: str) -> None:
-    # SQLAlchemy's MySQL TIME drops a duration's days: 838:59:59 would land as 22:59:59.
-    _create(table, "t TIME(6) NULL, y YEAR NULL",
-            "(1, '12:34:56.5', 2024), (2, '23:59:59.999999', 1901), (3, '838:59:59', NULL), (4, '-00:00:01', 2155), "
-            "(5, '24:00:00', 2000), (6, NULL, NULL)")
+def _read(table: str, chunk_rows: int) -> tuple[list[str], list[tuple], list[dict]]:
+    """The BigQuery types of the table's columns, the rows kept and the rows quarantined, read
+    `chunk_rows` at a time through the extractor's own connection."""
     engine = connect(SourceConfig(url=URL))
     try:
         source = discover(engine, TableConfig(name=table, key=["id"]))
-        assert [c.bq_type for c in source.schema.columns] == ["INT64", "TIME", "INT64"]
         prepare = ChunkPreparer(source.schema)
         kept, rejected = [], []
-        for chunk in stream_rows(engine, source, 4):
+        for chunk in stream_rows(engine, source, chunk_rows):
             prepared, quarantined = prepare(chunk)
             kept += prepared.rows
             rejected += quarantined
     finally:
         engine.dispose()
+    return [c.bq_type for c in source.schema.columns], kept, rejected
+
+
+def test_a_time_beyond_one_day_is_quarantined_not_folded_into_a_time_of_day(table: str) -> None:
+    # SQLAlchemy's MySQL TIME drops a duration's days: 838:59:59 would land as 22:59:59.
+    _create(table, "t TIME(6) NULL, y YEAR NULL",
+            "(1, '12:34:56.5', 2024), (2, '23:59:59.999999', 1901), (3, '838:59:59', NULL), (4, '-00:00:01', 2155), "
+            "(5, '24:00:00', 2000), (6, NULL, NULL)")
+    types, kept, rejected = _read(table, 4)
+    assert types == ["INT64", "TIME", "INT64"]
     assert kept == [(1, dt.time(12, 34, 56, 500000), 2024), (2, dt.time(23, 59, 59, 999999), 1901),
                     (6, None, None)]
     assert sorted(r["key"]["id"] for r in rejected) == ["3", "4", "5"]
@@ -63,31 +70,17 @@ def test_bit_lands_as_a_flag_or_a_number(table: str) -> None:
     _create(table, "flag BIT(1) NULL, bits BIT(8) NULL, wide BIT(64) NULL",
             "(1, b'1', b'1010', b'0111111111111111111111111111111111111111111111111111111111111111'), "
             "(2, b'0', b'0', NULL), (3, NULL, NULL, b'1000000000000000000000000000000000000000000000000000000000000000')")
-    engine = connect(SourceConfig(url=URL))
-    try:
-        source = discover(engine, TableConfig(name=table, key=["id"]))
-        assert [c.bq_type for c in source.schema.columns] == ["INT64", "BOOL", "INT64", "INT64"]
-        (prepared, quarantined), = [ChunkPreparer(source.schema)(chunk) for chunk in stream_rows(engine, source, 10)]
-    finally:
-        engine.dispose()
-    assert prepared.rows == [(1, True, 10, 2**63 - 1), (2, False, 0, None)]
+    types, kept, quarantined = _read(table, 10)
+    assert types == ["INT64", "BOOL", "INT64", "INT64"]
+    assert kept == [(1, True, 10, 2**63 - 1), (2, False, 0, None)]
     assert [r["key"]["id"] for r in quarantined] == ["3"]  # 2^63 is beyond INT64: kept out, not wrapped
 
 
 def test_set_and_enum_land_as_their_text(table: str) -> None:
     _create(table, "s SET('x', 'y', 'z') NULL, e ENUM('a', 'b') NULL", "(1, 'x,z', 'b'), (2, '', 'a'), (3, NULL, NULL)")
-    engine = connect(SourceConfig(url=URL))
-    try:
-        source = discover(engine, TableConfig(name=table, key=["id"]))
-        assert [c.bq_type for c in source.schema.columns] == ["INT64", "STRING", "STRING"]
-        prepare = ChunkPreparer(source.schema)
-        kept = []
-        for chunk in stream_rows(engine, source, 2):
-            prepared, quarantined = prepare(chunk)
-            assert quarantined == []
-            kept += prepared.rows
-    finally:
-        engine.dispose()
+    types, kept, quarantined = _read(table, 2)
+    assert types == ["INT64", "STRING", "STRING"]
+    assert quarantined == []
     assert kept == [(1, "x,z", "b"), (2, "", "a"), (3, None, None)]
 
 
@@ -99,15 +92,12 @@ def test_a_timestamp_is_the_same_instant_whatever_the_servers_time_zone(table: s
     with admin.begin() as connection:
         default = connection.exec_driver_sql("SELECT @@global.time_zone").scalar_one()
         connection.exec_driver_sql("SET GLOBAL time_zone = '-05:00'")
-    engine = connect(SourceConfig(url=URL))
     try:
-        source = discover(engine, TableConfig(name=table, key=["id"]))
-        assert [c.bq_type for c in source.schema.columns] == ["INT64", "TIMESTAMP", "DATETIME"]
-        (prepared, quarantined), = [ChunkPreparer(source.schema)(chunk) for chunk in stream_rows(engine, source, 10)]
+        types, kept, quarantined = _read(table, 10)
     finally:
-        engine.dispose()
         with admin.begin() as connection:
             connection.exec_driver_sql(f"SET GLOBAL time_zone = '{default}'")
         admin.dispose()
+    assert types == ["INT64", "TIMESTAMP", "DATETIME"]
     assert quarantined == []
-    assert prepared.rows == [(1, dt.datetime(2024, 6, 1, 12, 0, 0, 500000, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, 12))]
+    assert kept == [(1, dt.datetime(2024, 6, 1, 12, 0, 0, 500000, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, 12))]
