@@ -277,6 +277,6 @@ def fingerprint_sql(column: str = quote_bigquery(ROW_HASH_COLUMN)) -> str:
         raise ValueError(f"column must be a backtick-quoted identifier, got {column!r}")
     return (
         "COUNT(*) AS row_count, "
-        f"COALESCE(BIT_XOR(CAST(CONCAT('0x', SUBSTR({column}, 1, 15)) AS INT64)), 0) AS xor60, "
-        f"COALESCE(SUM(CAST(CONCAT('0x', SUBSTR({column}, 16, 8)) AS INT64)), 0) AS sum32"
+        f"COALESCE(BIT_XOR(SAFE_CAST(CONCAT('0x', SUBSTR({column}, 1, 15)) AS INT64)), 0) AS xor60, "
+        f"COALESCE(SUM(SAFE_CAST(CONCAT('0x', SUBSTR({column}, 16, 8)) AS INT64)), 0) AS sum32"
     )

@@ -12,6 +12,8 @@ from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
+from shared.config import Config
+from shared.extractor.snapshot import ExtractResult
 from shared.hashing import RowHasher
 from shared.topology import EXTRACT_REQUESTS_TOPIC, RECONCILIATION_TABLE
 from tests.support import assert_tables_equal, write_config
@@ -32,7 +34,7 @@ def _copy_with_new_key(config, table: str, key_column: str, old_key: int, new_ke
     bq.insert_rows(full_id, list(fields), [row])
 
 
-def test_reconciler_finds_repairs_and_requests_by_key(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+def _synced_customers(stack: LocalStack, tmp_path: Path, unique_name: str) -> tuple[Config, ExtractResult]:
     database = tmp_path / "matrix.db"
     sample.create_sample(database, "tiny", seed=21)
     config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
@@ -42,6 +44,11 @@ def test_reconciler_finds_repairs_and_requests_by_key(stack: LocalStack, tmp_pat
     (extracted,) = extract_all(config)
     (report,) = wait_for_chain(config, [extracted], timeout_s=120)
     assert (report.load_status, report.reconciliation) == ("applied", "match"), report
+    return config, extracted
+
+
+def test_reconciler_finds_repairs_and_requests_by_key(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    config, extracted = _synced_customers(stack, tmp_path, unique_name)
     requests = pull_subscription(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, "extract-requests-test")
     alerts = pull_subscription(config.pubsub.project, "alerts", "alerts-reconcile-test")
 
@@ -78,4 +85,20 @@ def test_reconciler_finds_repairs_and_requests_by_key(stack: LocalStack, tmp_pat
     # re-inserts the missing one
     (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
     assert (report.reconciliation, report.rows_inserted, report.rows_updated) == ("match", 1, 1), report
+    assert_tables_equal(config)
+
+
+def test_a_row_added_by_hand_with_made_up_hashes_is_found_and_deleted(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """Hash columns that are no hex at all (a hand-written INSERT) must not stop the reconciler:
+    the fingerprint query failed on them, on BigQuery as on the emulator, at every check."""
+    config, extracted = _synced_customers(stack, tmp_path, unique_name)
+    execute(config, "INSERT INTO {t:customers} (customer_id, _key_hash, _row_hash) VALUES (424242, 'by hand', 'n/a')")
+
+    republish_loaded(config, "customers", extracted.run_id, extracted.manifest_uri)
+    certificate = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 2)[-1]
+    assert (certificate["verdict"], certificate["extra_rows"], certificate["rows_deleted"]) == ("mismatch", 1, 1)
+    assert not bq.query(config.bigquery.project, f"SELECT 1 FROM `{table_id(config, 'customers')}` "
+                                                 "WHERE customer_id = 424242")
     assert_tables_equal(config)
