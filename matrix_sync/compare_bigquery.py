@@ -139,6 +139,11 @@ def stored_level(config: Config, schema: TableSchema, target_id: str, depth: int
     started = time.monotonic()
     sql, params = level_sql(target_id, depth, None)
     rows = bq_jobs.run(config.bigquery.project, sql, params, stats=stats)
+    unreadable = sum(int(r["row_count"]) for r in rows if not segments.is_hex_prefix(r["segment"]))
+    if unreadable:
+        raise CompareError(f"{target_id}: {unreadable:,} row(s) hold no hash in {KEY_HASH_COLUMN} (written outside "
+                           "the pipeline?), so their stored hashes cannot be compared; run compare-keys without "
+                           "--stored-hashes, which rebuilds every hash from the data")
     return FirstLevel(None, False, depth, segments.rows_to_segments(rows), 0, round(time.monotonic() - started, 3),
                       target_id)
 

@@ -155,6 +155,15 @@ def hash_sql(texts: list[str]) -> str:
     return f"SUBSTR(TO_HEX(SHA256(CONCAT({frames}))), 1, 32)"
 
 
+def key_hash_sql(schema: TableSchema) -> str | None:
+    """The key hash rebuilt from a keyed table's key columns as one expression over the table's own
+    columns; None where a key column needs more (FLOAT64, see `deep_hash_query`) or cannot be."""
+    columns = schema.key_columns
+    if schema.keyless or any(c.bq_type.upper() in ("FLOAT64", *UNSUPPORTED_TYPES) for c in columns):
+        return None
+    return hash_sql([canonical_text_sql(c, q(c.bq_name)) for c in columns])
+
+
 def _prefix(schema: TableSchema) -> str:
     prefix = "_mx"
     names = [c.bq_name.lower() for c in schema.columns]

@@ -163,11 +163,15 @@ def drill(left: SideLevel, right: SideLevel, *, max_depth: int = MAX_DEPTH, leaf
         parents, depth = split, depth + 1
 
 
+def is_hex_prefix(segment: object) -> bool:
+    return isinstance(segment, str) and bool(segment) and all(ch in _HEX for ch in segment)
+
+
 def prefix_condition(column: str, prefixes: list[str]) -> tuple[str, list[bigquery.ArrayQueryParameter]]:
     """A WHERE condition selecting rows whose `column` starts with one of `prefixes` (any lengths)."""
     by_length: dict[int, list[str]] = {}
     for prefix in prefixes:
-        if not prefix or any(ch not in _HEX for ch in prefix):
+        if not is_hex_prefix(prefix):
             raise ValueError(f"not a hex prefix: {prefix!r}")
         by_length.setdefault(len(prefix), []).append(prefix)
     if not by_length:

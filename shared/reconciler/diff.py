@@ -28,7 +28,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import bq_jobs, key_index, ledger
 from shared import sql_literals as lit
-from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query
+from shared.bq_hash_sql import DEEP_KEY_HASH, DEEP_ROW_HASH, deep_hash_query, key_hash_sql
 from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
@@ -123,7 +123,16 @@ def _target_side(manifest: Manifest, deep: bool) -> str:
     if deep:
         return (f"SELECT {keys}, {q(DEEP_KEY_HASH)} AS kh, {q(DEEP_ROW_HASH)} AS rh "
                 f"FROM ({deep_hash_query(schema, table)})")
-    return f"SELECT {keys}, {q(KEY_HASH_COLUMN)} AS kh, {q(ROW_HASH_COLUMN)} AS rh FROM {table}"
+    return f"SELECT {keys}, {_readable_key_hash(schema)} AS kh, {q(ROW_HASH_COLUMN)} AS rh FROM {table}"
+
+
+def _readable_key_hash(schema: TableSchema) -> str:
+    """The stored key hash, or where it is no hash at all (a row written by hand), the key hash
+    rebuilt from the row's key (a new key is then extra, a copy of a key duplicate), or failing that
+    a value of its own: NULLs would join nothing and read as missing, and equal junk would group."""
+    stored = q(KEY_HASH_COLUMN)
+    rebuilt = key_hash_sql(schema) or "CONCAT('-', GENERATE_UUID())"
+    return f"IF(IFNULL(REGEXP_CONTAINS({stored}, r'^[0-9a-f]{{32}}$'), FALSE), {stored}, {rebuilt})"
 
 
 def diff_sql(manifest: Manifest, index_table: str, diff_table: str, *, deep: bool) -> str:

@@ -1,7 +1,8 @@
 """`compare-keys` against differences planted in BigQuery behind the pipeline's back: a deleted row,
 an added row, a value edited without touching the hash columns, a key whose case changed, a key
 with a trailing space and a tampered hash column; `--stored-hashes` finds all but the value edited
-behind the hashes; `--repair` then makes BigQuery equal the source."""
+behind the hashes, and refuses a row written without hashes; `--repair` then makes BigQuery equal
+the source."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -76,6 +77,13 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     refused = runner.invoke(compare_keys, ["--config", str(config_path), "--stored-hashes", "--repair"])
     assert refused.exit_code == 2 and "drop --stored-hashes" in refused.output
 
+    # a hand-written INSERT leaves the hash columns NULL: nothing stored to compare (it used to end in
+    # a traceback); the rebuilding comparison finds the row by its key and the repair deletes it
+    execute(config, "INSERT INTO {t:customers} (customer_id, email) VALUES (8888, 'by-hand@example.com')")
+    unhashed = runner.invoke(compare_keys, ["--config", str(config_path), "--stored-hashes"])
+    assert unhashed.exit_code == 2, unhashed.output
+    assert "1 row(s) hold no hash in _key_hash" in unhashed.output and "without --stored-hashes" in unhashed.output
+
     repaired = runner.invoke(compare_keys, ["--config", str(config_path), "--repair"])
     assert repaired.exit_code == 0, repaired.output
     assert "repaired: BigQuery equals the source" in repaired.output
@@ -84,4 +92,4 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
                                                f"`{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger` "
                                                "WHERE status = 'operator-delete' ORDER BY table_id")
     assert [(r["table_id"], r["rows_deleted"]) for r in ledger] == [
-        (table_id(config, "accounts"), 2), (table_id(config, "customers"), 1)]
+        (table_id(config, "accounts"), 2), (table_id(config, "customers"), 2)]

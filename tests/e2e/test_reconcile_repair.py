@@ -88,17 +88,27 @@ def test_reconciler_finds_repairs_and_requests_by_key(stack: LocalStack, tmp_pat
     assert_tables_equal(config)
 
 
-def test_a_row_added_by_hand_with_made_up_hashes_is_found_and_deleted(
+def test_rows_added_by_hand_with_made_up_or_no_hashes_are_found_by_their_key(
     stack: LocalStack, tmp_path: Path, unique_name: str
 ) -> None:
-    """Hash columns that are no hex at all (a hand-written INSERT) must not stop the reconciler:
-    the fingerprint query failed on them, on BigQuery as on the emulator, at every check."""
+    """A hand-written INSERT leaves the hash columns NULL or fills them with anything. The
+    fingerprint query failed on hashes that are no hex, at every check; NULL key hashes read as a
+    missing key (the row's own key was requested, nothing was deleted). The key is what tells."""
     config, extracted = _synced_customers(stack, tmp_path, unique_name)
+    requests = pull_subscription(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, "extract-requests-by-hand")
     execute(config, "INSERT INTO {t:customers} (customer_id, _key_hash, _row_hash) VALUES (424242, 'by hand', 'n/a')")
+    execute(config, "INSERT INTO {t:customers} (customer_id, email) VALUES (7, 'copy@example.com')")
 
     republish_loaded(config, "customers", extracted.run_id, extracted.manifest_uri)
     certificate = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 2)[-1]
-    assert (certificate["verdict"], certificate["extra_rows"], certificate["rows_deleted"]) == ("mismatch", 1, 1)
+    assert certificate["verdict"] == "mismatch"
+    assert (certificate["missing_rows"], certificate["extra_rows"], certificate["duplicate_rows"]) == (0, 1, 1)
+    assert (certificate["rows_deleted"], certificate["keys_requested"]) == (3, 1)
+    request = pull_json(requests, lambda body: body.get("run_id") == extracted.run_id)
+    assert request["keys"] == [[7]]
     assert not bq.query(config.bigquery.project, f"SELECT 1 FROM `{table_id(config, 'customers')}` "
-                                                 "WHERE customer_id = 424242")
+                                                 "WHERE customer_id IN (7, 424242)")
+
+    (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert report.reconciliation == "match", report
     assert_tables_equal(config)
