@@ -34,8 +34,10 @@ def count_queries(target: str, staging: str) -> dict[str, str]:
 
 
 def delete_statement(target: str, staging: str) -> str:
-    """Every copy of each row hash whose number of copies differs."""
-    return (f"DELETE FROM {target} AS T WHERE T.{q(ROW_HASH_COLUMN)} IN "
+    """Every copy of each row hash whose number of copies differs, and every row without a row hash
+    (written by hand: no snapshot holds it, and IN never matches a NULL)."""
+    row_hash = q(ROW_HASH_COLUMN)
+    return (f"DELETE FROM {target} AS T WHERE T.{row_hash} IS NULL OR T.{row_hash} IN "
             f"(SELECT h FROM ({multiplicity_sql(target, staging)}) WHERE staged != held)")
 
 

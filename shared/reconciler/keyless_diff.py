@@ -23,6 +23,7 @@ from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN
 
 MISSING, EXTRA, DUPLICATE = "missing", "extra", "duplicate"
 SNAPSHOT_ROWS = "snapshot_rows"
+NO_HASH = "-"  # stands for a NULL stored row hash (a row written by hand): extra, and deletable by it
 
 
 def diff_fields() -> list[bigquery.SchemaField]:
@@ -34,7 +35,7 @@ def target_side(manifest: Manifest, deep: bool) -> str:
     table = q(*manifest.target.table_id.split("."))
     if deep:
         return f"SELECT {q(DEEP_ROW_HASH)} AS rh FROM ({deep_hash_query(manifest.table_schema.hash_keyed(), table)})"
-    return f"SELECT {q(ROW_HASH_COLUMN)} AS rh FROM {table}"
+    return f"SELECT IFNULL({q(ROW_HASH_COLUMN)}, '{NO_HASH}') AS rh FROM {table}"
 
 
 def diff_sql(manifest: Manifest, index_table: str, diff_table: str, *, deep: bool) -> str:
@@ -59,7 +60,7 @@ def counts_sql(diff_table: str) -> str:
 
 def doomed(table: str, diff_table: str, kinds: str) -> str:
     """Rows of `table` (alias T) whose row hash is one of the diff's `kinds` (a list of literals)."""
-    return (f"T.{q(ROW_HASH_COLUMN)} IN (SELECT D.{q(KEY_HASH_COLUMN)} FROM {diff_table} AS D "
+    return (f"IFNULL(T.{q(ROW_HASH_COLUMN)}, '{NO_HASH}') IN (SELECT D.{q(KEY_HASH_COLUMN)} FROM {diff_table} AS D "
             f"WHERE D.kind IN ({kinds}))")
 
 

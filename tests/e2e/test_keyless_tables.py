@@ -23,9 +23,9 @@ from shared.config import Config, load_config
 from shared.extractor.source import connect, discover
 from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery
-from shared.topology import VALIDATION_TABLE
+from shared.topology import RECONCILIATION_TABLE, VALIDATION_TABLE
 from shared.types import arrow_value_converter
-from tests.support_reconcile import execute, wait_for_rows
+from tests.support_reconcile import execute, republish_loaded, wait_for_rows
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -170,4 +170,32 @@ def test_compare_keys_counts_copies_of_a_keyless_table_and_repair_restores_them(
                        (cmp.MISSING, "1 copy in the source, 0 in BigQuery")]
     repaired = CliRunner().invoke(compare_keys, ["--config", str(config_path), "--repair"])
     assert repaired.exit_code == 0, repaired.output
+    assert bigquery_multiset(config, name) == source_multiset(config, name)
+
+
+def test_keyless_rows_written_by_hand_without_hashes_are_deleted(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """A hand-written INSERT leaves `_row_hash` NULL. The reconciler counted such a row missing and
+    kept it, and every full load was refused (`IN` never matches a NULL), for ever."""
+    name = f"keyless_{unique_name}"
+    url, _, _ = _sqlite_source(tmp_path, name)
+    config = _config(tmp_path / "config.yaml", url, name, unique_name)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    (extracted,) = extract_all(config)
+    (report,) = wait_for_chain(config, [extracted], timeout_s=180)
+    assert report.reconciliation == "match", report
+    by_hand = "INSERT INTO {t:%s} (sku, qty, note) VALUES (77, 1, 'by hand')" % config.table(name).target_table
+
+    execute(config, by_hand)
+    republish_loaded(config, name, extracted.run_id, extracted.manifest_uri)
+    certificate = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 2)[-1]
+    assert (certificate["verdict"], certificate["missing_rows"], certificate["extra_rows"]) == ("mismatch", 0, 1)
+    assert certificate["rows_deleted"] == 1
+    assert bigquery_multiset(config, name) == source_multiset(config, name)
+
+    execute(config, by_hand)
+    (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
+    assert (report.load_status, report.rows_deleted, report.reconciliation) == ("applied", 1, "match"), report
     assert bigquery_multiset(config, name) == source_multiset(config, name)

@@ -186,7 +186,7 @@ def test_keyless_diff_and_repair_sql_parse_and_match_on_row_hash(deep: bool) -> 
     kinds = [type(s) for s in script_statements(script, KNOWN)]
     assert exp.Update not in kinds  # a keyless row cannot be re-stamped: nothing identifies it
     assert kinds.count(exp.Delete) == (2 if deep else 1)
-    assert "T.`_row_hash` IN (SELECT D.`_key_hash`" in script
+    assert "IFNULL(T.`_row_hash`, '-') IN (SELECT D.`_key_hash`" in script
 
 
 def diff_on_sqlite(snapshot: list[tuple[int, str | None]], table: list[tuple[int, str | None]]
