@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
@@ -45,6 +46,9 @@ def connect(source: SourceConfig) -> Engine:
         url = _session_settings(sa.engine.make_url(source_url(source)))
     except SecretAccessError as error:
         raise SourceError(f"cannot read the password of source {shown}: {redact(str(error))}") from None
+    missing = _missing_sqlite_file(url)
+    if missing:
+        raise SourceError(f"cannot connect to source {shown}: database file {missing} does not exist")
     try:
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
@@ -55,6 +59,15 @@ def connect(source: SourceConfig) -> Engine:
         raise SourceError(f"cannot connect to source {shown}: {error_line(error)}") from None
     engines.preload(engine.dialect.name)
     return engine
+
+
+def _missing_sqlite_file(url: sa.engine.URL) -> str | None:
+    """SQLite creates an empty database where the file is missing: a mistyped path would read as
+    every table gone from the source, and leave an empty file behind."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return None if Path(path).exists() else path
 
 
 # Values read as PostgreSQL's text (intervals, ranges, arrays of dates) follow these settings, and
