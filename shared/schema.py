@@ -50,9 +50,13 @@ class TableSchema(BaseModel):
             raise ValueError("a table needs at least one key column, or to be keyless")
         if not self.columns:
             raise ValueError("a table needs at least one column")
-        bq_names = [c.bq_name.lower() for c in self.columns]
-        if len(set(bq_names)) != len(bq_names):
-            raise ValueError("two source columns map to the same BigQuery column name")
+        by_bq_name: dict[str, list[str]] = {}
+        for column in self.columns:
+            by_bq_name.setdefault(column.bq_name.lower(), []).append(column.name)
+        for names in by_bq_name.values():
+            if len(names) > 1:
+                raise ValueError(f"columns {', '.join(map(repr, names))} would be one BigQuery column "
+                                 "(BigQuery column names ignore case); replicate a view that renames them")
         return self
 
     def column(self, name: str) -> Column:

@@ -5,6 +5,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import pydantic
 import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
 from sqlalchemy.engine import Engine
@@ -121,7 +122,11 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     missing = [k for k in key if k not in {c.name for c in columns}]
     if missing:
         raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
-    return SourceTable(table, reflected, TableSchema(columns=columns, key=key, keyless=not key), engine.dialect.name)
+    try:
+        schema = TableSchema(columns=columns, key=key, keyless=not key)
+    except pydantic.ValidationError as error:
+        raise SourceError(f"table {table.name!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    return SourceTable(table, reflected, schema, engine.dialect.name)
 
 
 def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:

@@ -177,3 +177,16 @@ def test_an_enum_key_is_ordered_by_its_text_not_its_declaration(table: str, read
         _execute(f"DROP TABLE IF EXISTS {table}")
         _execute(f"DROP TYPE {table}_mood")
     assert keys == [("Happy", 1), ("ok", 1), ("ok", 2), ("sad", 1)]
+
+
+def test_columns_whose_names_differ_only_in_case_fail_their_table_by_name(table: str) -> None:
+    """PostgreSQL keeps "Name" and name apart; BigQuery column names ignore case."""
+    _execute(f'CREATE TABLE {table} (id int PRIMARY KEY, "Name" text, name text)')
+    engine = connect(SourceConfig(url=URL))
+    try:
+        with pytest.raises(SourceError) as error:
+            discover(engine, TableConfig(name=table))
+    finally:
+        engine.dispose()
+    assert str(error.value) == (f"table {table!r}: columns 'Name', 'name' would be one BigQuery column "
+                                "(BigQuery column names ignore case); replicate a view that renames them")

@@ -154,7 +154,7 @@ def test_unmappable_types_and_colliding_names_are_catalog_errors() -> None:
     with pytest.raises(MssqlCatalogError, match=r"'Shape' \(MyClrType\)"):
         schema_from_catalog([KEY_ROW, catalog_row("Shape", 2, "MyClrType", declared_type="MyClrType")], "dbo", "T",
                             ["id"])
-    with pytest.raises(MssqlCatalogError, match="same BigQuery column"):
+    with pytest.raises(MssqlCatalogError, match="columns .Name., .NAME. would be one BigQuery column"):
         # A case-sensitive collation allows both; BigQuery column names are case-insensitive.
         schema_from_catalog([KEY_ROW, catalog_row("Name", 2, "int"), catalog_row("NAME", 3, "int")], "dbo", "T", ["id"])
     with pytest.raises(MssqlCatalogError, match="control character"):
