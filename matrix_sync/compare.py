@@ -110,7 +110,7 @@ def compare_table(config: Config, engine: Engine, table: TableConfig, progress: 
                             result.stats)
         keys = SourceKeys(directory)
         try:
-            result.unconvertible_rows = stream_source(engine, source, keys, config.extract.chunk_rows, progress)
+            result.unconvertible_rows = stream_source(engine, source, keys, config.extract, progress)
             result.source_rows = keys.index.rows
             result.source_seconds = round(time.monotonic() - started, 3)
             if not built.done():

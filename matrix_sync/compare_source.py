@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from shared import segments
+from shared.config import ExtractConfig
 from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
 from shared.extractor.prepare_ahead import default_workers, prepared_in_order
@@ -87,12 +88,13 @@ def count_rows(engine: Engine, source: SourceTable) -> int | None:
         return None
 
 
-def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, chunk_rows: int,
+def stream_source(engine: Engine, source: SourceTable, keys: SourceKeys, extract: ExtractConfig,
                   progress: CompareProgress) -> int:
-    """Prepares every source chunk as the extractor does; returns the rows it would quarantine (not
-    convertible, or breaking the declared schema), which are not expected in BigQuery."""
+    """Prepares every source chunk as the extractor does, in its chunks; returns the rows it would
+    quarantine (not convertible, or breaking the declared schema), which are not expected in BigQuery."""
     unconvertible = 0
-    with read_ahead(engine, lambda: stream_rows(engine, source, chunk_rows)) as chunks:
+    with read_ahead(engine, lambda: stream_rows(engine, source, extract.chunk_rows,
+                                                chunk_bytes=extract.chunk_bytes)) as chunks:
         for rows, (prepared, rejected) in prepared_in_order(chunks, ChunkPreparer(source.schema), default_workers()):
             unconvertible += len(rejected)
             keys.add(prepared)

@@ -164,6 +164,8 @@ class PubSubConfig(_Strict):
 
 class ExtractConfig(_Strict):
     chunk_rows: int = Field(default=50_000, ge=1, le=5_000_000, description="rows held in memory at once")
+    chunk_bytes: int = Field(default=64 << 20, ge=1 << 20, le=1 << 32,
+                             description="a chunk holds fewer rows once its values reach about this many bytes")
     mode: Literal["full", "delta"] = Field(
         default="delta", description="delta ships only changed rows and deleted keys; full ships everything")
     full_every: int = Field(default=24, ge=1, description="every Nth snapshot of a table is full, to re-anchor")

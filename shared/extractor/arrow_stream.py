@@ -24,6 +24,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from shared import logs
+from shared.extractor.chunk_size import FIXED_VALUE_BYTES, long_value_positions
 from shared.extractor.dbapi_stream import (
     KeyBound,
     Processor,
@@ -39,6 +40,7 @@ from shared.secrets import error_line
 log = logs.get(__name__)
 READER_ENV = "MATRIX_SOURCE_READER"  # "dbapi" turns this reader off
 _RESTARTS = 3
+_OVERSIZED = 4  # a batch this many times extract.chunk_bytes is read by the DBAPI reader instead
 _PG_BATCH_BYTES = 4 << 20
 
 # PostgreSQL types whose ADBC Arrow values are the values psycopg2 returns (numeric as its text, as
@@ -112,9 +114,10 @@ class ArrowReader:
 
     connect: Callable[[], Any]
     dialect: sa.Dialect
-    options: Callable[[int], dict[str, str]]
+    options: Callable[[int, int | None], dict[str, str]]  # by chunk_rows and chunk_bytes
     processors: Callable[[pa.Schema], list[Processor]]
     columns: Callable[[sa.Select], sa.Select] = lambda query: query  # what the driver is asked for
+    inline_bounds: bool = False  # key bounds written into the SQL, not bound as parameters
 
 
 def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
@@ -154,7 +157,31 @@ def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSche
     def processors(_schema: pa.Schema) -> list[Processor]:
         return [processor_for(column, dialect, None) for column in columns]
 
-    return ArrowReader(connect, dialect, lambda rows: {"adbc.sqlite.query.batch_rows": str(rows)}, processors)
+    def options(chunk_rows: int, chunk_bytes: int | None) -> dict[str, str]:
+        rows = chunk_rows if chunk_bytes is None else _sqlite_batch_rows(connection, table, schema, chunk_rows,
+                                                                         chunk_bytes)
+        return {"adbc.sqlite.query.batch_rows": str(rows)}
+
+    return ArrowReader(connect, dialect, options, processors)
+
+
+_SAMPLE_ROWS = 256
+
+
+def _sqlite_batch_rows(connection: sa.Connection, table: sa.Table, schema: TableSchema, chunk_rows: int,
+                       chunk_bytes: int) -> int:
+    """Rows a batch of SQLite's Arrow reader holds: ADBC fixes them per statement, before any row is
+    seen, so they come from the widest of the table's first rows, with room to spare (batches far
+    past the budget hand the table to the DBAPI reader, `_rechunked`). Fewer rows a batch cost no
+    speed, but SQLite's per-batch type inference then fails more often on sparse columns."""
+    long = [table.columns[schema.columns[p].name] for p in long_value_positions(schema)]
+    if not long:
+        return chunk_rows
+    width = sa.func.coalesce(sum((sa.func.coalesce(sa.func.length(sa.cast(c, sa.LargeBinary)), 0) for c in long),
+                                 sa.literal(0)), 0)
+    sample = sa.select(width.label("width")).select_from(table).limit(_SAMPLE_ROWS).subquery()
+    widest = connection.execute(sa.select(sa.func.max(sample.c.width))).scalar() or 0
+    return max(1, min(chunk_rows, chunk_bytes // (4 * (int(widest) + FIXED_VALUE_BYTES * len(schema.columns)))))
 
 
 def _affinity(declared: str) -> str:
@@ -198,8 +225,11 @@ def _postgresql_reader(connection: sa.Connection, table: sa.Table) -> ArrowReade
         return [None if name == "bytea" else processor_for(column, engine.dialect, _PG_TYPES[name])
                 for column, name in zip(columns, names, strict=True)]
 
-    return ArrowReader(connect, dialect, lambda _rows: {"adbc.postgresql.batch_size_hint_bytes": str(_PG_BATCH_BYTES)},
-                       processors, numerics_as_text)
+    def options(_rows: int, chunk_bytes: int | None) -> dict[str, str]:
+        hint = _PG_BATCH_BYTES if chunk_bytes is None else min(_PG_BATCH_BYTES, chunk_bytes // 2)
+        return {"adbc.postgresql.batch_size_hint_bytes": str(hint)}
+
+    return ArrowReader(connect, dialect, options, processors, numerics_as_text, inline_bounds=True)
 
 
 def _libpq_uri(url: sa.engine.URL) -> str:
@@ -224,9 +254,10 @@ def _is_numeric(column: sa.Column) -> bool:
 
 def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engine, schema: TableSchema,
                  select: Select, chunk_rows: int, lower: KeyBound,
-                 upper: KeyBound) -> Iterator[ArrowChunk | SourceChunk]:
-    """Rows with lower < key <= upper as `ArrowChunk`s; see the module docstring for what the DBAPI
-    reader (on `connection`) takes over."""
+                 upper: KeyBound, *, chunk_bytes: int | None = None) -> Iterator[ArrowChunk | SourceChunk]:
+    """Rows with lower < key <= upper as `ArrowChunk`s of at most chunk_rows rows, fewer once they
+    hold chunk_bytes of Arrow buffers; see the module docstring for what the DBAPI reader (on
+    `connection`) takes over."""
     fell_back = threading.Event()
 
     def reference(low: KeyBound, high: KeyBound) -> SourceChunk:
@@ -239,7 +270,7 @@ def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engi
     attempt = 0
     while attempt <= _RESTARTS:
         try:
-            for chunk in _chunks(reader, schema, select(lower, upper), chunk_rows, lower, reference):
+            for chunk in _chunks(reader, schema, select(lower, upper), chunk_rows, chunk_bytes, lower, reference):
                 yield chunk
                 lower = chunk.last_key
                 if fell_back.is_set():  # SQLite may have typed a column by a stray value: infer again
@@ -255,41 +286,68 @@ def stream_arrow(reader: ArrowReader, connection: sa.Connection, engine: sa.Engi
             attempt += 1
             log.info("Arrow stream interrupted (%s: %s); %s", type(error).__name__, error_line(error),
                      "resuming after the last key" if attempt <= _RESTARTS else "the DBAPI reader reads the rest")
-    yield from stream_dbapi(connection, schema, select, chunk_rows, lower, upper)
+    yield from stream_dbapi(connection, schema, select, chunk_rows, lower, upper, chunk_bytes=chunk_bytes)
 
 
-def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_rows: int, lower: KeyBound,
-            reference: Callable[[KeyBound, KeyBound], SourceChunk]) -> Iterator[ArrowChunk]:
-    sql, parameters = statement(reader.dialect, reader.columns(query))
+def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_rows: int, chunk_bytes: int | None,
+            lower: KeyBound, reference: Callable[[KeyBound, KeyBound], SourceChunk]) -> Iterator[ArrowChunk]:
+    sql, parameters = _statement(reader, schema, reader.columns(query))
     with contextlib.closing(reader.connect()) as adbc, contextlib.closing(adbc.cursor()) as cursor:
-        cursor.adbc_statement.set_options(**reader.options(chunk_rows))
+        cursor.adbc_statement.set_options(**reader.options(chunk_rows, chunk_bytes))
         cursor.execute(sql, parameters or None)
         batches = cursor.fetch_record_batch()
         processors = reader.processors(batches.schema)
-        for columns in _rechunked(batches, chunk_rows):
+        for columns in _rechunked(batches, chunk_rows, chunk_bytes):
             last_key = tuple(_processed(processors[p], columns[p][-1].as_py()) for p in schema.key_positions)
             low = lower
             yield ArrowChunk(columns, processors, last_key, lambda low=low, high=last_key: reference(low, high))
             lower = last_key
 
 
+def _statement(reader: ArrowReader, schema: TableSchema, query: sa.Select) -> tuple[str, Any]:
+    """ADBC's PostgreSQL driver reads a statement with parameters in one batch, whatever its batch
+    size hint (only a statement without them is streamed through COPY): a range after a key, a
+    resumed stream or a parallel key range would be held whole. Its key bounds are written into the
+    SQL as literals instead, except for binary keys, which have no literal form here."""
+    if reader.inline_bounds and not any(c.bq_type.upper() == "BYTES" for c in schema.key_columns):
+        try:
+            return str(query.compile(dialect=reader.dialect, compile_kwargs={"literal_binds": True})), None
+        except (sa.exc.CompileError, NotImplementedError) as error:
+            log.info("key bounds bound as parameters (%s): the range is read in one batch", error_line(error))
+    return statement(reader.dialect, query)
+
+
 def _processed(processor: Processor, value: object) -> object:
     return value if processor is None or value is None else processor(value)
 
 
-def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int) -> Iterator[list[pa.Array]]:
-    """The stream's rows as columns of exactly chunk_rows rows (the last chunk fewer)."""
+def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int, chunk_bytes: int | None = None
+               ) -> Iterator[list[pa.Array]]:
+    """The stream's rows as columns of exactly chunk_rows rows (the last chunk fewer), or of the
+    batches held when the next one would take them past chunk_bytes."""
     pending: list[pa.RecordBatch] = []
-    held = 0
+    held = held_bytes = 0
     for batch in batches:
+        if chunk_bytes is not None and batch.nbytes > _OVERSIZED * chunk_bytes:
+            raise _NotArrow(f"a batch of {batch.num_rows:,} rows holds {batch.nbytes:,} bytes, past "
+                            f"{_OVERSIZED}x extract.chunk_bytes: its rows are wider than the first ones")
+        if chunk_bytes is not None and pending and held_bytes + batch.nbytes > chunk_bytes:
+            yield _columns(pending)
+            pending, held, held_bytes = [], 0, 0
         pending.append(batch)
         held += batch.num_rows
+        held_bytes += batch.nbytes
         while held >= chunk_rows:
             combined = pa.Table.from_batches(pending).combine_chunks()
             yield [column.chunk(0) if column.num_chunks else pa.array([], column.type)
                    for column in combined.slice(0, chunk_rows).combine_chunks().columns]
             rest = combined.slice(chunk_rows)
             pending, held = rest.to_batches(), rest.num_rows
+            held_bytes = sum(b.nbytes for b in pending)
     if held:
-        combined = pa.Table.from_batches(pending).combine_chunks()
-        yield [column.chunk(0) for column in combined.columns]
+        yield _columns(pending)
+
+
+def _columns(batches: list[pa.RecordBatch]) -> list[pa.Array]:
+    combined = pa.Table.from_batches(batches).combine_chunks()
+    return [column.chunk(0) for column in combined.columns]

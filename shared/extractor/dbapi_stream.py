@@ -11,6 +11,7 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 
+from shared.extractor.chunk_size import gathered, long_value_positions, row_bytes
 from shared.schema import TableSchema
 
 KeyBound = tuple | None
@@ -67,21 +68,24 @@ class SourceChunk(Sequence[tuple]):
 
 
 def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select, chunk_rows: int, lower: KeyBound,
-                 upper: KeyBound) -> Iterator[SourceChunk]:
-    """SQLite text is first decoded strictly, in C; only if some value is not UTF-8 does the rest of
+                 upper: KeyBound, *, chunk_bytes: int | None = None) -> Iterator[SourceChunk]:
+    """Chunks of at most chunk_rows rows, fewer once they hold about chunk_bytes (`chunk_size`).
+    SQLite text is first decoded strictly, in C; only if some value is not UTF-8 does the rest of
     the table (after the last key handed out) go through `connect`'s tolerant decoder, in Python."""
     dialect = connection.dialect
     driver_connection = connection.connection.driver_connection
     tolerant = getattr(driver_connection, "text_factory", None) if dialect.name == "sqlite" else None
     # Resuming after the last key needs a key; a keyless table is decoded tolerantly throughout.
     strict = tolerant is not None and tolerant is not str and bool(schema.key)
+    size = row_bytes(len(schema.columns), long_value_positions(schema))
     try:
         while True:
             if strict:
                 driver_connection.text_factory = str
             query = select(lower, upper)
             try:
-                for chunk in _stream_cursor(_server_side_cursor(connection), dialect, query, chunk_rows):
+                for chunk in _stream_cursor(_server_side_cursor(connection), dialect, query, chunk_rows,
+                                            chunk_bytes, size):
                     yield chunk
                     lower = chunk.last_key(schema.key_positions)
                 return
@@ -144,12 +148,13 @@ def raw_rows(connection: sa.Connection, query: sa.Select, chunk_rows: int) -> It
         yield chunk.raw
 
 
-def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int) -> Iterator[SourceChunk]:
+def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int, chunk_bytes: int | None = None,
+                   size: Callable[[list], int] = len) -> Iterator[SourceChunk]:
     sql, parameters = statement(dialect, query)
     try:
         cursor.execute(sql, parameters)
         processors: list[Processor] | None = None
-        while rows := cursor.fetchmany(chunk_rows):
+        for rows in gathered(cursor.fetchmany, chunk_rows, chunk_bytes, size):
             if processors is None:  # a named cursor describes its columns once rows arrive
                 processors = [processor_for(column, dialect, description[1])
                               for column, description in zip(query.selected_columns, cursor.description, strict=True)]

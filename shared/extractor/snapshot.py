@@ -76,13 +76,14 @@ class _Gathered:
 
     tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    bytes: int = 0
 
     def take(self) -> pa.Table | None:
         """Everything collected as one table (None: nothing), and the collection emptied."""
         if not self.tables:
             return None
         table = pa.concat_tables(self.tables)
-        self.tables, self.rows = [], 0
+        self.tables, self.rows, self.bytes = [], 0, 0
         return table
 
 
@@ -175,12 +176,13 @@ class SnapshotWriter:
         self._gather(self._patch, table.filter(differs), self._flush_patch)
 
     def _gather(self, into: _Gathered, table: pa.Table, flush: Callable[[], None]) -> None:
-        """Collects a table's rows for the next file, written once a chunk's worth is there."""
+        """Collects a table's rows for the next file, written once a chunk's worth (rows or bytes) is there."""
         if not table.num_rows:
             return
         into.tables.append(table)
         into.rows += table.num_rows
-        if into.rows >= self.config.extract.chunk_rows:
+        into.bytes += table.nbytes
+        if into.rows >= self.config.extract.chunk_rows or into.bytes >= self.config.extract.chunk_bytes:
             flush()
 
     def _flush_patch(self) -> None:
@@ -332,7 +334,8 @@ def extract_range(config: Config, table_name: str, run_id: str, index: int, lowe
         screen = Screen(source.schema)
         rows_read = 0
         with logs.labels(run_id=run_id, table=table_name, key_range=str(index)), _abandoned_on_failure(writer), \
-                read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper)) as chunks:
+                read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows, lower, upper,
+                                                   chunk_bytes=config.extract.chunk_bytes)) as chunks:
             repeats = RepeatedKeyCheck(table_name, source.schema)
             for screened, prepared in writer.prepared(chunks, screen):
                 repeats.check(prepared.table)
@@ -440,7 +443,8 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
     run_id = new_run_id(extracted_at)
     # the source is read from here on, while the writer, its row model and the base's diff are set up
     with logs.labels(run_id=run_id, table=source.config.name), \
-            read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows)) as chunks:
+            read_ahead(engine, lambda: stream_rows(engine, source, config.extract.chunk_rows,
+                                                   chunk_bytes=config.extract.chunk_bytes)) as chunks:
         writer = SnapshotWriter(config, source, run_id)
         diff, screen = key_diff(base.index, source.schema) if base else (None, Screen(source.schema))
         repeats = RepeatedKeyCheck(source.config.name, source.schema)

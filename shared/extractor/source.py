@@ -15,6 +15,7 @@ from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
 from shared.extractor import engines
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
+from shared.extractor.chunk_size import FETCH_ROWS, gathered, long_value_positions, row_bytes
 from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
 from shared.extractor.read_types import PgText, read_as
 from shared.identifiers import IdentifierError
@@ -73,7 +74,9 @@ def _missing_sqlite_file(url: sa.engine.URL) -> str | None:
 
 # Values read as PostgreSQL's text (intervals, ranges, arrays of dates) follow these settings, and
 # psycopg2 parses dates in ISO only: a server or role set to another zone or style changes nothing.
-_POSTGRESQL_SESSION = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres"
+# Key bounds written into the Arrow reader's SQL as literals need backslashes read as themselves.
+_POSTGRESQL_SESSION = ("-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres "
+                       "-c standard_conforming_strings=on")
 
 
 def _session_settings(url: sa.engine.URL) -> sa.engine.URL:
@@ -206,9 +209,9 @@ def _generic_select(source: SourceTable, lower: KeyBound = None, upper: KeyBound
 
 
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: KeyBound = None,
-                upper: KeyBound = None) -> Iterator[Sequence[tuple]]:
+                upper: KeyBound = None, *, chunk_bytes: int | None = None) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key (lower < key <= upper when bounds are given), at most chunk_rows of them
-    in memory at a time (server-side cursor). SQLite and PostgreSQL (psycopg2) tables are read as
+    in memory at a time (server-side cursor), fewer once they hold about chunk_bytes. SQLite and PostgreSQL (psycopg2) tables are read as
     Arrow columns where ADBC maps their types exactly (`ArrowChunk`s, shared.extractor.arrow_stream);
     the rest of them and MySQL/MariaDB (pymysql) from the DBAPI cursor, without a SQLAlchemy Row per
     row, as `SourceChunk`s; other drivers (pymssql) through SQLAlchemy."""
@@ -223,13 +226,19 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
 
             reader = arrow_reader(connection, source.table, source.schema)
             if reader is None:
-                yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper)
+                yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper,
+                                        chunk_bytes=chunk_bytes)
             else:
-                yield from stream_arrow(reader, connection, engine, source.schema, select, chunk_rows, lower, upper)
+                yield from stream_arrow(reader, connection, engine, source.schema, select, chunk_rows, lower, upper,
+                                        chunk_bytes=chunk_bytes)
             return
-        result = connection.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
-        for partition in result.partitions(chunk_rows):
-            yield [tuple(row) for row in partition]
+        buffered = chunk_rows if chunk_bytes is None else min(chunk_rows, FETCH_ROWS)
+        result = connection.execution_options(stream_results=True, yield_per=buffered).execute(query)
+
+        def fetch(rows: int) -> list[tuple]:
+            return [tuple(row) for row in result.fetchmany(rows)]
+        size = row_bytes(len(source.schema.columns), long_value_positions(source.schema))
+        yield from gathered(fetch, chunk_rows, chunk_bytes, size)
 
 
 def rows_without_key(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[list[tuple]]:

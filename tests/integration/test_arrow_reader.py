@@ -4,6 +4,7 @@ quarantined rows with their reasons, on SQLite and PostgreSQL, whatever the Arro
 not UTF-8, values to quarantine, types ADBC does not map exactly)."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from decimal import Decimal
@@ -190,6 +191,29 @@ def test_postgresql_composite_text_key_in_code_point_order(pg_table: str, monkey
     assert kinds == {"ArrowChunk"}
     keys = list(zip(table.column("region").to_pylist(), table.column("n").to_pylist(), strict=True))
     assert keys == sorted(keys) and len(keys) == 30
+
+
+def test_postgresql_bounds_written_into_the_sql_select_what_parameters_do(pg_table: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Arrow reader writes key bounds into the SQL (a statement with parameters is read in one
+    batch): quotes, backslashes, percent signs and timestamps bound exactly as the DBAPI reader's
+    parameters do, under a session that reads backslashes in literals as escapes."""
+    engine = sa.create_engine(PG_URL)
+    names = ["a", "o'neil", "back\\slash", "50%", "x'; DROP TABLE t; --", "Ä", "z\\'"]
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE TABLE {pg_table} (name text, at timestamp, v int, PRIMARY KEY (name, at))")
+        for i, name in enumerate(names):
+            connection.execute(sa.text(f"INSERT INTO {pg_table} VALUES (:name, :at, :v)"),
+                               [{"name": name, "at": dt.datetime(2024, 1, 1, 0, 0, 0, j), "v": i} for j in range(3)])
+    engine.dispose()
+    url = f"{PG_URL}?options=-c%20standard_conforming_strings%3Doff"
+    every, _, _ = _both(url, pg_table, 2, monkeypatch)
+    keys = list(zip(every.column("name").to_pylist(), every.column("at").to_pylist(), strict=True))
+    for lower, upper in [(keys[3], keys[16]), (keys[7], None), (keys[0], keys[-2])]:
+        bounded, _, kinds = _both(url, pg_table, 2, monkeypatch, lower=lower, upper=upper)
+        assert kinds == {"ArrowChunk"}
+        got = list(zip(bounded.column("name").to_pylist(), bounded.column("at").to_pylist(), strict=True))
+        assert got == [k for k in keys if k > lower and (upper is None or k <= upper)]
 
 
 def test_postgresql_numeric_key_read_as_text_keeps_numeric_order(pg_table: str,

@@ -379,8 +379,11 @@ class FakeMssqlEngine:
 
     def execute(self, query: object, params: object = None) -> SimpleNamespace:
         self.executed.append(query)
-        rows = self._rows
-        return SimpleNamespace(partitions=lambda n: (rows[i:i + n] for i in range(0, len(rows), n)))
+        rows = list(self._rows)
+        def fetchmany(n: int) -> list[tuple]:
+            taken, rows[:] = rows[:n], rows[n:]
+            return taken
+        return SimpleNamespace(fetchmany=fetchmany)
 
 
 def test_extractor_uses_the_catalog_and_the_tsql_select_for_mssql(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from shared.config import SourceConfig
 from shared.extractor.source import SourceError, _session_settings, connect
 
-FIXED = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres"
+FIXED = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c standard_conforming_strings=on"
 
 
 def test_postgresql_gets_the_fixed_settings_after_the_urls_own() -> None:
