@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
-from shared.extractor import engines
+from shared.extractor import engines, sqlite_types
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.chunk_size import FETCH_ROWS, gathered, long_value_positions, row_bytes
 from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
@@ -55,6 +55,7 @@ def connect(source: SourceConfig) -> Engine:
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _tolerate_invalid_utf8)
+            sqlite_types.declare_type_names(engine.dialect)
         with engine.connect():
             pass
     except Exception as error:  # drivers raise their own types; all mean "cannot reach the source"
