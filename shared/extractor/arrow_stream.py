@@ -166,6 +166,7 @@ def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSche
 
 
 _SAMPLE_ROWS = 256
+_HEADROOM = 4  # batches sized for rows this many times the widest sampled
 
 
 def _sqlite_batch_rows(connection: sa.Connection, table: sa.Table, schema: TableSchema, chunk_rows: int,
@@ -177,11 +178,11 @@ def _sqlite_batch_rows(connection: sa.Connection, table: sa.Table, schema: Table
     long = [table.columns[schema.columns[p].name] for p in long_value_positions(schema)]
     if not long:
         return chunk_rows
-    width = sa.func.coalesce(sum((sa.func.coalesce(sa.func.length(sa.cast(c, sa.LargeBinary)), 0) for c in long),
-                                 sa.literal(0)), 0)
+    width = sum((sa.func.coalesce(sa.func.length(sa.cast(c, sa.LargeBinary)), 0) for c in long), sa.literal(0))
     sample = sa.select(width.label("width")).select_from(table).limit(_SAMPLE_ROWS).subquery()
-    widest = connection.execute(sa.select(sa.func.max(sample.c.width))).scalar() or 0
-    return max(1, min(chunk_rows, chunk_bytes // (4 * (int(widest) + FIXED_VALUE_BYTES * len(schema.columns)))))
+    widest = int(connection.execute(sa.select(sa.func.max(sample.c.width))).scalar() or 0)
+    row = widest + FIXED_VALUE_BYTES * len(schema.columns)
+    return max(1, min(chunk_rows, chunk_bytes // (_HEADROOM * row)))
 
 
 def _affinity(declared: str) -> str:
