@@ -89,6 +89,15 @@ class PgMoney(sa.types.TypeDecorator):
         return sa.cast(column, sa.Numeric(19, 2))
 
 
+class MysqlUnsignedBigint(sa.types.TypeDecorator):
+    """MySQL's BIGINT UNSIGNED reaches 2**64-1, past INT64: it lands in NUMERIC (20 digits fit), so
+    a value above 2**63-1 is kept instead of quarantined."""
+
+    impl = sa.dialects.mysql.BIGINT(unsigned=True)
+    cache_ok = True
+    bigquery_type = "NUMERIC"
+
+
 def read_as(sa_type: sa.types.TypeEngine, dialect: str) -> sa.types.TypeEngine:
     """The type a column's values are read with, where SQLAlchemy's reflected one would change them
     or has no BigQuery type."""
@@ -101,6 +110,8 @@ def read_as(sa_type: sa.types.TypeEngine, dialect: str) -> sa.types.TypeEngine:
         return MysqlUtcTimestamp(fsp=sa_type.fsp)
     if isinstance(sa_type, sa.dialects.mysql.SET):
         return sa.String()  # the driver's text 'a,b'; SQLAlchemy's SET makes a Python set of it
+    if isinstance(sa_type, sa.dialects.mysql.BIGINT) and sa_type.unsigned:
+        return MysqlUnsignedBigint()
     if isinstance(sa_type, sa.dialects.mysql.BIT):
         return MysqlFlag() if sa_type.length in (None, 1) else MysqlBits()
     if dialect == "postgresql":

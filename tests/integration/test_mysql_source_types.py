@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -101,3 +102,13 @@ def test_a_timestamp_is_the_same_instant_whatever_the_servers_time_zone(table: s
     assert types == ["INT64", "TIMESTAMP", "DATETIME"]
     assert quarantined == []
     assert kept == [(1, dt.datetime(2024, 6, 1, 12, 0, 0, 500000, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, 12))]
+
+
+def test_bigint_unsigned_lands_whole_in_numeric(table: str) -> None:
+    # INT64 stops at 2**63-1: the upper half of BIGINT UNSIGNED was quarantined
+    _create(table, "u BIGINT UNSIGNED NULL, s BIGINT NULL",
+            "(1, 18446744073709551615, -9223372036854775808), (2, 9223372036854775808, 0), (3, NULL, NULL)")
+    types, kept, quarantined = _read(table, 10)
+    assert types == ["INT64", "NUMERIC", "INT64"] and quarantined == []
+    assert kept == [(1, Decimal("18446744073709551615"), -9223372036854775808),
+                    (2, Decimal("9223372036854775808"), 0), (3, None, None)]
