@@ -15,7 +15,9 @@ Release writes a released lease instead of deleting the object: fake-gcs-server 
 preconditions on deletes, and an unconditional delete could remove a lease a taker has just won.
 Real GCS enforces preconditions on every request, deletes included; it also counts an overwrite as a
 delete, so the extractor's identity needs storage.objects.delete on the lock objects. Expiry is
-compared with each host's own clock: keep extract.lock_lease_s well above the clock skew.
+compared with each host's own clock: keep extract.lock_lease_s well above the clock skew. Snapshot
+sequences do not depend on the clocks agreeing: the lease carries the last one issued
+(`Lease.next_sequence`).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ class LeaseRecord:
     expires_at: datetime
     released: bool
     generation: int
+    sequence: int = 0  # the last snapshot sequence issued under this lock (0: none recorded)
 
     def free(self, now: datetime) -> bool:
         return self.released or self.expires_at <= now
@@ -79,9 +82,10 @@ class LeaseLost(RuntimeError):
     """The lease expired and another extraction took it over: this one must not write its manifest."""
 
 
-def _metadata(holder: str, expires_at: datetime, released: bool) -> dict[str, str]:
+def _metadata(holder: str, expires_at: datetime, released: bool, sequence: int) -> dict[str, str]:
     return {"holder": holder, "host": socket.gethostname(), "pid": str(os.getpid()),
-            "expires_at": expires_at.isoformat(), "released": "true" if released else "false"}
+            "expires_at": expires_at.isoformat(), "released": "true" if released else "false",
+            "sequence": str(sequence)}
 
 
 def _write(bucket: str, name: str, metadata: dict[str, str], if_generation_match: int) -> int:
@@ -102,7 +106,8 @@ def read_lease(bucket: str, name: str) -> LeaseRecord | None:
     try:
         return LeaseRecord(holder=fields["holder"], host=fields["host"], pid=int(fields["pid"]),
                            expires_at=datetime.fromisoformat(fields["expires_at"]),
-                           released=fields["released"] == "true", generation=int(blob.generation))
+                           released=fields["released"] == "true", generation=int(blob.generation),
+                           sequence=int(fields.get("sequence", 0)))
     except (KeyError, ValueError):  # not written by this module: nobody holds it, take it over
         log.warning("lock object gs://%s/%s has no readable lease; treating it as expired", bucket, name)
         return LeaseRecord("unknown", "unknown", 0, datetime.min.replace(tzinfo=UTC), True, int(blob.generation))
@@ -112,10 +117,18 @@ class Lease:
     """A lease this process holds on one table."""
 
     def __init__(self, bucket: str, name: str, table: str, holder: str, lease_s: int, generation: int,
-                 clock: Clock) -> None:
+                 clock: Clock, sequence: int = 0) -> None:
         self.bucket, self.name, self.table, self.holder = bucket, name, table, holder
-        self.lease_s, self.generation, self._clock = lease_s, generation, clock
+        self.lease_s, self.generation, self._clock, self.sequence = lease_s, generation, clock, sequence
         self._lost = threading.Event()
+
+    def next_sequence(self) -> int:
+        """A snapshot sequence past every one issued under this lock before, by any host: the clock's
+        microseconds, or one more than the last issued where a clock lags (another host's, or this
+        one's stepped back), which would otherwise make the newer snapshot look stale to the loader.
+        Written with the next renewal or the release."""
+        self.sequence = max(int(self._clock().timestamp() * 1_000_000), self.sequence + 1)
+        return self.sequence
 
     def renew(self) -> None:
         self._replace(released=False)
@@ -138,8 +151,8 @@ class Lease:
     def _replace(self, *, released: bool) -> None:
         expires_at = self._clock() if released else self._clock() + timedelta(seconds=self.lease_s)
         try:
-            self.generation = _write(self.bucket, self.name, _metadata(self.holder, expires_at, released),
-                                     self.generation)
+            self.generation = _write(self.bucket, self.name,
+                                     _metadata(self.holder, expires_at, released, self.sequence), self.generation)
         except gexc.PreconditionFailed:
             self._lost.set()
             raise LeaseLost(f"the extraction lock of {self.table} was taken over by another extraction") from None
@@ -148,20 +161,21 @@ class Lease:
 def acquire(bucket: str, name: str, table: str, holder: str, lease_s: int, clock: Clock = utc_now) -> Lease:
     """Takes the lease if nobody holds it (or its holder's lease expired); raises TableLocked otherwise."""
     for _ in range(3):  # the object may vanish between a failed create and the read (lifecycle rule)
-        expected = 0
+        expected = sequence = 0
         current = read_lease(bucket, name)
         if current is not None:
             if not current.free(clock()):
                 raise TableLocked(table, current)
-            expected = current.generation
+            expected, sequence = current.generation, current.sequence
         try:
-            generation = _write(bucket, name, _metadata(holder, clock() + timedelta(seconds=lease_s), False), expected)
+            generation = _write(bucket, name, _metadata(holder, clock() + timedelta(seconds=lease_s), False, sequence),
+                                expected)
         except gexc.PreconditionFailed:
             continue
         if current is not None and not current.released:
             logs.event(log, f"took over the expired extraction lock of {table} from {current.describe()}",
                        lock="taken_over", previous_holder=current.holder, previous_host=current.host)
-        return Lease(bucket, name, table, holder, lease_s, generation, clock)
+        return Lease(bucket, name, table, holder, lease_s, generation, clock, sequence)
     current = read_lease(bucket, name)
     if current is None:
         raise RuntimeError(f"lock object gs://{bucket}/{name} keeps changing; try again")

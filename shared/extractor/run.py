@@ -131,7 +131,8 @@ def _extract_locked(config: Config, engine: Engine, table: TableConfig, lease: L
         lease.check()  # a lease lost mid-way stops the extraction before its manifest
         progress.rows(table.name, count)
 
-    return extract_table(config, engine, source, on_rows=on_rows, force_full=force_full)
+    return extract_table(config, engine, source, on_rows=on_rows, force_full=force_full,
+                         next_sequence=lease.next_sequence)
 
 
 def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress) -> None:

@@ -365,9 +365,17 @@ class ExtractResult:
     seconds: float
 
 
+def clock_sequence() -> int:
+    """A snapshot sequence from this host's clock alone (`lock.Lease.next_sequence` also orders it
+    after every snapshot issued under the table's lock)."""
+    return time.time_ns() // 1000
+
+
 def extract_table(config: Config, engine: Engine, source: SourceTable,
-                  on_rows: Callable[[int], None] | None = None, *, force_full: bool = False) -> ExtractResult:
-    """Streams the table into a snapshot, a delta against the last applied one when possible.
+                  on_rows: Callable[[int], None] | None = None, *, force_full: bool = False,
+                  next_sequence: Callable[[], int] = clock_sequence) -> ExtractResult:
+    """Streams the table into a snapshot, a delta against the last applied one when possible; its
+    manifest's sequence (what orders snapshots for the loader) is `next_sequence()`.
 
     A failure before the manifest leaves no manifest behind, so nothing is loaded and the run
     can simply be repeated.
@@ -376,12 +384,12 @@ def extract_table(config: Config, engine: Engine, source: SourceTable,
     if base is None and config.extract.parallel_ranges > 1:
         bounds = key_boundaries(engine, source, config.extract.parallel_ranges)
         if bounds:
-            return _extract_ranges(config, engine, source, bounds, on_rows)
+            return _extract_ranges(config, engine, source, bounds, on_rows, next_sequence)
     try:
-        return _extract(config, engine, source, base, on_rows)
+        return _extract(config, engine, source, base, on_rows, next_sequence)
     except KeyOrderError as error:
         log.warning("delta of %s abandoned, taking a full snapshot: %s", source.config.name, error)
-        return _extract(config, engine, source, None, on_rows)
+        return _extract(config, engine, source, None, on_rows, next_sequence)
 
 
 def _delta_base(config: Config, source: SourceTable) -> Base | None:
@@ -395,7 +403,7 @@ def _delta_base(config: Config, source: SourceTable) -> Base | None:
 
 
 def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds: list[tuple],
-                    on_rows: Callable[[int], None] | None) -> ExtractResult:
+                    on_rows: Callable[[int], None] | None, next_sequence: Callable[[], int]) -> ExtractResult:
     """A full snapshot as contiguous key ranges extracted by parallel worker processes (hashing is
     CPU-bound, so threads would share one core). Spawned, not forked: gRPC clients do not survive a fork."""
     started = time.monotonic()
@@ -415,7 +423,7 @@ def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds:
         for future in futures:
             writer.absorb(future.result())
         writer.quarantine_left_out(engine)
-        manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=None)
+        manifest = writer.finish(extracted_at, sequence=next_sequence(), base=None)
         return _result(config, source, writer, manifest, started)
 
 
@@ -437,7 +445,7 @@ def _result(config: Config, source: SourceTable, writer: SnapshotWriter, manifes
 
 
 def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | None,
-             on_rows: Callable[[int], None] | None) -> ExtractResult:
+             on_rows: Callable[[int], None] | None, next_sequence: Callable[[], int]) -> ExtractResult:
     started = time.monotonic()
     extracted_at = datetime.now(UTC)
     run_id = new_run_id(extracted_at)
@@ -467,5 +475,5 @@ def _extract(config: Config, engine: Engine, source: SourceTable, base: Base | N
             writer.quarantine_left_out(engine)
             if diff is not None:
                 writer.add_deleted(diff.finish())
-            manifest = writer.finish(extracted_at, sequence=time.time_ns() // 1000, base=base)
+            manifest = writer.finish(extracted_at, sequence=next_sequence(), base=base)
             return _result(config, source, writer, manifest, started)

@@ -100,12 +100,15 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
             return original(self, chunk)  # type: ignore[arg-type]
 
         monkeypatch.setattr(ChunkPreparer, "__call__", counting)
-        delta = _manifest(config, snapshot._extract(config, source_engine, source, Base(base, key_index.of_snapshot(base, base_uri)), None))
+        on_base = Base(base, key_index.of_snapshot(base, base_uri))
+        delta = _manifest(config, snapshot._extract(config, source_engine, source, on_base, None,
+                                                    snapshot.clock_sequence))
         monkeypatch.undo()
         full_result = snapshot.extract_table(config, source_engine, source, force_full=True)
         full = _manifest(config, full_result)
         on_full = Base(full, key_index.of_snapshot(full, full_result.manifest_uri))
-        unchanged = _manifest(config, snapshot._extract(config, source_engine, source, on_full, None))
+        unchanged = _manifest(config, snapshot._extract(config, source_engine, source, on_full, None,
+                                                        snapshot.clock_sequence))
     finally:
         source_engine.dispose()
         engine.dispose()

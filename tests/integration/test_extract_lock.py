@@ -1,6 +1,6 @@
 """One extraction per table at a time, against fake-gcs-server: a second extraction of a locked table
-is skipped and reported, an expired lease is taken over, a crashed holder's lease expires, and a
-failed extraction releases its lock."""
+is skipped and reported, an expired lease is taken over, a crashed holder's lease expires, a
+failed extraction releases its lock, and snapshot sequences rise under the lock whatever the clocks."""
 from __future__ import annotations
 
 import io
@@ -16,13 +16,14 @@ import pytest
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
-from shared import logs
+from shared import gcs, logs
 from shared.clients import storage_client
 from shared.config import Config
 from shared.events import StorageObject
 from shared.extractor import snapshot
 from shared.extractor.lock import LeaseLost, TableLocked, acquire, lock_name, read_lease, utc_now
 from shared.extractor.run import Extraction, ExtractProgress, FailedTable, extract
+from shared.manifest import parse_manifest
 from shared.topology import MANIFEST_NAME
 from tests.support import write_config
 
@@ -185,3 +186,20 @@ def test_the_cli_and_the_agent_report_a_locked_table(stack: LocalStack, config: 
     assert f"{TABLE}: skipped, locked by extraction other-holder" in served.stdout
     assert cycle.returncode != 0 and "locked" in cycle.stdout and "not verified: customers (not extracted, locked)" in cycle.stderr
     assert manifests(config) == []
+
+
+def test_snapshot_sequences_keep_rising_when_a_clock_falls_behind(config: Config) -> None:
+    """Sequences order snapshots for the loader, which refuses one older than the last applied as a
+    late delivery. Taken from each host's clock alone, a snapshot written by a host an hour behind
+    (the on-prem agent after the extractor function, or after its clock was stepped back) came out
+    older than the one before it, and the newer data would have been refused as stale."""
+    (first,) = extract(config, force_full=True).written
+    behind = extract(config, force_full=True, clock=lambda: utc_now() - timedelta(hours=1))
+    (second,) = behind.written
+    first_sequence, second_sequence = (parse_manifest(
+        gcs.read(config.gcs.bucket, result.manifest_uri.split("/", 3)[3]), bucket=config.gcs.bucket,
+        prefix=config.gcs.prefix).sequence for result in (first, second))
+    assert second_sequence == first_sequence + 1
+    assert read_lease(config.gcs.bucket, lock_of(config)).sequence == second_sequence  # type: ignore[union-attr]
+    lease = acquire(config.gcs.bucket, lock_of(config), TABLE, "later", lease_s=60)
+    assert lease.next_sequence() > second_sequence  # on time again: the clock's own
