@@ -76,26 +76,32 @@ class _RichCompareProgress(cmp.CompareProgress):
 
 
 def _compare_all(config: Config, tables: list[str], keep: bool,
-                 stored_hashes: bool = False) -> list[cmp.TableComparison]:
+                 stored_hashes: bool = False) -> tuple[list[cmp.TableComparison], list[str]]:
+    """The comparisons, and why each table that could not be compared was not (the others still are)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     chosen = [config.table(name) for name in tables] if tables else config.tables
     engine = connect(config.source)
-    results = []
+    results, not_compared = [], []
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bars:
             progress = _RichCompareProgress(bars)
             for table in chosen:
-                results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep,
-                                                 stored_hashes=stored_hashes))
+                try:
+                    results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep,
+                                                     stored_hashes=stored_hashes))
+                except cmp.CompareError as error:
+                    not_compared.append(f"{table.name}: not compared, {error}")
     finally:
         engine.dispose()
-    return results
+    return results, not_compared
 
 
-def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
+def _print_comparisons(results: list[cmp.TableComparison], title: str, not_compared: list[str]) -> None:
     console.print(comparison_table(results, title))
+    for line in not_compared:
+        errors.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)
     for result in results:
         if result.note:
             errors.print(f"[bold yellow]{result.table}:[/] {result.note}", highlight=False, soft_wrap=True)
@@ -114,13 +120,16 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str) -> None:
 @expected_errors
 def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None,
                  stored_hashes: bool) -> None:
-    """Compares the live source with BigQuery key by key; exits 1 if any key differs."""
+    """Compares the live source with BigQuery key by key; exits 1 if any key differs or a table
+    could not be compared."""
     if repair and stored_hashes:
         raise click.UsageError("--repair needs the hashes rebuilt from BigQuery's data: drop --stored-hashes")
     config = _config(config_path)
-    results = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
-    _print_comparisons(results, f"compare-keys {config_path}")
+    results, not_compared = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
+    _print_comparisons(results, f"compare-keys {config_path}", not_compared)
     if not any(r.differences for r in results):
+        if not_compared:
+            sys.exit(1)
         return
     if not repair:
         sys.exit(1)
@@ -129,12 +138,14 @@ def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeo
     finally:
         for result in results:
             cmp.drop_hash_table(result)
-    again = _compare_all(config, [r.table for r in results if r.differences], keep=False)
-    _print_comparisons(again, "after repair")
-    if any(r.differences for r in again):
+    again, not_compared_again = _compare_all(config, [r.table for r in results if r.differences], keep=False)
+    _print_comparisons(again, "after repair", not_compared_again)
+    if any(r.differences for r in again) or not_compared_again:
         errors.print("[bold red]still differing after repair[/]", highlight=False)
         sys.exit(1)
     console.print("[green]repaired: BigQuery equals the source[/]")
+    if not_compared:
+        sys.exit(1)
 
 
 def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) -> None:
