@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 
+from matrix_sync import sample
+from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from shared.config import Config, load_config
 from shared.extractor.source import connect, discover
@@ -27,6 +29,22 @@ def write_config(path: Path, *, url: str, tables: dict[str, list[str]], suffix: 
         "run": {"wait_timeout_s": 120},
     }))
     return load_config(path)
+
+
+def ensure_resources(stack: LocalStack, config: Config) -> None:
+    """The config's bucket, datasets, topics and subscriptions, created in `stack`."""
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+
+
+def sample_config(stack: LocalStack, path: Path, *, seed: int, tables: dict[str, list[str]], suffix: str) -> Config:
+    """The tiny sample Matrix database beside `path`, a config for its `tables` at `path`, and what
+    the config names created in `stack`."""
+    database = path.parent / "matrix.db"
+    sample.create_sample(database, "tiny", seed=seed)
+    config = write_config(path, url=f"sqlite:///{database}", tables=tables, suffix=suffix)
+    ensure_resources(stack, config)
+    return config
 
 
 def _canonical(values: Sequence[object]) -> tuple[str | None, ...]:

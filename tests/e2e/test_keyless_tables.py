@@ -25,6 +25,7 @@ from shared.hashing import canonical_text
 from shared.identifiers import quote_bigquery
 from shared.topology import RECONCILIATION_TABLE, VALIDATION_TABLE
 from shared.types import arrow_value_converter
+from tests.support import ensure_resources
 from tests.support_reconcile import execute, republish_loaded, wait_for_rows
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -181,8 +182,7 @@ def test_keyless_rows_written_by_hand_without_hashes_are_deleted(
     name = f"keyless_{unique_name}"
     url, _, _ = _sqlite_source(tmp_path, name)
     config = _config(tmp_path / "config.yaml", url, name, unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
     (extracted,) = extract_all(config)
     (report,) = wait_for_chain(config, [extracted], timeout_s=180)
     assert report.reconciliation == "match", report

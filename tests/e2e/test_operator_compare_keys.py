@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.operator import compare_keys
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
-from tests.support import assert_tables_equal, write_config
+from tests.support import assert_tables_equal, sample_config, write_config
 from tests.support_reconcile import execute, table_id
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -29,13 +28,9 @@ def _lines(output: str) -> list[str]:
 def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=31)
     config_path = tmp_path / "config.yaml"
-    config = write_config(config_path, url=f"sqlite:///{database}", suffix=unique_name,
-                          tables={"customers": ["customer_id"], "accounts": ["account_no"]})
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    config = sample_config(stack, config_path, seed=31, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "accounts": ["account_no"]})
     monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
     reports = wait_for_chain(config, extract_all(config), timeout_s=120)
     assert all(r.reconciliation == "match" for r in reports), reports
@@ -43,7 +38,7 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     clean = runner.invoke(compare_keys, ["--config", str(config_path)])
     assert clean.exit_code == 0, clean.output
     # a table not loaded yet is reported as not compared; the others still are
-    write_config(tmp_path / "more.yaml", url=f"sqlite:///{database}", suffix=unique_name,
+    write_config(tmp_path / "more.yaml", url=config.source.url, suffix=unique_name,
                  tables={"customers": ["customer_id"], "accounts": ["account_no"], "payments": ["payment_no"]})
     partly = runner.invoke(compare_keys, ["--config", str(tmp_path / "more.yaml")])
     assert partly.exit_code == 1, partly.output

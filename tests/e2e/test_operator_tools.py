@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.operator import delete, operator_cli, status, truncate, validate
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
-from tests.support import assert_tables_equal, write_config
+from tests.support import assert_tables_equal, sample_config
 from tests.support_reconcile import table_id
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -25,13 +24,9 @@ def _count(config, table: str) -> int:  # type: ignore[no-untyped-def]
 def test_operator_tools_report_refuse_act_and_record(
     stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=41)
     config_path = tmp_path / "config.yaml"
-    config = write_config(config_path, url=f"sqlite:///{database}", suffix=unique_name,
-                          tables={"customers": ["customer_id"], "payments": ["account_id", "payment_no"]})
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    config = sample_config(stack, config_path, seed=41, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "payments": ["account_id", "payment_no"]})
     monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
     runner = CliRunner()
     args = ["--config", str(config_path)]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
@@ -16,7 +15,7 @@ from shared.config import Config
 from shared.extractor.snapshot import ExtractResult
 from shared.hashing import RowHasher
 from shared.topology import EXTRACT_REQUESTS_TOPIC, RECONCILIATION_TABLE
-from tests.support import assert_tables_equal, write_config
+from tests.support import assert_tables_equal, sample_config
 from tests.support_reconcile import execute, pull_json, pull_subscription, republish_loaded, table_id, wait_for_rows
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -35,12 +34,8 @@ def _copy_with_new_key(config, table: str, key_column: str, old_key: int, new_ke
 
 
 def _synced_customers(stack: LocalStack, tmp_path: Path, unique_name: str) -> tuple[Config, ExtractResult]:
-    database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=21)
-    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
-                          tables={"customers": ["customer_id"]}, suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    config = sample_config(stack, tmp_path / "config.yaml", seed=21, suffix=unique_name,
+                           tables={"customers": ["customer_id"]})
     (extracted,) = extract_all(config)
     (report,) = wait_for_chain(config, [extracted], timeout_s=120)
     assert (report.load_status, report.reconciliation) == ("applied", "match"), report

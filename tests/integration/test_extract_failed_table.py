@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from cloudevents.http import CloudEvent
 
-from matrix_sync import sample
 from matrix_sync.stack import LocalStack
 from shared.clients import storage_client
 from shared.config import Config
@@ -21,7 +20,7 @@ from shared.extractor import run as extractor_run
 from shared.extractor.handler import CONFIG_VARIABLE, ExtractionIncomplete, handle_extract_request, run_request
 from shared.extractor.run import FailedTable
 from shared.topology import ALERTS_TOPIC, MANIFEST_NAME
-from tests.support import write_config
+from tests.support import sample_config
 from tests.support_reconcile import pull_json, pull_subscription
 
 pytestmark = pytest.mark.stack
@@ -35,14 +34,10 @@ def _tables_with_a_manifest(config: Config) -> list[str]:
 def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
     stack: LocalStack, tmp_path: Path, unique_name: str
 ) -> None:
-    database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=8)
-    with sqlite3.connect(database) as connection:
+    config = sample_config(stack, tmp_path / "c.yaml", seed=8, suffix=unique_name,
+                           tables={"customers": ["email"], "accounts": ["account_id"]})
+    with sqlite3.connect(tmp_path / "matrix.db") as connection:
         connection.execute("ALTER TABLE customers DROP COLUMN email")
-    config = write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}",
-                          tables={"customers": ["email"], "accounts": ["account_id"]}, suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
     alerts = pull_subscription(config.pubsub.project, ALERTS_TOPIC, f"alerts-{unique_name}")
 
     outcome = run_request(config, Message(data={}, attributes={}, message_id="1"))
@@ -58,13 +53,9 @@ def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
 def test_an_unexpected_error_fails_its_table_and_the_request_is_delivered_again(
     stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=9)
     config_path = tmp_path / "c.yaml"
-    config = write_config(config_path, url=f"sqlite:///{database}",
-                          tables={"customers": ["customer_id"], "accounts": ["account_id"]}, suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    config = sample_config(stack, config_path, seed=9, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "accounts": ["account_id"]})
     real_extract_table = extractor_run.extract_table
 
     def refused_by_the_driver(config, engine, source, *args, **kwargs):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from shared.extractor.arrow_stream import READER_ENV, ArrowChunk
 from shared.extractor.chunk_size import FETCH_ROWS
 from shared.extractor.source import connect, discover, stream_rows
 from shared.manifest import parse_manifest
-from tests.support import write_config
+from tests.support import ensure_resources, write_config
 
 BODY = 20_000
 ROWS = 300
@@ -133,8 +133,7 @@ def test_a_snapshot_of_documents_is_written_in_parts_cut_by_bytes(
     monkeypatch.setenv("MATRIX_EXTRACT__CHUNK_BYTES", str(BUDGET))
     config = write_config(Path(path).with_suffix(".yaml"), url=url, tables={"docs": ["id"]}, suffix=unique_name,
                           chunk_rows=10_000)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
 
     (extracted,) = extract_all(config)
     (report,) = wait_for_chain(config, [extracted], timeout_s=120)
