@@ -53,6 +53,8 @@ DEEP_KEY_HASH = "_deep_key_hash"
 DEEP_ROW_HASH = "_deep_row_hash"
 _FLOAT_MAX_PRECISION = 16  # %.16e is 17 significant digits: enough for every double
 UNSUPPORTED_TYPES = ("GEOGRAPHY", "JSON")
+# BigQuery refuses a query text past 1,024K characters; the callers wrap this one in a few hundred more.
+MAX_QUERY_CHARS = 1_000_000
 
 
 class DeepHashError(ValueError):
@@ -61,6 +63,15 @@ class DeepHashError(ValueError):
 
 def unsupported_columns(schema: TableSchema) -> list[str]:
     return [c.name for c in schema.columns if c.bq_type.upper() in UNSUPPORTED_TYPES]
+
+
+def deep_hash_unavailable(schema: TableSchema) -> str | None:
+    """Why the table's hashes cannot be rebuilt inside BigQuery; None when they can."""
+    try:
+        deep_hash_query(schema, "`t`")
+    except DeepHashError as error:
+        return str(error)
+    return None
 
 
 def _year(expr: str) -> str:
@@ -151,8 +162,11 @@ def frame_sql(text: str) -> str:
 
 
 def hash_sql(texts: list[str]) -> str:
+    """The frames joined by ARRAY_TO_STRING, not CONCAT: the same string (a frame is never NULL), but
+    a flat list at any width, where a SQL front end folding CONCAT into binary ``||`` nests a
+    wide table's frames hundreds deep (the emulator's translator ran out of stack at 200 columns)."""
     frames = ", ".join(frame_sql(t) for t in texts)
-    return f"SUBSTR(TO_HEX(SHA256(CONCAT({frames}))), 1, 32)"
+    return f"SUBSTR(TO_HEX(SHA256(ARRAY_TO_STRING([{frames}], ''))), 1, 32)"
 
 
 def key_hash_sql(schema: TableSchema) -> str | None:
@@ -201,8 +215,12 @@ def deep_hash_query(schema: TableSchema, table: str, *, extra_columns: tuple[str
     row_texts = [f"{p}_t{i}" for i in range(len(columns))]
     keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
     extra = "".join(f", {c}" for c in extra_columns)
-    return (
+    query = (
         f"SELECT {keys}, {q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}{extra}, "
         f"{hash_sql(key_texts)} AS {q(DEEP_KEY_HASH)}, {hash_sql(row_texts)} AS {q(DEEP_ROW_HASH)} "
         f"FROM ({source})"
     )
+    if len(query) > MAX_QUERY_CHARS:
+        raise DeepHashError(f"rebuilding the hashes of {len(columns)} columns ({len(floats)} FLOAT64) takes a "
+                            f"{len(query):,}-character query, past BigQuery's limit")
+    return query

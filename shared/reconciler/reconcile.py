@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from shared import bq_jobs, logs, pubsub, results
-from shared.bq_hash_sql import unsupported_columns
+from shared.bq_hash_sql import deep_hash_unavailable
 from shared.manifest import Manifest
 from shared.reconciler import diff as diffs
 from shared.reconciler.certificate import Certificate
@@ -26,10 +26,10 @@ def reconcile(manifest: Manifest, options: ReconcileOptions | None = None, *,
     target = manifest.target
     certificate = Certificate(target.table_id, manifest.run_id)
     deep = options.deep
-    unsupported = unsupported_columns(manifest.table_schema) if deep else []
-    if unsupported:
+    unavailable = deep_hash_unavailable(manifest.table_schema) if deep else None
+    if unavailable:
         deep = False
-        certificate.message = f"deep mode unavailable ({', '.join(unsupported)} cannot be re-encoded); "
+        certificate.message = f"deep mode unavailable ({unavailable}); "
     certificate.mode = "deep" if deep else "fingerprint"
     try:
         comparison = compare_with_snapshot(manifest, deep=deep, stats=stats)

@@ -105,25 +105,47 @@ HARD_SCHEMA = TableSchema(columns=[
 ], key=["id", "text"])
 
 
-def test_hard_values_of_every_type_hash_the_same_in_sql_and_python(stack: LocalStack, unique_name: str) -> None:
+def _rebuilt_in_bigquery(stack: LocalStack, unique_name: str, schema: TableSchema,
+                         rows: list[tuple[object, ...]]) -> dict[object, tuple[str, str]]:
+    """`rows` loaded into a BigQuery table of `schema`, and both hashes rebuilt from them in SQL, by id."""
     project, dataset, bucket = f"proj-{unique_name}", f"ds_{unique_name}", f"bucket-{unique_name}"
     stack.ensure_resources(bucket=bucket, bigquery_project=project, dataset=dataset, pubsub_project=project)
-    rows = _hard_rows()
     columns = list(zip(*rows, strict=True))
-    schema = pa.schema([pa.field(c.bq_name, arrow_type(c.bq_type)) for c in HARD_SCHEMA.columns])
+    arrow_schema = pa.schema([pa.field(c.bq_name, arrow_type(c.bq_type)) for c in schema.columns])
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_arrays([pa.array(v, type=f.type) for v, f in zip(columns, schema, strict=True)],
-                                        schema=schema), buffer)
+    pq.write_table(pa.Table.from_arrays([pa.array(v, type=f.type) for v, f in zip(columns, arrow_schema, strict=True)],
+                                        schema=arrow_schema), buffer)
     uri = gcs.upload(bucket, "hard/values.parquet", buffer.getvalue(), "application/vnd.apache.parquet").uri
     table_id = f"{project}.{dataset}.hard"
-    fields = bq.table_fields(HARD_SCHEMA)[: len(HARD_SCHEMA.columns)]
+    fields = bq.table_fields(schema)[: len(schema.columns)]
     bq.create_table(table_id, fields)
     bq.client(project).load_table_from_uri([uri], table_id, job_config=bigquery.LoadJobConfig(
         source_format=bigquery.SourceFormat.PARQUET, schema=fields)).result()
     # the deep query needs the hash columns; the stored ones are irrelevant here
-    select = deep_hash_query(HARD_SCHEMA, f"(SELECT *, '' AS _key_hash, '' AS _row_hash FROM {q(*table_id.split('.'))})")
-    rebuilt = {r["id"]: (r["_deep_key_hash"], r["_deep_row_hash"]) for r in bq.query(project, select)}
+    select = deep_hash_query(schema, f"(SELECT *, '' AS _key_hash, '' AS _row_hash FROM {q(*table_id.split('.'))})")
+    return {r["id"]: (r["_deep_key_hash"], r["_deep_row_hash"]) for r in bq.query(project, select)}
+
+
+def test_hard_values_of_every_type_hash_the_same_in_sql_and_python(stack: LocalStack, unique_name: str) -> None:
+    rows = _hard_rows()
+    rebuilt = _rebuilt_in_bigquery(stack, unique_name, HARD_SCHEMA, rows)
     hasher = RowHasher(HARD_SCHEMA.key_positions)
     wrong = [(row, rebuilt.get(row[0])) for row in rows if hasher(row) != rebuilt.get(row[0])]
     assert len(rebuilt) == len(rows)
     assert not wrong, f"{len(wrong)} rows differ, e.g. {wrong[:3]}"
+
+
+def test_a_table_hundreds_of_columns_wide_is_rebuilt_too(stack: LocalStack, unique_name: str) -> None:
+    """260 columns, every type many times over: one flat CONCAT of their frames used to nest them
+    260 deep once folded into `||`, which the emulator's SQL translator could not take."""
+    value_columns = HARD_SCHEMA.columns[1:]
+    repeats = 29
+    columns = [HARD_SCHEMA.columns[0]] + [
+        c.model_copy(update={"name": f"{c.name}_{n}", "bq_name": f"{c.bq_name}_{n}"})
+        for n in range(repeats) for c in value_columns]
+    schema = TableSchema(columns=columns, key=["id", "text_0"])
+    rows = [(row[0], *(row[1:] * repeats)) for row in _hard_rows()[::40]]
+    rebuilt = _rebuilt_in_bigquery(stack, unique_name, schema, rows)
+    hasher = RowHasher(schema.key_positions)
+    assert len(columns) == 262 and len(rebuilt) == len(rows)
+    assert [row[0] for row in rows if hasher(row) != rebuilt.get(row[0])] == []

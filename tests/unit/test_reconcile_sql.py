@@ -11,7 +11,14 @@ import pytest
 from sqlglot import exp
 
 from shared import segments
-from shared.bq_hash_sql import DeepHashError, canonical_text_sql, deep_hash_query, float_scientific_sql
+from shared.bq_hash_sql import (
+    MAX_QUERY_CHARS,
+    DeepHashError,
+    canonical_text_sql,
+    deep_hash_query,
+    deep_hash_unavailable,
+    float_scientific_sql,
+)
 from shared.hashing import RowHasher, TableFingerprint
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Fingerprint, HashSpec, Manifest, Part, Target
@@ -75,6 +82,27 @@ def test_geography_cannot_be_rebuilt() -> None:
                                                           bq_type="GEOGRAPHY")], key=["id"])
     with pytest.raises(DeepHashError, match="g"):
         deep_hash_query(schema, TABLE)
+
+
+def _wide(count: int, bq_type: str = "FLOAT64") -> TableSchema:
+    columns = [Column(name=f"c{i}", bq_name=f"c{i}", source_type=bq_type, bq_type=bq_type) for i in range(count)]
+    return TableSchema(columns=[SCHEMA.columns[0], *columns], key=["id"])
+
+
+def test_a_query_past_bigquerys_length_limit_is_refused_not_sent() -> None:
+    """About 3,200 characters a FLOAT64 column: 400 of them would be a 1.3 MB query, which BigQuery
+    refuses; the reconciler then fingerprints the stored hashes instead (`deep_hash_unavailable`)."""
+    assert len(deep_hash_query(_wide(250), TABLE)) < MAX_QUERY_CHARS
+    with pytest.raises(DeepHashError, match="401 columns \\(400 FLOAT64\\) takes a [0-9,]+-character query"):
+        deep_hash_query(_wide(400), TABLE)
+    assert "past BigQuery's limit" in str(deep_hash_unavailable(_wide(400)))
+    assert deep_hash_unavailable(SCHEMA) is None
+
+
+def test_wide_rows_are_joined_by_one_flat_call() -> None:
+    sql = deep_hash_query(_wide(250, "INT64"), TABLE)
+    assert sql.count("ARRAY_TO_STRING(") == 2 and "CONCAT(IFNULL" not in sql
+    strict(sql)
 
 
 def test_generated_columns_never_collide_with_source_columns() -> None:
