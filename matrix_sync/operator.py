@@ -39,7 +39,7 @@ from shared.reconciler.options import OptionsError
 from shared.validator.thresholds import ThresholdsError
 
 EXPECTED_ERRORS = (ConfigError, SourceError, StackError, OperatorError, cmp.CompareError, ThresholdsError,
-                   OptionsError, gexc.BadRequest, gexc.NotFound)
+                   OptionsError, gexc.GoogleAPIError)
 
 
 expected_errors = one_line_errors(*EXPECTED_ERRORS)

@@ -1,6 +1,7 @@
 """`matrix-sync reconcile` as operators type it: the fingerprint check is blind to a value edited in
 BigQuery without its hashes, `--deep` finds, repairs and requests it and exits 1, and `--publish`
-hands the same request to the reconciler function through `reconcile-requests`."""
+hands the same request to the reconciler function through `reconcile-requests`. A target BigQuery
+cannot check (a hash column dropped by hand) is one line naming what BigQuery said, not a traceback."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,7 @@ from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared.topology import EXTRACT_REQUESTS_TOPIC, RECONCILIATION_TABLE
 from tests.e2e.test_cli import matrix_sync
-from tests.support import write_config
+from tests.support import sample_config, write_config
 from tests.support_reconcile import execute, pull_json, pull_subscription, wait_for_rows
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -49,3 +50,15 @@ def test_reconcile_deep_finds_what_the_fingerprint_cannot(stack: LocalStack, tmp
     assert published.returncode == 0 and "reconcile request" in published.stdout, published.stdout + published.stderr
     by_function = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 4)[-1]
     assert by_function["mode"] == "deep" and '"requested_by": "operator"' in str(by_function["details"])
+
+
+def test_a_target_bigquery_cannot_check_is_one_line(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    path = tmp_path / "config.yaml"
+    config = sample_config(stack, path, seed=8, tables={"customers": ["customer_id"]}, suffix=unique_name)
+    (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert report.reconciliation == "match", report
+    execute(config, "CREATE OR REPLACE TABLE {t:customers} AS SELECT * EXCEPT (_row_hash) FROM {t:customers}")
+
+    result = matrix_sync("reconcile", "--config", str(path), stack=stack, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "error: 400" in result.stderr and "_row_hash" in result.stderr
