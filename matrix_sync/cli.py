@@ -218,7 +218,7 @@ def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
 
 @main.command("reconcile")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
-@click.option("--table", "tables", multiple=True, help="only these tables (repeatable); default all")
+@click.option("--table", "tables", multiple=True, help="only these tables (repeatable); default: the config's")
 @click.option("--deep", is_flag=True, help="rebuild every row's hashes from its data, so values edited in BigQuery "
                                            "without touching the hash columns are caught")
 @click.option("--publish", is_flag=True, help="publish the request to reconcile-requests, as Cloud Scheduler does, "
@@ -227,22 +227,26 @@ def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
 def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool, publish: bool) -> None:
     """Checks tables against their newest applied snapshot now, repairs what differs and prints the
     certificates; exits 1 if a table is not clean."""
-    from matrix_sync.reconcile_view import certificates_table
+    from matrix_sync.reconcile_view import certificate_messages, certificates_table
     from shared.reconciler.on_request import check_table, resolve
     from shared.reconciler.request import new_request
 
     config = load_config(config_path)
     target_config(config)
+    # the config's tables, not every table of the dataset: another config may share it
+    names = list(tables) or [t.target_table for t in config.tables]
     request = new_request(project=config.bigquery.project, dataset=config.bigquery.dataset,
-                          pubsub_project=config.pubsub.project, tables=list(tables), deep=deep,
+                          pubsub_project=config.pubsub.project, tables=names, deep=deep,
                           requested_by="operator")
     if publish:
         message_id = publish_json(config.pubsub.project, RECONCILE_REQUESTS_TOPIC, request.body())
-        console.print(f"reconcile request {message_id} published for {', '.join(tables) or 'all tables'}")
+        console.print(f"reconcile request {message_id} published for {', '.join(names)}")
         return
     found, unknown = resolve(request)
     certificates = [check_table(request, table_id) for table_id in found]
     console.print(certificates_table(certificates, title=f"{'deep' if deep else 'fingerprint'} reconciliation"))
+    for line in certificate_messages(certificates):
+        console.print(line, highlight=False, soft_wrap=True)
     if unknown:
         errors.print(f"no applied snapshot of: {', '.join(unknown)}", highlight=False)
     if unknown or not all(c.clean for c in certificates):

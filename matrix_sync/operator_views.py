@@ -38,7 +38,8 @@ def comparison_table(found: list[cmp.TableComparison], title: str) -> Table:
     if stored:
         title += f" (stored hash columns only for {', '.join(stored)}: --stored-hashes)"
     if shallow:
-        title += f" (stored hashes only for {', '.join(shallow)}: columns that cannot be rebuilt in BigQuery)"
+        title += (f" (stored hashes only for {', '.join(shallow)}: a GEOGRAPHY or JSON column, or too many "
+                  "FLOAT64 columns for one BigQuery query, so its hashes cannot be rebuilt there)")
     table = Table(title=title, title_justify="left")
     for heading in ("table", "source", "bigquery", "missing", "extra", "changed", "duplicate", "stale hash",
                     "segments", "seconds", "rows/s"):

@@ -1,9 +1,12 @@
 """`matrix-sync reconcile` as operators type it: the fingerprint check is blind to a value edited in
 BigQuery without its hashes, `--deep` finds, repairs and requests it and exits 1, and `--publish`
 hands the same request to the reconciler function through `reconcile-requests`. A target BigQuery
-cannot check (a hash column dropped by hand) is one line naming what BigQuery said, not a traceback."""
+cannot check (a hash column dropped by hand) is one line naming what BigQuery said, not a traceback.
+Without --table it checks the config's tables, not others sharing the dataset, and a certificate's
+message is printed whole below the table."""
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,27 @@ def test_a_target_bigquery_cannot_check_is_one_line(stack: LocalStack, tmp_path:
     result = matrix_sync("reconcile", "--config", str(path), stack=stack, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and "error: 400" in result.stderr and "_row_hash" in result.stderr
+
+
+def test_the_configs_tables_are_checked_and_messages_shown_whole(stack: LocalStack, tmp_path: Path,
+                                                                  unique_name: str) -> None:
+    path = tmp_path / "config.yaml"
+    config = sample_config(stack, path, seed=8, tables={"customers": ["customer_id"], "floats": ["id"]},
+                           suffix=unique_name)
+    floats = [f"f{i}" for i in range(330)]  # a rebuild query past BigQuery's length limit
+    with sqlite3.connect(tmp_path / "matrix.db") as db:
+        db.execute(f"CREATE TABLE floats (id INTEGER PRIMARY KEY, {', '.join(f'{f} REAL' for f in floats)})")
+        db.executemany(f"INSERT INTO floats VALUES ({', '.join('?' * 331)})",
+                       [(i, *(i / 7 + n for n in range(330))) for i in range(5)])
+    other_path = tmp_path / "other.yaml"
+    other = write_config(other_path, url=f"sqlite:///{tmp_path / 'matrix.db'}", tables={"accounts": ["account_id"]},
+                         suffix=unique_name)
+    reports = wait_for_chain(config, extract_all(config), timeout_s=180)
+    reports += wait_for_chain(other, extract_all(other), timeout_s=120)
+    assert [r.reconciliation for r in reports] == ["match"] * 3, reports
+
+    result = matrix_sync("reconcile", "--config", str(path), "--deep", stack=stack, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "customers" in result.stdout and "accounts" not in result.stdout
+    assert ("floats: deep mode unavailable (rebuilding the hashes of 331 columns (330 FLOAT64) takes a"
+            in result.stdout), result.stdout
