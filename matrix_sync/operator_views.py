@@ -13,7 +13,7 @@ from rich.table import Table
 from matrix_sync import compare as cmp
 from shared import bigquery as bq
 from shared import bq_jobs, ledger, results
-from shared.applied import latest_snapshot
+from shared.applied import SnapshotGone, latest_snapshot
 from shared.config import Config, TableConfig
 from shared.extractor.snapshot import new_run_id
 from shared.identifiers import quote_bigquery as q
@@ -141,7 +141,12 @@ def validation_rows(config: Config, tables: list[TableConfig], *, record: bool, 
     for table in tables:
         on_table(table.name)
         table_id = f"{project}.{dataset}.{table.target_table}"
-        snapshot = latest_snapshot(project, dataset, table_id)
+        try:
+            snapshot = latest_snapshot(project, dataset, table_id)
+        except SnapshotGone as gone:
+            rows.append((table.name, "snapshot", "FAILED", str(gone), "its newest applied snapshot"))
+            failed.append(table.name)
+            continue
         if snapshot is None:
             rows.append((table.name, "loaded", "FAILED", "no applied snapshot", "one"))
             failed.append(table.name)
@@ -209,6 +214,7 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
             table.name, str(applied["run_id"]) if applied else "never", _age(applied and applied["recorded_at"], now),
             rows, f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
-        if applied is None or failed or (certificate and certificate["verdict"] == results.MISMATCH):
+        if applied is None or failed or (certificate and certificate["verdict"] in (results.MISMATCH,
+                                                                                      results.UNVERIFIED)):
             unhealthy.append(table.name)
     return out, unhealthy

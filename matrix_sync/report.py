@@ -261,7 +261,7 @@ SCRIPT = """
 
 
 def _badge(text: str) -> str:
-    kind = ("bad" if text in ("mismatch", "failed", "refused", "error") else "wait" if text == "pending"
+    kind = ("bad" if text in ("mismatch", "unverified", "failed", "refused", "error") else "wait" if text == "pending"
             else "none" if text in ("–", "stale", "duplicate", "unknown", "superseded") else "")
     return f'<span class="badge {kind}">{_e(text)}</span>'
 

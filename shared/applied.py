@@ -3,13 +3,27 @@ from __future__ import annotations
 
 import posixpath
 
+from google.api_core.exceptions import NotFound
+
 from shared import gcs, ledger
 from shared.loaded_event import LoadedSnapshot
 from shared.manifest import parse_manifest
 
 
+class SnapshotGone(RuntimeError):
+    """The newest applied snapshot's manifest is no longer in the bucket (its retention rule deletes
+    snapshots by age): nothing to check the table against until the next extraction."""
+
+    def __init__(self, table_id: str, run_id: str, manifest_uri: str) -> None:
+        super().__init__(f"the newest applied snapshot of {table_id} ({run_id}) is gone from the bucket "
+                         f"({manifest_uri}; past the bucket's retention?): the next extraction writes a full "
+                         "snapshot to check against")
+        self.run_id = run_id
+
+
 def latest_snapshot(project: str, dataset: str, table_id: str) -> LoadedSnapshot | None:
-    """The manifest of the newest applied snapshot of `table_id`, or None if none was applied."""
+    """The manifest of the newest applied snapshot of `table_id`, or None if none was applied;
+    `SnapshotGone` if the bucket no longer holds it."""
     if not ledger_exists(project, dataset):
         return None
     row = ledger.latest_applied(project, dataset, table_id)
@@ -17,8 +31,11 @@ def latest_snapshot(project: str, dataset: str, table_id: str) -> LoadedSnapshot
         return None
     uri = str(row["manifest_uri"])
     bucket, name = gcs.split_uri(uri)
-    manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
-    return LoadedSnapshot(manifest, uri)
+    try:
+        data = gcs.read(bucket, name)
+    except NotFound:
+        raise SnapshotGone(table_id, str(row["run_id"]), uri) from None
+    return LoadedSnapshot(parse_manifest(data, bucket=bucket, prefix=posixpath.dirname(name)), uri)
 
 
 def ledger_exists(project: str, dataset: str) -> bool:

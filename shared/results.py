@@ -20,6 +20,7 @@ log = logs.get(__name__)
 MATCH = "match"
 MISMATCH = "mismatch"
 SUPERSEDED = "superseded"
+UNVERIFIED = "unverified"  # nothing to check against: the snapshot is gone
 
 RECONCILIATION_FIELDS = [
     bigquery.SchemaField("table_id", "STRING", mode="REQUIRED"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pyarrow as pa
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from shared import bigquery as bq
@@ -75,16 +76,33 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
         return None
     manifest_uri = str(latest["manifest_uri"])
-    bucket, name = gcs.split_uri(manifest_uri)
-    manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=posixpath.dirname(name))
-    if manifest.table_schema != schema:
+    manifest = _base_manifest(manifest_uri, table_id)
+    if manifest is None or manifest.table_schema != schema:
         return None
     try:
         index = key_index.of_snapshot(manifest, manifest_uri)
     except key_index.IndexUnavailable as error:
         log.info("no base for a delta of %s (%s): full snapshot", table_id, error)
         return None
+    gone = [p.uri for p in index.parts if gcs.info(p.uri) is None]
+    if gone:
+        log.warning("key index of %s's last snapshot %s is gone from the bucket (%s, past the bucket's retention?): "
+                    "full snapshot", table_id, manifest.run_id, gone[0])
+        return None
     return Base(manifest, index) if index.parts else None
+
+
+def _base_manifest(manifest_uri: str, table_id: str) -> Manifest | None:
+    """The last applied snapshot's manifest; None when the bucket no longer holds it (the retention
+    rule deletes snapshots by age, so a table not extracted for that long has none left)."""
+    bucket, name = gcs.split_uri(manifest_uri)
+    try:
+        data = gcs.read(bucket, name)
+    except NotFound:
+        log.warning("last snapshot of %s is gone from the bucket (%s, past the bucket's retention?): full snapshot",
+                    table_id, manifest_uri)
+        return None
+    return parse_manifest(data, bucket=bucket, prefix=posixpath.dirname(name))
 
 
 def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) -> bool:

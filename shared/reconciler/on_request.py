@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from google.cloud import bigquery
 
 from shared import bigquery as bq
-from shared import ledger, logs, pubsub
+from shared import ledger, logs, pubsub, results
 from shared.alerts import raise_alert
-from shared.applied import latest_snapshot, ledger_exists
+from shared.applied import SnapshotGone, latest_snapshot, ledger_exists
 from shared.reconciler.certificate import Certificate
 from shared.reconciler.options import from_environment
 from shared.reconciler.reconcile import reconcile
@@ -75,17 +75,23 @@ def resolve(request: ReconcileRequest) -> tuple[list[str], list[str]]:
     return sorted(found), unknown
 
 
+def _check_against_snapshot(request: ReconcileRequest, table_id: str) -> Certificate:
+    try:
+        loaded = latest_snapshot(request.project, request.dataset, table_id)
+    except SnapshotGone as gone:
+        return Certificate(table_id, gone.run_id, verdict=results.UNVERIFIED, message=str(gone))
+    if loaded is None:  # resolved a moment ago: an operator deleted its history meanwhile
+        return Certificate(table_id, "", message="no applied snapshot to compare with")
+    with logs.labels(run_id=loaded.manifest.run_id):
+        return reconcile(loaded.manifest, from_environment(table_id, deep=request.deep),
+                         manifest_uri=loaded.manifest_uri)
+
+
 def check_table(request: ReconcileRequest, table_id: str) -> Certificate:
     """One table against its newest applied snapshot; the certificate is stored, and alerted when
     nothing repairs what it found."""
     with logs.labels(table=table_id):
-        loaded = latest_snapshot(request.project, request.dataset, table_id)
-        if loaded is None:  # resolved a moment ago: an operator deleted its history meanwhile
-            certificate = Certificate(table_id, "", message="no applied snapshot to compare with")
-        else:
-            with logs.labels(run_id=loaded.manifest.run_id):
-                certificate = reconcile(loaded.manifest, from_environment(table_id, deep=request.deep),
-                                        manifest_uri=loaded.manifest_uri)
+        certificate = _check_against_snapshot(request, table_id)
         certificate.details.update(requested_by=request.requested_by, deep_requested=request.deep)
         record(certificate, project=request.project, dataset=request.dataset, pubsub_project=request.pubsub_project,
                alert=unrepaired(certificate))

@@ -24,7 +24,9 @@ def record(certificate: Certificate, *, project: str, dataset: str, pubsub_proje
 def unrepaired(certificate: Certificate) -> str | None:
     """Why a certificate needs a person, when nothing already on its way will fix the table: a
     mismatch with no row deleted or re-stamped and no snapshot requested, or a deep check that
-    could not run deep."""
+    could not run deep, or a table with no snapshot left to check against."""
+    if certificate.verdict == results.UNVERIFIED:
+        return f"table cannot be checked: {certificate.message}"
     if certificate.details.get("deep_requested") and certificate.mode != "deep":
         return f"deep check not possible: {certificate.message}"
     repaired = (certificate.rows_deleted or certificate.rows_restamped or certificate.keys_requested
