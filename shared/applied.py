@@ -7,7 +7,7 @@ from google.api_core.exceptions import NotFound
 
 from shared import gcs, ledger
 from shared.loaded_event import LoadedSnapshot
-from shared.manifest import parse_manifest
+from shared.manifest import Manifest, parse_manifest
 
 
 class SnapshotGone(RuntimeError):
@@ -30,12 +30,20 @@ def latest_snapshot(project: str, dataset: str, table_id: str) -> LoadedSnapshot
     if row is None or not row.get("manifest_uri"):
         return None
     uri = str(row["manifest_uri"])
+    manifest = manifest_at(uri)
+    if manifest is None:
+        raise SnapshotGone(table_id, str(row["run_id"]), uri)
+    return LoadedSnapshot(manifest, uri)
+
+
+def manifest_at(uri: str) -> Manifest | None:
+    """The manifest at `uri`; None when the bucket no longer holds it."""
     bucket, name = gcs.split_uri(uri)
     try:
         data = gcs.read(bucket, name)
     except NotFound:
-        raise SnapshotGone(table_id, str(row["run_id"]), uri) from None
-    return LoadedSnapshot(parse_manifest(data, bucket=bucket, prefix=posixpath.dirname(name)), uri)
+        return None
+    return parse_manifest(data, bucket=bucket, prefix=posixpath.dirname(name))
 
 
 def ledger_exists(project: str, dataset: str) -> bool:

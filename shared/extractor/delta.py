@@ -9,7 +9,6 @@ guess. A keyless table has no key to join on: its snapshots are always full.
 """
 from __future__ import annotations
 
-import posixpath
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -17,17 +16,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import pyarrow as pa
-from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from shared import bigquery as bq
 from shared import gcs, key_index, ledger, logs, results
+from shared.applied import manifest_at
 from shared.extractor.column_key_diff import ColumnKeyDiff, ordered_like_python
 from shared.extractor.key_order import ChunkDiff, KeyOrder, KeyOrderError
 from shared.extractor.unchanged import Screen, screenable
 from shared.identifiers import quote_bigquery
 from shared.key_index import KeyIndex
-from shared.manifest import Manifest, Part, parse_manifest
+from shared.manifest import Manifest, Part
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.raw_hash import TAG as RAW_HASH_TAG
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
@@ -76,8 +75,12 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
         return None
     manifest_uri = str(latest["manifest_uri"])
-    manifest = _base_manifest(manifest_uri, table_id)
-    if manifest is None or manifest.table_schema != schema:
+    manifest = manifest_at(manifest_uri)
+    if manifest is None:
+        log.warning("last snapshot of %s is gone from the bucket (%s, past the bucket's retention?): full snapshot",
+                    table_id, manifest_uri)
+        return None
+    if manifest.table_schema != schema:
         return None
     try:
         index = key_index.of_snapshot(manifest, manifest_uri)
@@ -90,19 +93,6 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
                     "full snapshot", table_id, manifest.run_id, gone[0])
         return None
     return Base(manifest, index) if index.parts else None
-
-
-def _base_manifest(manifest_uri: str, table_id: str) -> Manifest | None:
-    """The last applied snapshot's manifest; None when the bucket no longer holds it (the retention
-    rule deletes snapshots by age, so a table not extracted for that long has none left)."""
-    bucket, name = gcs.split_uri(manifest_uri)
-    try:
-        data = gcs.read(bucket, name)
-    except NotFound:
-        log.warning("last snapshot of %s is gone from the bucket (%s, past the bucket's retention?): full snapshot",
-                    table_id, manifest_uri)
-        return None
-    return parse_manifest(data, bucket=bucket, prefix=posixpath.dirname(name))
 
 
 def _reconciled_clean(project: str, dataset: str, table_id: str, run_id: str) -> bool:
