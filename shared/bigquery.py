@@ -90,7 +90,7 @@ def create_table(table_id: str, fields: list[bigquery.SchemaField], *, clusterin
         table.clustering_fields = clustering[:4]
     if expires is not None:
         table.expires = expires
-    return client(table_id.split(".")[0]).create_table(table, exists_ok=True)
+    return client(table_id.split(".")[0]).create_table(table, exists_ok=True, retry=_retry())
 
 
 def drop_table(table_id: str) -> None:

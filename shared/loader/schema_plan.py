@@ -8,7 +8,8 @@ from google.cloud import bigquery
 
 from shared import bigquery as bq
 from shared import logs
-from shared.loader.errors import SchemaChangeError
+from shared.clients import emulated
+from shared.loader.errors import RefusedError, SchemaChangeError
 from shared.manifest import Manifest
 from shared.schema import ROW_HASH_COLUMN
 
@@ -41,8 +42,23 @@ def key_names(manifest: Manifest) -> tuple[str, ...]:
     return tuple(c.bq_name for c in manifest.table_schema.key_columns)
 
 
+def _refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
+    """The BigQuery emulator keeps its tables in DuckDB, whose decimals stop at 38 digits: it answers
+    every CREATE or ALTER with a BIGNUMERIC column with HTTP 500, which would be retried until the
+    event's deadline with nothing said. On the local stack such a table is refused at once."""
+    if not emulated():
+        return
+    wide = [f"{c.bq_name} ({c.source_type})" for c in manifest.table_schema.columns
+            if normalised(c.bq_type) == "BIGNUMERIC"]
+    if wide:
+        raise RefusedError(f"column(s) {', '.join(wide)} of {manifest.target.table_id} need BIGNUMERIC (more than "
+                           "29 integer digits), which the BigQuery emulator cannot hold: this table replicates to "
+                           "BigQuery, not to the local stack")
+
+
 def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tuple[str, ...] | None) -> SchemaPlan:
     """`previous_key` is the key the ledger recorded with the last applied snapshot, if any."""
+    _refuse_what_the_emulator_cannot_hold(manifest)
     if existing is None:
         return SchemaPlan(create=True)
     table_id = manifest.target.table_id
