@@ -49,8 +49,9 @@ class Run:
     """One ledger row with the verdicts recorded for its run."""
 
     ledger: dict[str, Any]
-    reconciliation: dict[str, Any] | None = None
+    reconciliation: dict[str, Any] | None = None  # the latest of the run's reconciliations
     validations: list[dict[str, Any]] = field(default_factory=list)
+    first_reconciled_at: datetime | None = None  # the chain's, not an operator's later check
 
     def __getitem__(self, name: str) -> Any:
         return self.ledger.get(name)
@@ -98,10 +99,13 @@ class Run:
 
     @property
     def verdict_seconds(self) -> float | None:
-        """From the start of the extraction to the last verdict (reconciliation or validation)."""
-        times = [r.get("checked_at") for r in ([self.reconciliation] if self.reconciliation else []) + self.validations]
-        times = [t for t in times if isinstance(t, datetime)]
-        return self.seconds(max(times)) if times else None
+        """From the start of the extraction until the run's first reconciliation and first validation
+        were both in: the chain's latency, which checks run later (an operator's) do not stretch."""
+        reconciled = self.first_reconciled_at or (self.reconciliation or {}).get("checked_at")
+        validated = [v.get("checked_at") for v in self.validations]
+        firsts = [t for t in (reconciled, min((t for t in validated if isinstance(t, datetime)), default=None))
+                  if isinstance(t, datetime)]
+        return self.seconds(max(firsts)) if firsts else None
 
 
 @dataclass
@@ -131,8 +135,10 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
         raise ReportError(f"no ledger in {project}.{dataset} yet ({LEDGER_TABLE}): nothing has been loaded there")
     ledger = _rows(project, dataset, LEDGER_TABLE, "ORDER BY table_id, sequence, recorded_at")
     reconciliations: dict[tuple[str, str], dict[str, Any]] = {}
+    first_reconciled: dict[tuple[str, str], datetime] = {}
     for row in _rows(project, dataset, RECONCILIATION_TABLE, "ORDER BY checked_at"):
         reconciliations[(row["table_id"], row["run_id"])] = row  # the latest verdict wins
+        first_reconciled.setdefault((row["table_id"], row["run_id"]), row["checked_at"])
     validations: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in _rows(project, dataset, VALIDATION_TABLE, "ORDER BY checked_at"):
         validations[(row["table_id"], row["run_id"])].append(row)
@@ -141,7 +147,8 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
         key = (row["table_id"], row["run_id"])
         verdicts = row.get("status") in OK_STATUSES
         by_table[row["table_id"]].append(Run(row, reconciliations.get(key) if verdicts else None,
-                                             validations.get(key, []) if verdicts else []))
+                                             validations.get(key, []) if verdicts else [],
+                                             first_reconciled.get(key) if verdicts else None))
     configured = [f"{project}.{dataset}.{t.target_table}" for t in config.tables]
     order = [t for t in configured if t in by_table] + sorted(t for t in by_table if t not in configured)
     return [TableRuns(t, by_table[t][-limit:]) for t in order]
@@ -283,7 +290,7 @@ def _table_section(index: int, table: TableRuns) -> str:
                        [(key, label, color, [float(r.count(key)) for r in charted]) for key, label, color in SERIES])
     durations = bar_chart(f"durations-{index}", "seconds from extraction start", charted,
                           [("load_seconds", "to load commit", "#6a1b9a", [r.load_seconds for r in charted]),
-                           ("verdict_seconds", "to last verdict", "#00838f", [r.verdict_seconds for r in charted])], unit="s")
+                           ("verdict_seconds", "to verdicts", "#00838f", [r.verdict_seconds for r in charted])], unit="s")
     sizes = bar_chart(f"bytes-{index}", "bytes shipped per run", charted,
                       [("bytes", "bytes", "#546e7a", [None if r["bytes"] is None else float(r["bytes"]) for r in charted])],
                       unit="B")
@@ -292,6 +299,7 @@ def _table_section(index: int, table: TableRuns) -> str:
         recon = run.reconciliation or {}
         checks = ", ".join(run.failed_checks)
         differences = ", ".join(f"{recon[k]:,} {label}" for k, label in DIFFERENCE_KINDS if recon.get(k))
+        counted = f" {recon['source_rows']}→{recon.get('target_rows')}" if recon.get("source_rows") is not None else ""
         message = " ".join(str(m) for m in (run["message"], recon.get("message")) if m)
         rows.append(
             f'<tr class="{"failed" if run.failed else ""}" data-run="{_e(run["run_id"])}">'
@@ -303,7 +311,7 @@ def _table_section(index: int, table: TableRuns) -> str:
             + _cell("load_seconds", None if run.load_seconds is None else round(run.load_seconds, 2),
                     None if run.load_seconds is None else _fmt(run.load_seconds, "s"))
             + f'<td class="l verdict" data-field="reconciliation">{_badge(run.verdict)}'
-            f'{_e(f" {recon.get("source_rows")}→{recon.get("target_rows")}") if recon else ""}'
+            f'{_e(counted)}'
             f'{_e(f" ({differences})") if differences else ""}</td>'
             f'<td class="l verdict" data-field="validation">{_badge(run.validation)}{_e(" " + checks) if checks else ""}</td>'
             f'<td class="msg" title="{_e(message)}">{_e(message)}</td></tr>')

@@ -87,3 +87,22 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path) -> None:  # type: ignore[
     assert result.exit_code == 2
     assert "config file not found" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_checks_run_later_do_not_stretch_the_chains_latency() -> None:
+    run = _run("r1", 1, 0, 0)
+    later = run.ledger["extracted_at"] + timedelta(hours=3)
+    assert run.reconciliation is not None
+    operator_check = {**run.reconciliation, "checked_at": later}
+    rerun = Run(run.ledger, operator_check, [*run.validations, {"check_name": "row_count", "passed": True,
+                                                                 "checked_at": later}],
+                first_reconciled_at=run.reconciliation["checked_at"])
+    assert rerun.verdict_seconds == 7.0
+
+
+def test_a_certificate_without_counts_shows_none() -> None:
+    run = _run("r1", 1, 0, 0, verdict="unverified")
+    assert run.reconciliation is not None
+    run.reconciliation |= {"source_rows": None, "target_rows": None}
+    page = render_html(CONFIG, [TableRuns("p-1.ds.customers", [run])], generated=T0)
+    assert "unverified" in page and "None" not in page
