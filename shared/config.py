@@ -88,8 +88,43 @@ def url_has_password(url: str) -> bool:
         return any(match["password"] for match in secrets.URL_PASSWORD.finditer(url))
 
 
+_CLOSING = {"[": "]", '"': '"'}
+
+
+def name_parts(value: str) -> list[str]:
+    """``schema.table`` split at the dots outside ``[brackets]`` or ``"double quotes"``, which are
+    removed (``]]`` and ``""`` stand for the closing character itself), so a part may hold a dot:
+    ``dbo.[Order.Items]``."""
+    parts, current, i, quoted = [], [], 0, False
+    while i < len(value):
+        char = value[i]
+        if char in _CLOSING and not current and not quoted:
+            closing, i = _CLOSING[char], i + 1
+            while True:
+                end = value.find(closing, i)
+                if end < 0:
+                    raise ValueError(f"{value!r}: {char} without its closing {closing}")
+                current.append(value[i:end])
+                if value[end + 1:end + 2] != closing:
+                    break
+                current.append(closing)
+                i = end + 2
+            i, quoted = end + 1, True
+            if i < len(value) and value[i] != ".":
+                raise ValueError(f"{value!r}: a quoted name part must end at a dot or the end")
+            continue
+        if char == ".":
+            parts.append("".join(current))
+            current, quoted = [], False
+        else:
+            current.append(char)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
 class TableConfig(_Strict):
-    name: str = Field(description="[schema.]table in the source")
+    name: str = Field(description='[schema.]table in the source; a part holding a dot in [brackets] or "quotes"')
     key: list[str] | None = Field(default=None, min_length=1, description="key columns; default: the primary key")
     target: str | None = Field(default=None, description="BigQuery table name; default: the table part of name")
     group: str = Field(default="default", pattern=r"^[a-z][a-z0-9-]{0,40}$",
@@ -98,7 +133,7 @@ class TableConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        parts = value.split(".")
+        parts = name_parts(value)
         if len(parts) > 2:
             raise ValueError(f"{value!r} has more than schema.table")
         for part in parts:
@@ -123,11 +158,12 @@ class TableConfig(_Strict):
 
     @property
     def schema_name(self) -> str | None:
-        return self.name.split(".")[0] if "." in self.name else None
+        parts = name_parts(self.name)
+        return parts[0] if len(parts) == 2 else None
 
     @property
     def table_name(self) -> str:
-        return self.name.split(".")[-1]
+        return name_parts(self.name)[-1]
 
     @property
     def target_table(self) -> str:

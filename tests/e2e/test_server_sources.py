@@ -103,3 +103,25 @@ def test_server_table_replicates_through_the_chain(
         assert reports[0].rows_inserted == 1 and reports[0].rows_deleted > 0 and reports[0].rows_updated > 0
     finally:
         _execute(url, f"DROP TABLE {name}")
+
+
+def test_a_schema_and_table_named_with_a_space_and_a_dot(stack: LocalStack, tmp_path: Path,
+                                                         unique_name: str) -> None:
+    """Quoted in the config (`"Sales <x>".[orders.v2]`), as SQL Server's brackets would quote them."""
+    url = SERVERS["postgresql"][0]
+    schema = f"Sales {unique_name}"
+    _execute(url, f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}"."orders.v2" (id int PRIMARY KEY, v text); '
+                  f'INSERT INTO "{schema}"."orders.v2" VALUES (1, \'a\'), (2, \'b\')')
+    try:
+        config = write_config(tmp_path / "config.yaml", url=url, tables={f'"{schema}".[orders.v2]': ["id"]},
+                              suffix=unique_name)
+        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+        for cycle in range(2):
+            (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
+            assert (report.load_status, report.reconciliation) == ("applied", "match"), report
+            assert_tables_equal(config)
+            _execute(url, f'UPDATE "{schema}"."orders.v2" SET v = \'changed\' WHERE id = 1')
+        assert (report.mode, report.rows_updated) == ("delta", 1)
+    finally:
+        _execute(url, f'DROP SCHEMA "{schema}" CASCADE')

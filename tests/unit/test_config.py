@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, load_config
+from shared.config import ConfigError, load_config, name_parts
 
 VALID = """
 source:
@@ -48,6 +48,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("change", "message"), [
     (("gcs: {bucket: matrix-snapshots}", "gcs: {bucket: matrix-snapshots, colour: red}"), "gcs.colour: unknown key"),
     (("name: dbo.customers", "name: 'a.b.c'"), "tables[0].name"),
+    (("name: dbo.customers", "name: 'dbo.[Order.Items'"), "[ without its closing ]"),
+    (("name: dbo.customers", "name: '[dbo]x.Items'"), "a quoted name part must end at a dot"),
     (("name: dbo.customers", "name: \"dbo.cust\\tomers\""), "tables[0].name"),
     (("key: [customer_id]", "key: [' id']"), "tables[0].key"),
     (("dataset: matrix", "dataset: 'matrix-prod'"), "bigquery.dataset"),
@@ -98,3 +100,22 @@ def test_key_is_optional_and_then_the_primary_key(tmp_path: Path) -> None:
     heap = discover(engine, config.tables[1]).schema  # no key at all: keyless (README "Tables without a key")
     assert (heap.keyless, heap.key) == (True, [])
     engine.dispose()
+
+
+@pytest.mark.parametrize(("name", "parts"), [
+    ("dbo.Customers", ["dbo", "Customers"]),
+    ("Customers", ["Customers"]),
+    ("dbo.[Order.Items]", ["dbo", "Order.Items"]),
+    ('"Sales Dept"."Order.Items"', ["Sales Dept", "Order.Items"]),
+    ("[a]]b].c", ["a]b", "c"]),
+    ('"a""b".c', ['a"b', "c"]),
+])
+def test_a_name_part_may_hold_a_dot_when_quoted(name: str, parts: list[str]) -> None:
+    assert name_parts(name) == parts
+
+
+def test_a_quoted_table_name_is_the_source_name_unquoted(tmp_path: Path) -> None:
+    text = VALID.replace("name: dbo.customers", "name: '[Sales Dept].[Order.Items]'")
+    table = load_config(write(tmp_path, text), environ={}).tables[0]
+    assert (table.schema_name, table.table_name, table.target_table) == ("Sales Dept", "Order.Items",
+                                                                         "Order_x002E_Items")
