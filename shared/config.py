@@ -88,39 +88,28 @@ def url_has_password(url: str) -> bool:
         return any(match["password"] for match in secrets.URL_PASSWORD.finditer(url))
 
 
-_CLOSING = {"[": "]", '"': '"'}
+# One part of a source name: [bracketed] (]] for ]), "quoted" ("" for "), or bare up to the next dot.
+_NAME_PART = re.compile(r'\[((?:[^\]]|\]\])*)\]|"((?:[^"]|"")*)"|([^.]*)')
 
 
 def name_parts(value: str) -> list[str]:
     """``schema.table`` split at the dots outside ``[brackets]`` or ``"double quotes"``, which are
-    removed (``]]`` and ``""`` stand for the closing character itself), so a part may hold a dot:
-    ``dbo.[Order.Items]``."""
-    parts, current, i, quoted = [], [], 0, False
-    while i < len(value):
-        char = value[i]
-        if char in _CLOSING and not current and not quoted:
-            closing, i = _CLOSING[char], i + 1
-            while True:
-                end = value.find(closing, i)
-                if end < 0:
-                    raise ValueError(f"{value!r}: {char} without its closing {closing}")
-                current.append(value[i:end])
-                if value[end + 1:end + 2] != closing:
-                    break
-                current.append(closing)
-                i = end + 2
-            i, quoted = end + 1, True
-            if i < len(value) and value[i] != ".":
-                raise ValueError(f"{value!r}: a quoted name part must end at a dot or the end")
-            continue
-        if char == ".":
-            parts.append("".join(current))
-            current, quoted = [], False
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
+    removed, so a part may hold a dot: ``dbo.[Order.Items]``."""
+    parts, position = [], 0
+    while True:
+        match = _NAME_PART.match(value, position)
+        assert match is not None  # the bare alternative matches even an empty part
+        bracketed, quoted, bare = match.groups()
+        if bare is not None and bare[:1] in ('[', '"'):
+            raise ValueError(f"{value!r}: {bare[0]} without its closing {']' if bare[0] == '[' else bare[0]}")
+        parts.append(bracketed.replace("]]", "]") if bracketed is not None
+                     else quoted.replace('""', '"') if quoted is not None else bare)
+        position = match.end()
+        if position == len(value):
+            return parts
+        if value[position] != ".":
+            raise ValueError(f"{value!r}: a quoted name part must end at a dot or the end")
+        position += 1
 
 
 class TableConfig(_Strict):
