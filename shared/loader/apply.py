@@ -63,6 +63,7 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
         raise RefusedError(decision.reason)
     check_parts(manifest)
     check_part_footers(manifest)
+    schema_plan.refuse_what_the_emulator_cannot_hold(manifest)
     compaction = index_compaction.Compaction(manifest, manifest_uri)
     committed = False
     try:

@@ -42,7 +42,7 @@ def key_names(manifest: Manifest) -> tuple[str, ...]:
     return tuple(c.bq_name for c in manifest.table_schema.key_columns)
 
 
-def _refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
+def refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
     """The BigQuery emulator keeps its tables in DuckDB, whose decimals stop at 38 digits: it answers
     every CREATE or ALTER with a BIGNUMERIC column with HTTP 500, which would be retried until the
     event's deadline with nothing said. On the local stack such a table is refused at once."""
@@ -58,7 +58,6 @@ def _refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
 
 def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tuple[str, ...] | None) -> SchemaPlan:
     """`previous_key` is the key the ledger recorded with the last applied snapshot, if any."""
-    _refuse_what_the_emulator_cannot_hold(manifest)
     if existing is None:
         return SchemaPlan(create=True)
     table_id = manifest.target.table_id
