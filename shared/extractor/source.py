@@ -24,6 +24,7 @@ from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
 from shared.secret_manager import SecretAccessError
 from shared.secrets import error_line, redact
+from shared.source_names import SourceNameError, matched, matched_all, nearest
 from shared.types import TypeMappingError, bigquery_type_for_sqlalchemy, type_parameters
 
 log = logs.get(__name__)
@@ -112,25 +113,49 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
     the primary key, else none: the table is keyless (see `shared.schema.TableSchema`)."""
     if engine.dialect.name == "mssql":
         return _discover_mssql(engine, table)
-    try:
-        reflected = sa.Table(table.table_name, sa.MetaData(), schema=table.schema_name, autoload_with=engine)
-    except sa.exc.NoSuchTableError:
-        raise SourceError(f"table {table.name!r} not found in the source") from None
-    key = list(table.key or [c.name for c in reflected.primary_key.columns])
+    reflected = _reflect(engine, table)
+    key = [c.name for c in reflected.primary_key.columns]
+    if table.key:
+        try:
+            key = matched_all(table.key, [c.name for c in reflected.columns], "key column")
+        except SourceNameError as error:
+            raise SourceError(f"table {table.name!r}: {error}") from None
     if not key:
         _log_keyless(table.name)
     try:
         columns = [_column(source_column, key, engine) for source_column in reflected.columns]
     except (TypeMappingError, IdentifierError) as error:
         raise SourceError(f"table {table.name!r}, {error}") from None
-    missing = [k for k in key if k not in {c.name for c in columns}]
-    if missing:
-        raise SourceError(f"table {table.name!r} has no key column(s) {missing}")
     try:
         schema = TableSchema(columns=columns, key=key, keyless=not key)
     except pydantic.ValidationError as error:
         raise SourceError(f"table {table.name!r}: {error.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     return SourceTable(table, reflected, schema, engine.dialect.name)
+
+
+def _reflect(engine: Engine, table: TableConfig) -> sa.Table:
+    """The table as the source spells it (see shared.source_names); one the catalog does not list
+    (a kind of relation SQLAlchemy does not enumerate) by its configured spelling."""
+    inspector = sa.inspect(engine)
+    try:
+        schema_name = table.schema_name
+        if schema_name is not None:
+            schemas = inspector.get_schema_names()
+            schema_name = matched(schema_name, schemas, "schema")
+            if schema_name is None:
+                raise SourceError(f"table {table.name!r}: schema {table.schema_name!r} not found in the source"
+                                  f"{nearest([table.schema_name], schemas, 'schemas')}")
+        names = [*inspector.get_table_names(schema_name), *inspector.get_view_names(schema_name)]
+        if engine.dialect.name == "postgresql":
+            names += inspector.get_materialized_view_names(schema_name)
+        spelt = matched(table.table_name, names, "table") or table.table_name
+    except SourceNameError as error:
+        raise SourceError(f"table {table.name!r}: {error}") from None
+    try:
+        return sa.Table(spelt, sa.MetaData(), schema=schema_name, autoload_with=engine)
+    except sa.exc.NoSuchTableError:
+        raise SourceError(f"table {table.name!r} not found in the source"
+                          f"{nearest([table.table_name], names, 'tables')}") from None
 
 
 def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:
@@ -295,7 +320,7 @@ def _declared_unique(engine: Engine, source: SourceTable) -> bool:
     if primary and primary <= key:
         return True
     inspector = sa.inspect(engine)
-    where = {"table_name": source.config.table_name, "schema": source.config.schema_name}
+    where = {"table_name": source.table.name, "schema": source.table.schema}
     unique = [c["column_names"] for c in inspector.get_unique_constraints(**where)]
     unique += [i["column_names"] for i in inspector.get_indexes(**where) if i.get("unique")
                and not any(option.endswith("_where") for option in i.get("dialect_options", {}))]

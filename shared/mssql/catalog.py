@@ -23,7 +23,6 @@ in bytes; ``text``/``ntext``/``image``/``xml`` and ``max`` types get no length.
 """
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from sqlalchemy.engine import Connection
 from shared import identifiers, logs
 from shared.mssql.quoting import quote_mssql
 from shared.schema import Column, TableSchema
+from shared.source_names import SourceNameError, matched_all
 from shared.types import TypeMappingError, bigquery_type_for_mssql
 
 log = logs.get(__name__)
@@ -214,9 +214,10 @@ def schema_from_catalog(rows: Iterable[Mapping[str, object]], schema: str, table
             log.info("%s is a heap without a primary key and has no configured key: replicated as keyless "
                      "(rows matched by row hash and number of copies, full snapshots only)", where)
     by_name = {c.name: c for c in catalog}
-    missing = [k for k in key if k not in by_name]
-    if missing:
-        raise MssqlCatalogError(f"{where} has no key column(s) {missing}{_suggest(missing, list(by_name))}")
+    try:
+        key = matched_all(key, list(by_name), "key column")
+    except SourceNameError as error:
+        raise MssqlCatalogError(f"{where}: {error}") from None
     unusable = [k for k in key if by_name[k].is_rowversion]
     if unusable:
         raise MssqlCatalogError(f"{where}: key column(s) {unusable} are rowversions, which change on every update")
@@ -257,14 +258,3 @@ def _warn_if_key_is_not_primary_key(catalog: list[CatalogColumn], key: list[str]
         log.info("%s has no primary key; the configured key %s is trusted and checked after loading", where, key)
     elif primary != list(key):
         log.warning("%s: configured key %s is not the primary key %s", where, key, primary)
-
-
-def _suggest(missing: list[str], names: list[str]) -> str:
-    """A hint for the usual mistake: the right name in the wrong case or nearly the right name."""
-    lowered = {n.lower(): n for n in names}
-    hints = []
-    for name in missing:
-        match = lowered.get(name.lower()) or next(iter(difflib.get_close_matches(name, names, n=1)), None)
-        if match:
-            hints.append(f"{name!r} -> {match!r}")
-    return f"; did you mean {', '.join(hints)}?" if hints else f"; columns are {names}"

@@ -125,3 +125,29 @@ def test_a_schema_and_table_named_with_a_space_and_a_dot(stack: LocalStack, tmp_
         assert (report.mode, report.rows_updated) == ("delta", 1)
     finally:
         _execute(url, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.mark.parametrize("server", ["mariadb", "postgresql", "sqlite"])
+def test_names_configured_in_another_case_than_the_sources_are_found(
+    server: str, stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """`ITEMS_<x>` with key `ITEMID` for a table created as `Items_<x> (ItemID ...)`: SQLite and MySQL
+    keep that spelling, PostgreSQL folds it to lower case; each finds a table or column in any case."""
+    url = f"sqlite:///{tmp_path / 'source.db'}" if server == "sqlite" else SERVERS[server][0]
+    created = f"Items_{unique_name}"
+    _execute(url, f"CREATE TABLE {created} (ItemID int PRIMARY KEY, Label varchar(20)); "
+                  f"INSERT INTO {created} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    try:
+        config = write_config(tmp_path / "config.yaml", url=url, tables={created.upper(): ["ITEMID"]},
+                              suffix=unique_name)
+        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+        for _cycle in range(2):
+            (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
+            assert (report.load_status, report.reconciliation, report.validation) == (
+                "applied", "match", "passed"), report
+            assert_tables_equal(config)
+            _execute(url, f"UPDATE {created} SET Label = 'changed' WHERE ItemID = 2")
+        assert (report.mode, report.rows_updated) == ("delta", 1)
+    finally:
+        _execute(url, f"DROP TABLE {created}")

@@ -42,7 +42,8 @@ def test_the_request_writes_the_other_tables_and_alerts_on_the_failed_one(
 
     outcome = run_request(config, Message(data={}, attributes={}, message_id="1"))
 
-    reason = "table 'customers' has no key column(s) ['email']"
+    reason = ("table 'customers': no key column(s) ['email']; columns are ['customer_id', 'full_name', "
+              "'birth_date', 'is_active', 'created_at', 'credit_limit']")
     assert outcome.failed == [FailedTable("customers", reason)]
     assert [r.table for r in outcome.written] == ["accounts"] and outcome.locked == []
     alert = pull_json(alerts, lambda body: body.get("stage") == "extractor")

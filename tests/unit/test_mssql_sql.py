@@ -143,11 +143,22 @@ def test_missing_table_and_missing_key_are_clear_errors() -> None:
     with pytest.raises(MssqlCatalogError, match=r"table dbo\.Nope not found"):
         schema_from_catalog([], "dbo", "Nope", ["id"])
     rows = [catalog_row("CustomerID", 1, "int", nullable=False), catalog_row("Name", 2, "nvarchar", max_length=9)]
-    with pytest.raises(MssqlCatalogError, match=r"no key column\(s\) \['customerid'\]; did you mean 'customerid' -> "
+    with pytest.raises(MssqlCatalogError, match=r"no key column\(s\) \['CustomerIDs'\]; did you mean 'CustomerIDs' -> "
                                                  r"'CustomerID'"):
-        schema_from_catalog(rows, "dbo", "Customers", ["customerid"])
+        schema_from_catalog(rows, "dbo", "Customers", ["CustomerIDs"])
     with pytest.raises(MssqlCatalogError, match=r"columns are \['CustomerID', 'Name'\]"):
         schema_from_catalog(rows, "dbo", "Customers", ["zzz"])
+
+
+def test_a_key_written_in_another_case_is_the_catalogs_column() -> None:
+    """As a case-insensitive collation (SQL Server's default) reads it; a case-sensitive one holding
+    the name in two cases is not guessed."""
+    rows = [catalog_row("CustomerID", 1, "int", nullable=False), catalog_row("Name", 2, "nvarchar", max_length=9)]
+    schema = schema_from_catalog(rows, "dbo", "Customers", ["customerid"])
+    assert schema.key == ["CustomerID"] and not schema.columns[0].nullable
+    rows.append(catalog_row("CUSTOMERID", 3, "int"))
+    with pytest.raises(MssqlCatalogError, match=r"key column 'customerid' matches \['CustomerID', 'CUSTOMERID'\]"):
+        schema_from_catalog(rows, "dbo", "Customers", ["customerid"])
 
 
 def test_unmappable_types_and_colliding_names_are_catalog_errors() -> None:
