@@ -226,10 +226,15 @@ class Config(_Strict):
         return self
 
     def table(self, name: str) -> TableConfig:
-        for table in self.tables:
-            if name in (table.name, table.target_table):
-                return table
-        raise ConfigError(f"table {name!r} is not in the config")
+        """The table `name` (its source name or target table) names: exactly, else ignoring case,
+        as the names are unique ignoring case."""
+        for wanted in (lambda n: n == name, lambda n: n.lower() == name.lower()):
+            for table in self.tables:
+                if wanted(table.name) or wanted(table.target_table):
+                    return table
+        listed = ", ".join(table.name for table in self.tables[:20])
+        raise ConfigError(f"table {name!r} is not in the config (its tables: {listed}"
+                          f"{', ...' if len(self.tables) > 20 else ''})")
 
 
 def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Config:

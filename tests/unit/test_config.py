@@ -35,6 +35,16 @@ def test_valid_config_parses_with_defaults(tmp_path: Path) -> None:
     assert config.source.url == f"sqlite:///{(tmp_path / 'matrix.db').resolve()}"
 
 
+def test_a_table_is_found_by_its_name_or_target_in_any_case(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID), environ={})
+    assert [config.table(name).target_table for name in ("dbo.customers", "DBO.Customers", "CUSTOMERS",
+                                                         "deliveries", "Deliveries_V2")] == [
+        "customers", "customers", "customers", "deliveries_v2", "deliveries_v2"]
+    with pytest.raises(ConfigError, match=r"table 'orders' is not in the config \(its tables: dbo.customers, "
+                                          r"deliveries\)"):
+        config.table("orders")
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, VALID), environ={
         "MATRIX_SOURCE__URL": "mssql+pymssql://etl:pw@matrix-db/Matrix",
