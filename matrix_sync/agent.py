@@ -4,10 +4,13 @@ access, only outbound HTTPS to Pub/Sub and GCS."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 
 from shared import logs
 from shared.clients import publisher, subscriber
@@ -19,6 +22,18 @@ from shared.pubsub import publish_json
 from shared.topology import EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
 
 log = logs.get(__name__)
+# What a network or Pub/Sub outage looks like once a call's own retries (PULL_RETRY_S) gave up: the
+# agent waits it out instead of exiting, as an on-prem daemon must.
+TRANSIENT = (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Unknown,
+             gexc.Aborted, gexc.TooManyRequests, gexc.RetryError)
+PULL_TIMEOUT_S = 10.0
+PULL_RETRY_S = 60.0
+# A request is held while its tables are extracted, which can take longer than the subscription's ack
+# deadline (600 s at most): its deadline is extended every ACK_RENEW_EVERY_S by ACK_EXTENSION_S, so
+# Pub/Sub does not deliver it again (to this agent or another) while it is still being worked on.
+ACK_EXTENSION_S = 600
+ACK_RENEW_EVERY_S = 60
+OUTAGE_WAIT_S = (5.0, 60.0)  # first and longest wait between pulls while Pub/Sub cannot be reached
 
 
 def ensure_subscription(config: Config) -> str:
@@ -46,36 +61,121 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
           on_results: Callable[[Extraction], None]) -> int:
     """Handles requests one at a time; acknowledges each only after its snapshots are written, or
     after its tables were found locked by another extraction (which is writing them). A request a
-    table of which failed unexpectedly is not acknowledged, so that it is delivered again."""
+    table of which failed unexpectedly is not acknowledged, so that it is delivered again. Pub/Sub
+    being unreachable is waited out (with `once`, it is an error); a subscription that disappeared
+    (an emulator restarted) is created again, once per disappearance."""
     path = ensure_subscription(config)
     handled = 0
     idle_since = time.monotonic()
+    outage = _Outage()
+    recreated = False
     while True:
-        response = subscriber().pull(subscription=path, max_messages=1, timeout=10)
-        if not response.received_messages:
+        try:
+            received = _pull(path)
+        except TRANSIENT as error:
+            idle = idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s
+            if once or idle:
+                raise
+            outage.wait(error)
+            continue
+        except gexc.NotFound:
+            if recreated:
+                raise
+            log.warning("subscription %s is gone; creating it again", path)
+            ensure_subscription(config)
+            recreated = True
+            continue
+        outage.over()
+        recreated = False
+        if received is None:
             if once or (idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s):
                 return handled
             continue
-        received = response.received_messages[0]
-        message = _message(received.message)
-        acknowledged = True
-        with logs.labels(event_id=message.message_id, stage="agent"):
-            try:
-                outcome = run_request(config, message)
-            except EventError as error:
-                log.error("dropped extract request %s: %s", message.message_id, error)
-            else:
-                on_results(outcome)
-                acknowledged = not outcome.unexpected
-            if acknowledged:
-                subscriber().acknowledge(subscription=path, ack_ids=[received.ack_id])
-            else:  # Pub/Sub delivers it again once its ack deadline passes
-                log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
-                          message.message_id, len(outcome.unexpected))
+        _handle(config, path, received, on_results)
         handled += 1
         idle_since = time.monotonic()
         if once:
             return handled
+
+
+def _pull(path: str) -> object | None:
+    """One request, or None when there is none. Pub/Sub answers a pull that found nothing before its
+    timeout with DEADLINE_EXCEEDED (the emulator with an empty response): both mean idle."""
+    retry = gretry.Retry(predicate=gretry.if_exception_type(gexc.Aborted, gexc.InternalServerError,
+                                                            gexc.ServiceUnavailable, gexc.Unknown),
+                         initial=0.1, maximum=PULL_RETRY_S / 6, multiplier=1.3, timeout=PULL_RETRY_S)
+    try:
+        response = subscriber().pull(subscription=path, max_messages=1, timeout=PULL_TIMEOUT_S, retry=retry)
+    except gexc.DeadlineExceeded:
+        return None
+    return response.received_messages[0] if response.received_messages else None
+
+
+def _handle(config: Config, path: str, received: object, on_results: Callable[[Extraction], None]) -> None:
+    message = _message(received.message)  # type: ignore[attr-defined]
+    ack_id: str = received.ack_id  # type: ignore[attr-defined]
+    acknowledged = True
+    with logs.labels(event_id=message.message_id, stage="agent"), _held(path, ack_id):
+        try:
+            outcome = run_request(config, message)
+        except EventError as error:
+            log.error("dropped extract request %s: %s", message.message_id, error)
+        else:
+            on_results(outcome)
+            acknowledged = not outcome.unexpected
+    if not acknowledged:  # Pub/Sub delivers it again once its ack deadline passes
+        log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
+                  message.message_id, len(outcome.unexpected))
+        return
+    try:
+        subscriber().acknowledge(subscription=path, ack_ids=[ack_id])
+    except TRANSIENT as error:
+        log.warning("extract request %s could not be acknowledged (%s): it will be delivered again and its "
+                    "tables extracted again", message.message_id, error)
+
+
+@contextmanager
+def _held(path: str, ack_id: str) -> Iterator[None]:
+    """Extends the request's ack deadline now and every ACK_RENEW_EVERY_S until the block ends."""
+    done = threading.Event()
+
+    def extend() -> None:
+        while True:
+            try:
+                subscriber().modify_ack_deadline(subscription=path, ack_ids=[ack_id],
+                                                 ack_deadline_seconds=ACK_EXTENSION_S)
+            except gexc.GoogleAPICallError as error:
+                log.warning("could not extend the ack deadline of an extract request: %s", error)
+            if done.wait(ACK_RENEW_EVERY_S):
+                return
+
+    renewer = threading.Thread(target=extend, name="ack-deadline", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
+
+
+class _Outage:
+    """Waits between failed pulls, doubling up to OUTAGE_WAIT_S[1]; logs when it starts and ends."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._wait = OUTAGE_WAIT_S[0]
+
+    def wait(self, error: Exception) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning("Pub/Sub cannot be reached (%s); the agent keeps trying", error)
+        time.sleep(self._wait)
+        self._wait = min(self._wait * 2, OUTAGE_WAIT_S[1])
+
+    def over(self) -> None:
+        if self._since is not None:
+            log.warning("Pub/Sub reached again after %.0f s", time.monotonic() - self._since)
+        self._since, self._wait = None, OUTAGE_WAIT_S[0]
 
 
 def _message(pubsub_message: object) -> Message:
