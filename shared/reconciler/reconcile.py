@@ -109,6 +109,10 @@ def _request(manifest: Manifest, certificate: Certificate, *, keys: list[list[ob
     else:
         schema = manifest.table_schema
         key_columns = [ROW_HASH_COLUMN] if schema.keyless else [c.bq_name for c in schema.key_columns]
+        if not pubsub.fits(body | {"keys": keys, "key_columns": key_columns}):
+            reason += f" ({len(keys)} keys are more than one Pub/Sub message holds)"
+            _request(manifest, certificate, keys=None, reason=reason)
+            return
         body |= {"keys": keys, "key_columns": key_columns}
         certificate.keys_requested = len(keys)
         certificate.message += f"requested {len(keys)} key(s) again; "
