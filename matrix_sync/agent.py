@@ -3,7 +3,6 @@ requests) from its subscription and snapshots the tables they name. It needs no 
 access, only outbound HTTPS to Pub/Sub and GCS."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ from google.api_core import retry as gretry
 from shared import logs
 from shared.clients import publisher, subscriber
 from shared.config import Config
-from shared.events import EventError, Message
+from shared.events import EventError, parsed_message
 from shared.extractor.handler import run_request
 from shared.extractor.run import Extraction
 from shared.pubsub import publish_json
@@ -112,26 +111,29 @@ def _pull(path: str) -> object | None:
 
 
 def _handle(config: Config, path: str, received: object, on_results: Callable[[Extraction], None]) -> None:
-    message = _message(received.message)  # type: ignore[attr-defined]
+    """A request that is not one (not a JSON object, naming no table of the config) is dropped: it
+    would fail the same way on every delivery."""
+    pubsub_message = received.message  # type: ignore[attr-defined]
     ack_id: str = received.ack_id  # type: ignore[attr-defined]
+    message_id = str(pubsub_message.message_id)
     acknowledged = True
-    with logs.labels(event_id=message.message_id, stage="agent"), _held(path, ack_id):
+    with logs.labels(event_id=message_id, stage="agent"), _held(path, ack_id):
         try:
-            outcome = run_request(config, message)
+            outcome = run_request(config, parsed_message(pubsub_message.data, pubsub_message.attributes, message_id))
         except EventError as error:
-            log.error("dropped extract request %s: %s", message.message_id, error)
+            log.error("dropped extract request %s: %s", message_id, error)
         else:
             on_results(outcome)
             acknowledged = not outcome.unexpected
     if not acknowledged:  # Pub/Sub delivers it again once its ack deadline passes
         log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
-                  message.message_id, len(outcome.unexpected))
+                  message_id, len(outcome.unexpected))
         return
     try:
         subscriber().acknowledge(subscription=path, ack_ids=[ack_id])
     except TRANSIENT as error:
         log.warning("extract request %s could not be acknowledged (%s): it will be delivered again and its "
-                    "tables extracted again", message.message_id, error)
+                    "tables extracted again", message_id, error)
 
 
 @contextmanager
@@ -176,13 +178,3 @@ class _Outage:
         if self._since is not None:
             log.warning("Pub/Sub reached again after %.0f s", time.monotonic() - self._since)
         self._since, self._wait = None, OUTAGE_WAIT_S[0]
-
-
-def _message(pubsub_message: object) -> Message:
-    raw = getattr(pubsub_message, "data", b"") or b"{}"
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        data = {"invalid": raw[:200].decode(errors="replace")}
-    return Message(data if isinstance(data, dict) else {}, dict(getattr(pubsub_message, "attributes", {})),
-                   str(getattr(pubsub_message, "message_id", "")))

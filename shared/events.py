@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,14 +52,22 @@ def pubsub_message(event: CloudEvent) -> Message:
     if event["type"] != PUBSUB_EVENT:
         raise EventError(f"expected a Pub/Sub event, got {event['type']}")
     message = (event.data or {}).get("message") or {}
-    raw = message.get("data") or ""
     try:
-        data = json.loads(base64.b64decode(raw)) if raw else {}
+        raw = base64.b64decode(message.get("data") or "")
+    except ValueError as error:
+        raise EventError(f"message body is not base64: {error}") from None
+    return parsed_message(raw, message.get("attributes") or {}, str(message.get("messageId") or event["id"]))
+
+
+def parsed_message(raw: bytes, attributes: Mapping[str, str], message_id: str) -> Message:
+    """A message whose body is a JSON object (an empty body is `{}`); EventError otherwise."""
+    try:
+        data = json.loads(raw) if raw else {}
     except (ValueError, UnicodeDecodeError) as error:
         raise EventError(f"message body is not JSON: {error}") from None
     if not isinstance(data, dict):
         raise EventError("message body is not a JSON object")
-    return Message(data, dict(message.get("attributes") or {}), str(message.get("messageId") or event["id"]))
+    return Message(data, dict(attributes), message_id)
 
 
 def storage_object(event: CloudEvent) -> StorageObject | None:

@@ -18,14 +18,25 @@ CONFIG_VARIABLE = "MATRIX_CONFIG"
 
 def requested_tables(config: Config, message: Message) -> list[str]:
     """`{"tables": [...]}` (Cloud Scheduler), `{"table": ...}` (a repair request), or `{}` for all.
-    A table is named by its source name or its target table."""
+    A table is named by its source name or its target table. Names not in this extractor's config
+    (a schedule updated before the config) are logged and left out; a request left with none is an
+    EventError."""
     data = message.data
     names = data.get("tables") or ([data["table"]] if data.get("table") else [t.name for t in config.tables])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise EventError(f"extract request names no tables: {data!r}"[:300])
+    known, unknown = [], []
     for name in names:
-        config.table(name)
-    return names
+        try:
+            known.append(config.table(name).name)
+        except ConfigError:
+            unknown.append(name)
+    if unknown:
+        log.error("extract request names table(s) not in this extractor's config, left out: %s (its tables: %s)",
+                  ", ".join(unknown), ", ".join(t.name for t in config.tables))
+    if not known:
+        raise EventError(f"extract request names no table of this extractor's config: {', '.join(unknown)}"[:300])
+    return list(dict.fromkeys(known))
 
 
 def run_request(config: Config, message: Message) -> Extraction:

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from matrix_sync import sample
+from matrix_sync.agent import ensure_subscription
 from matrix_sync.stack import LocalStack
+from shared.clients import publisher, subscriber
+from shared.topology import EXTRACT_REQUESTS_TOPIC
 from tests.e2e.test_cli import matrix_sync
 from tests.support import assert_tables_equal, wait_for_applied, write_config
 
@@ -30,3 +33,32 @@ def test_scheduled_request_is_pulled_by_the_agent_and_loaded(stack: LocalStack, 
     ran = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), "--table", "accounts", stack=stack, cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert_tables_equal(config)
+
+
+def test_requests_that_name_nothing_it_can_extract_are_dropped_and_the_agent_keeps_serving(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """Not JSON, not an object, only tables of another config: each is dropped with its reason (it
+    would fail the same way on every delivery); a table unknown beside a known one is left out."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=10)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"accounts": ["account_id"], "payments": ["account_id", "payment_no"]},
+                          suffix=unique_name)
+    ensure_subscription(config)
+    topic = publisher().topic_path(config.pubsub.project, EXTRACT_REQUESTS_TOPIC)
+    for body in (b"not json", b"[1, 2]", b'{"tables": ["elsewhere"]}', b'{"tables": ["elsewhere", "PAYMENTS"]}'):
+        publisher().publish(topic, body).result(timeout=30)
+
+    served = matrix_sync("agent", "--config", str(tmp_path / "config.yaml"), "--idle-timeout", "5",
+                         stack=stack, cwd=tmp_path)
+
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert "handled 4 request(s)" in served.stdout
+    assert served.stdout.count("full snapshot") == 1 and "payments: full snapshot" in served.stdout
+    assert "accounts" not in served.stdout.split("waiting")[1]
+    assert served.stderr.count("dropped extract request") == 3, served.stderr
+    assert "not in this extractor's config, left out: elsewhere" in served.stderr
+    wait_for_applied(config, "payments")
+    assert not subscriber().pull(subscription=ensure_subscription(config), max_messages=5,
+                                 timeout=10).received_messages
