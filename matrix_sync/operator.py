@@ -31,6 +31,7 @@ from matrix_sync.operator_views import (
     validation_rows,
 )
 from matrix_sync.stack import StackError
+from matrix_sync.where_condition import checked_condition
 from shared import bq_jobs, logs
 from shared.config import Config, ConfigError, load_config
 from shared.extractor.source import SourceError, connect
@@ -245,14 +246,8 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
     config = _config(config_path)
     table = config.table(table_name)
     table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
-    condition, params = parse_key_filters(table_id, keys) if keys else (f"({_checked_where(where or '')})", [])
+    condition, params = parse_key_filters(table_id, keys) if keys else (f"({checked_condition(where or '')})", [])
     _destroy(config, table_name, condition, params, what="delete", status="operator-delete", dry_run=dry_run, yes=yes)
-
-
-def _checked_where(where: str) -> str:
-    if ";" in where or not where.strip():
-        raise OperatorError("--where takes one condition, without ';'")
-    return where
 
 
 @click.command("truncate")
