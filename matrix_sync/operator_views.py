@@ -73,7 +73,10 @@ def _typed(bq_type: str, text: str) -> object:
     kind = bq_type.upper()
     try:
         if kind in ("INT64", "INTEGER"):
-            return int(text)
+            number = int(text)
+            if not -2**63 <= number < 2**63:
+                raise ValueError(text)  # BigQuery would take it as some other number, or none
+            return number
         if kind in ("NUMERIC", "BIGNUMERIC"):
             return decimal.Decimal(text)
         if kind in ("FLOAT64", "FLOAT"):

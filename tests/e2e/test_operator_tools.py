@@ -72,6 +72,7 @@ def test_operator_tools_report_refuse_act_and_record(
     for bad, message in [
         (["--table", "customers", "--key", "nope=1", "--yes"], "expected COLUMN=VALUE"),
         (["--table", "customers", "--key", "customer_id=abc", "--yes"], "is not a INT64 value"),
+        (["--table", "customers", "--key", "customer_id=9223372036854775808", "--yes"], "is not a INT64 value"),
         (["--table", "customers", "--where", "TRUE; DROP TABLE x", "--yes"], "without ';'"),
         (["--table", "customers", "--where", "customer_id = 1) OR (TRUE", "--yes"], "closes a parenthesis"),
         (["--table", "nowhere", "--key", "a=1"], "table 'nowhere' is not in the config"),
