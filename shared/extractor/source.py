@@ -8,6 +8,7 @@ from pathlib import Path
 import pydantic
 import sqlalchemy as sa
 import sqlalchemy.dialects.mysql
+import sqlalchemy.dialects.postgresql
 from sqlalchemy.engine import Engine
 
 from shared import identifiers, logs
@@ -374,8 +375,10 @@ def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
     """Text keys sorted by code point, the order Python compares strings in (see extractor.delta)."""
     if not isinstance(column.type, sa.String):
         return column
-    if dialect == "postgresql":  # a type read as its text, or an enum (ordered by declaration), by its text
-        return (sa.cast(column, sa.Text()) if isinstance(column.type, (PgText, sa.Enum)) else column).collate("C")
+    if dialect == "postgresql":  # a type read as its text, an enum (ordered by declaration) or citext
+        # (which ignores case whatever the collation) by its text
+        as_text = isinstance(column.type, (PgText, sa.Enum, sa.dialects.postgresql.CITEXT))
+        return (sa.cast(column, sa.Text()) if as_text else column).collate("C")
     if dialect in ("mysql", "mariadb"):
         return sa.cast(column, sa.dialects.mysql.BINARY())
     if dialect == "sqlite":  # a column declared COLLATE NOCASE would sort 'a' before 'B'
