@@ -20,10 +20,13 @@ from pathlib import Path
 
 import click
 from google.api_core.exceptions import GoogleAPIError
+from google.auth.exceptions import DefaultCredentialsError
 from rich.table import Table
 
 from matrix_sync.console import console
+from matrix_sync.environment import target_config
 from matrix_sync.errors import one_line_errors
+from matrix_sync.stack import StackError
 from shared import bigquery as bq
 from shared.config import Config, ConfigError, TableConfig, load_config
 from shared.ddl import create_table_ddl
@@ -38,7 +41,7 @@ class GenerateError(ValueError):
     """Two tables that would land in the same generated file or class."""
 
 
-EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError)
+EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError, DefaultCredentialsError, StackError)
 
 
 _one_line_errors = one_line_errors(*EXPECTED_ERRORS)
@@ -87,7 +90,7 @@ def _report(title: str, rows: list[tuple[str, Path, str]]) -> None:
     for name, path, status in rows:
         table.add_row(name, str(path), f"[green]{status}[/]" if status != UNCHANGED else status)
     console.print(table)
-    changed = sum(1 for *_, status in rows if status != UNCHANGED)
+    changed = sum(1 for *_, status in rows if not status.startswith(UNCHANGED))
     console.print(f"{changed} file(s) written, {len(rows) - changed} unchanged")
 
 
@@ -110,13 +113,15 @@ def create_tables(config_path: Path, out_dir: Path, apply: bool) -> None:
         path = out_dir / f"{table.target_table}.sql"
         rows.append((table.name, path, write_if_changed(path, ddl)))
         statements.append(ddl)
+    where = ""
     if apply:
+        where = f" in {target_config(config)}"
         bq.ensure_dataset(target.project, target.dataset, target.location)
         for i, ddl in enumerate(statements):
             bq.query(target.project, ddl)
             name, path, status = rows[i]
             rows[i] = (name, path, f"{status}, applied")
-    _report(f"DDL for {target.project}.{target.dataset} ({out_dir})", rows)
+    _report(f"DDL for {target.project}.{target.dataset}{where} ({out_dir})", rows)
 
 
 @click.command("generate-models")

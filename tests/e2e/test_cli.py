@@ -245,3 +245,23 @@ def test_a_table_the_emulator_cannot_hold_is_refused_at_once(stack: LocalStack, 
     said = " ".join((result.stdout + result.stderr).split())
     assert "refused" in said and "amount (decimal(38, 4)), qty (decimal(38, 0))" in said
     assert "need BIGNUMERIC" in said and "price" not in said.split("need BIGNUMERIC")[0]
+
+
+def test_create_tables_apply_creates_them_on_the_running_local_stack(stack: LocalStack, tmp_path: Path,
+                                                                      unique_name: str) -> None:
+    """As every command that reaches BigQuery: the running local stack, not Google Cloud without credentials."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=4)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"accounts": ["account_id"], "payments": ["account_id", "payment_no"]},
+                          suffix=unique_name)
+    args = ("create-tables", "--config", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "ddl"), "--apply")
+
+    first, second = (matrix_sync(*args, stack=stack, cwd=tmp_path) for _ in range(2))
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 file(s) written, 0 unchanged" in first.stdout and "local stack" in first.stdout
+    assert second.returncode == 0 and "0 file(s) written, 2 unchanged" in second.stdout, second.stdout
+    for table in ("accounts", "payments"):
+        created = bq.get_table(f"{config.bigquery.project}.{config.bigquery.dataset}.{table}")
+        assert created is not None and "account_id" in [f.name for f in created.schema]
