@@ -6,7 +6,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from google.auth.exceptions import DefaultCredentialsError
+
 from matrix_sync.console import errors
+
+# Every command that reaches Google Cloud meets this when no local stack runs and nobody logged in.
+NO_CREDENTIALS = ("no Google credentials found, and no local stack is running: start one with `matrix-sync stack "
+                  "up`, or log in with `gcloud auth application-default login`")
 
 
 def one_line_errors(*expected: type[BaseException]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -15,8 +21,8 @@ def one_line_errors(*expected: type[BaseException]) -> Callable[[Callable[..., A
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return command(*args, **kwargs)
-            except expected as error:
-                text = str(error).strip()
+            except (*expected, DefaultCredentialsError) as error:
+                text = NO_CREDENTIALS if isinstance(error, DefaultCredentialsError) else str(error).strip()
                 errors.print(f"[bold red]error:[/] {text.splitlines()[0] if text else type(error).__name__}",
                              highlight=False, soft_wrap=True)
                 sys.exit(2)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import click
 from google.api_core.exceptions import GoogleAPIError
-from google.auth.exceptions import DefaultCredentialsError
 from rich.table import Table
 
 from matrix_sync.console import console
@@ -41,7 +40,7 @@ class GenerateError(ValueError):
     """Two tables that would land in the same generated file or class."""
 
 
-EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError, DefaultCredentialsError, StackError)
+EXPECTED_ERRORS = (ConfigError, SourceError, GenerateError, GoogleAPIError, StackError)
 
 
 _one_line_errors = one_line_errors(*EXPECTED_ERRORS)

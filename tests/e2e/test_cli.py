@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from matrix_sync import sample
+from matrix_sync.errors import NO_CREDENTIALS
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from tests.support import assert_tables_equal, bigquery_rows, wait_for_applied, write_config
@@ -265,3 +266,24 @@ def test_create_tables_apply_creates_them_on_the_running_local_stack(stack: Loca
     for table in ("accounts", "payments"):
         created = bq.get_table(f"{config.bigquery.project}.{config.bigquery.dataset}.{table}")
         assert created is not None and "account_id" in [f.name for f in created.schema]
+
+
+@pytest.mark.parametrize("command", [
+    ["status"], ["compare-keys"], ["validate"], ["delete", "--table", "accounts", "--key", "account_id=1", "--yes"],
+    ["truncate", "--table", "accounts", "--yes"], ["reconcile"], ["create-tables", "--apply"],
+])
+def test_no_credentials_and_no_local_stack_is_one_line_with_what_to_do(command: list[str], tmp_path: Path) -> None:
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=5)
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"accounts": ["account_id"]},
+                 suffix="nocreds")
+    nowhere = {"MATRIX_STACK_DIR": str(tmp_path / "no-stack"), "GOOGLE_APPLICATION_CREDENTIALS": "",
+               "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "NO_GCE_CHECK": "True"}
+
+    result = matrix_sync(command[0], "--config", str(tmp_path / "config.yaml"), *command[1:], cwd=tmp_path,
+                         extra_env=nowhere)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert line == f"error: {NO_CREDENTIALS}"
