@@ -2,14 +2,16 @@
 uuid, bytea, numeric, unsigned and tinyint booleans) must land in BigQuery equal to the source."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from matrix_sync.cycle import extract_all, wait_for_chain
+from matrix_sync.cycle import TableReport, extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
-from tests.support import assert_tables_equal, write_config
+from shared.config import Config
+from tests.support import assert_tables_equal, ensure_resources, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -80,6 +82,19 @@ def _execute(url: str, statements: str) -> None:
         engine.dispose()
 
 
+def _sync_change_sync(stack: LocalStack, config: Config, change: Callable[[], None]) -> TableReport:
+    """Two cycles of the config's one table, `change` made to the source between them; each must be
+    applied, reconciled, validated and leave BigQuery equal to the source. Returns the second's report."""
+    ensure_resources(stack, config)
+    for cycle in range(2):
+        (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
+        assert (report.load_status, report.reconciliation, report.validation) == ("applied", "match", "passed"), report
+        assert_tables_equal(config)
+        if cycle == 0:
+            change()
+    return report
+
+
 @pytest.mark.parametrize("server", sorted(SERVERS))
 def test_server_table_replicates_through_the_chain(
     server: str, stack: LocalStack, tmp_path: Path, unique_name: str
@@ -115,13 +130,8 @@ def test_a_schema_and_table_named_with_a_space_and_a_dot(stack: LocalStack, tmp_
     try:
         config = write_config(tmp_path / "config.yaml", url=url, tables={f'"{schema}".[orders.v2]': ["id"]},
                               suffix=unique_name)
-        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
-        for cycle in range(2):
-            (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
-            assert (report.load_status, report.reconciliation) == ("applied", "match"), report
-            assert_tables_equal(config)
-            _execute(url, f'UPDATE "{schema}"."orders.v2" SET v = \'changed\' WHERE id = 1')
+        report = _sync_change_sync(stack, config, lambda: _execute(
+            url, f'UPDATE "{schema}"."orders.v2" SET v = \'changed\' WHERE id = 1'))
         assert (report.mode, report.rows_updated) == ("delta", 1)
     finally:
         _execute(url, f'DROP SCHEMA "{schema}" CASCADE')
@@ -140,14 +150,8 @@ def test_names_configured_in_another_case_than_the_sources_are_found(
     try:
         config = write_config(tmp_path / "config.yaml", url=url, tables={created.upper(): ["ITEMID"]},
                               suffix=unique_name)
-        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
-        for _cycle in range(2):
-            (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
-            assert (report.load_status, report.reconciliation, report.validation) == (
-                "applied", "match", "passed"), report
-            assert_tables_equal(config)
-            _execute(url, f"UPDATE {created} SET Label = 'changed' WHERE ItemID = 2")
+        report = _sync_change_sync(stack, config, lambda: _execute(
+            url, f"UPDATE {created} SET Label = 'changed' WHERE ItemID = 2"))
         assert (report.mode, report.rows_updated) == ("delta", 1)
     finally:
         _execute(url, f"DROP TABLE {created}")
@@ -164,15 +168,9 @@ def test_a_citext_key_gets_deltas(stack: LocalStack, tmp_path: Path, unique_name
     try:
         config = write_config(tmp_path / "config.yaml", url=url, tables={name: ["code"]}, suffix=unique_name,
                               chunk_rows=50)
-        stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                               dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
-        for cycle in range(2):
-            (report,) = wait_for_chain(config, extract_all(config), timeout_s=180)
-            assert (report.load_status, report.reconciliation) == ("applied", "match"), report
-            assert_tables_equal(config)
-            if cycle == 0:
-                _execute(url, f"UPDATE {name} SET v = -v WHERE v % 9 = 0; DELETE FROM {name} WHERE v % 10 = 0; "
-                              f"INSERT INTO {name} VALUES ('Ab_new', 1)")
+        report = _sync_change_sync(stack, config, lambda: _execute(
+            url, f"UPDATE {name} SET v = -v WHERE v % 9 = 0; DELETE FROM {name} WHERE v % 10 = 0; "
+                 f"INSERT INTO {name} VALUES ('Ab_new', 1)"))
         assert (report.mode, report.rows_inserted, report.rows_updated, report.rows_deleted) == ("delta", 1, 40, 40)
     finally:
         _execute(url, f"DROP TABLE {name}")
