@@ -29,11 +29,11 @@ def matched_all(wanted: Sequence[str], names: Sequence[str], what: str, among: s
     """Each of `wanted` in the source's spelling; SourceNameError naming the missing ones and the
     nearest of the `among` (columns, tables) the source holds: "no key column(s) ['cust_id']; did
     you mean 'cust_id' -> 'CustID'?"."""
-    found = {name: matched(name, names, what) for name in wanted}
-    missing = [name for name, match in found.items() if match is None]
+    found = [matched(name, names, what) for name in wanted]
+    missing = [name for name, match in zip(wanted, found) if match is None]
     if missing:
         raise SourceNameError(f"no {what}(s) {missing}{nearest(missing, names, among)}")
-    return [found[name] or name for name in wanted]
+    return [match for match in found if match is not None]
 
 
 def nearest(missing: Sequence[str], names: Sequence[str], among: str) -> str:
