@@ -40,7 +40,7 @@ from matrix_sync.compare_bigquery import (
     stored_level,
     target_rows,
 )
-from matrix_sync.compare_diff import diff_copies, diff_leaves
+from matrix_sync.compare_diff import diff_leaves, differences_for
 from matrix_sync.compare_repair import Repair, repair_in_bigquery
 from matrix_sync.compare_result import (
     CHANGED,
@@ -61,7 +61,7 @@ from shared.identifiers import quote_bigquery as q
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
 __all__ = ["CHANGED", "DUPLICATE", "EXTRA", "MISSING", "STALE_HASH", "CompareError", "CompareProgress", "KeyDifference",
-           "Repair", "TableComparison", "compare_table", "describe_key", "diff_copies", "diff_leaves",
+           "Repair", "TableComparison", "compare_table", "describe_key", "diff_leaves",
            "drop_hash_table", "repair_in_bigquery", "rows_per_second"]
 
 
@@ -76,7 +76,8 @@ def _new_result(table: TableConfig, schema: TableSchema, target_id: str) -> Tabl
         return TableComparison(table.name, target_id, [ROW_HASH_COLUMN], [], [True], keyless=True)
     return TableComparison(table.name, target_id, [c.name for c in schema.key_columns],
                            [c.bq_name for c in schema.key_columns],
-                           [c.bq_type.upper() == "STRING" for c in schema.key_columns])
+                           [c.bq_type.upper() == "STRING" for c in schema.key_columns],
+                           differences=differences_for(schema))
 
 
 def _drop_when_built(future: Future[FirstLevel]) -> None:
@@ -127,6 +128,7 @@ def compare_table(config: Config, engine: Engine, table: TableConfig, progress: 
         except BaseException:
             if result.hash_table is None:
                 built.add_done_callback(_drop_when_built)
+            result.close()
             raise
         finally:
             keys.close()
@@ -150,10 +152,11 @@ def _compare(project: str, schema: TableSchema, keys: SourceKeys, level: FirstLe
         where, params = segments.prefix_condition(q(KEY_HASH_COLUMN), drilled.leaves)
         fetched = target_rows(project, level.read_from, schema, where, params, result.stats,
                               stored_only=level.stored_only)
-        result.differences = diff_leaves(keys.rows_under(drilled.leaves), fetched, schema)
+        diff_leaves(keys.rows_under(drilled.leaves), fetched, schema, into=result.differences)
     if result.deep and level.stale_rows:
-        known = {d.key_hash for d in result.differences}
-        result.differences += stale_hashes(project, level.read_from, schema, known, result.stats)
+        stale = stale_hashes(project, level.read_from, schema, result.stats)
+        known = result.differences.known([d.key_hash for d in stale])
+        result.differences.add(d for d in stale if d.key_hash not in known)
 
 
 def drop_hash_table(result: TableComparison) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from google.cloud import bigquery
@@ -157,19 +158,19 @@ def segment_level(project: str, hash_table: str, stats: bq_jobs.JobStats) -> seg
 
 def target_rows(project: str, hash_table: str, schema: TableSchema, where: str,
                 params: list[bigquery.ArrayQueryParameter], stats: bq_jobs.JobStats,
-                *, stored_only: bool = False) -> list[dict[str, object]]:
-    """Rows of the hash table (or, `stored_only`, of the target, whose stored hashes stand for both)."""
+                *, stored_only: bool = False) -> Iterator[dict[str, object]]:
+    """Rows of the hash table (or, `stored_only`, of the target, whose stored hashes stand for both),
+    read a page at a time."""
     stored = (f"{q(KEY_HASH_COLUMN)} AS {q(STORED_KEY_HASH)}, {q(ROW_HASH_COLUMN)} AS {q(STORED_ROW_HASH)}"
               if stored_only else f"{q(STORED_KEY_HASH)}, {q(STORED_ROW_HASH)}")
     sql = (f"SELECT {_keys_then(schema)}{q(KEY_HASH_COLUMN)}, {q(ROW_HASH_COLUMN)}, {stored} "
            f"FROM {q(*hash_table.split('.'))} WHERE {where}")
-    return [dict(r.items()) for r in bq_jobs.run(project, sql, params, stats=stats)]
+    return (dict(r.items()) for r in bq_jobs.rows(project, sql, params, stats=stats))
 
 
-def stale_hashes(project: str, hash_table: str, schema: TableSchema, known: set[str],
-                 stats: bq_jobs.JobStats) -> list[KeyDifference]:
+def stale_hashes(project: str, hash_table: str, schema: TableSchema, stats: bq_jobs.JobStats) -> list[KeyDifference]:
+    """Rows whose stored hashes do not describe their data: the first STALE_LIMIT by key hash."""
     where = f"{stale_condition()} ORDER BY {q(KEY_HASH_COLUMN)} LIMIT {STALE_LIMIT}"
     return [KeyDifference(STALE_HASH, key_texts(row, schema), str(row[KEY_HASH_COLUMN]),
                           "data equals the source; stored hash columns do not describe it")
-            for row in target_rows(project, hash_table, schema, where, [], stats)
-            if row[KEY_HASH_COLUMN] not in known]
+            for row in target_rows(project, hash_table, schema, where, [], stats)]

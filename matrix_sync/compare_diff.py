@@ -1,14 +1,22 @@
-"""The rows of the differing segments, source against BigQuery, turned into key differences."""
+"""The rows of the differing segments, source against BigQuery, turned into key differences
+(`matrix_sync.compare_store.Differences` does the joining, on disk)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-from matrix_sync.compare_result import CHANGED, DUPLICATE, EXTRA, MISSING, KeyDifference
+from matrix_sync.compare_store import Differences, SourceRow, TargetRow
 from shared.hashing import canonical_text
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
 STORED_KEY_HASH, STORED_ROW_HASH = "_stored_key_hash", "_stored_row_hash"
-SourceRows = Iterator[tuple[str, str, tuple[str | None, ...]]]
+_NUMBERS = ("INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64")  # keys shown in numeric order
+
+
+def differences_for(schema: TableSchema) -> Differences:
+    """An empty store with a column per key column (a keyless table's one "key" is its row hash)."""
+    if schema.keyless:
+        return Differences()
+    return Differences([c.bq_type.upper() in _NUMBERS for c in schema.key_columns])
 
 
 def key_texts(row: dict[str, object], schema: TableSchema) -> tuple[str | None, ...]:
@@ -17,47 +25,21 @@ def key_texts(row: dict[str, object], schema: TableSchema) -> tuple[str | None, 
     return tuple(canonical_text(row[c.bq_name]) for c in schema.key_columns)
 
 
-def diff_leaves(source_rows: SourceRows, target_rows: list[dict[str, object]],
-                schema: TableSchema) -> list[KeyDifference]:
-    """The differing keys among the rows of the differing segments."""
-    if schema.keyless:
-        return diff_copies(source_rows, target_rows)
-    source = {kh: (rh, key) for kh, rh, key in source_rows}
-    target: dict[str, list[dict[str, object]]] = {}
-    for row in target_rows:
-        target.setdefault(str(row[KEY_HASH_COLUMN]), []).append(row)
-    found = []
-    for kh in sorted(source.keys() | target.keys()):
-        in_source, in_target = source.get(kh), target.get(kh, [])
-        if in_source is None:
-            found.append(KeyDifference(EXTRA, key_texts(in_target[0], schema), kh,
-                                       f"{len(in_target)} row(s) in BigQuery only"))
-        elif not in_target:
-            found.append(KeyDifference(MISSING, in_source[1], kh, "in the source only"))
-        elif len(in_target) > 1:
-            found.append(KeyDifference(DUPLICATE, in_source[1], kh, f"{len(in_target)} rows in BigQuery"))
-        elif in_target[0][ROW_HASH_COLUMN] != in_source[0]:
-            untouched = in_target[0][STORED_ROW_HASH] == in_source[0]
-            found.append(KeyDifference(CHANGED, in_source[1], kh, "data edited in BigQuery, hash columns untouched"
-                                       if untouched else "row differs from the source"))
-    return found
+def target_side(rows: Iterable[dict[str, object]], schema: TableSchema) -> Iterator[TargetRow]:
+    """Fetched BigQuery rows as the store takes them (a keyless table's rows need only their hash)."""
+    for row in rows:
+        row_hash = row.get(ROW_HASH_COLUMN)
+        stored = row.get(STORED_ROW_HASH)
+        yield (str(row[KEY_HASH_COLUMN]), None if row_hash is None else str(row_hash),
+               None if stored is None else str(stored), key_texts(row, schema))
 
 
-def diff_copies(source_rows: SourceRows, target_rows: list[dict[str, object]]) -> list[KeyDifference]:
-    """A keyless table's differing row hashes: copies in the source against copies in BigQuery."""
-    source: dict[str, int] = {}
-    for kh, _, _ in source_rows:
-        source[kh] = source.get(kh, 0) + 1
-    target: dict[str, int] = {}
-    for row in target_rows:
-        kh = str(row[KEY_HASH_COLUMN])
-        target[kh] = target.get(kh, 0) + 1
-    found = []
-    for kh in sorted(source.keys() | target.keys()):
-        wanted, held = source.get(kh, 0), target.get(kh, 0)
-        if wanted == held:
-            continue
-        kind = MISSING if held < wanted else EXTRA if wanted == 0 else DUPLICATE
-        found.append(KeyDifference(kind, (kh,), kh, f"{wanted} cop{'y' if wanted == 1 else 'ies'} in the source, "
-                                                    f"{held} in BigQuery"))
+def diff_leaves(source_rows: Iterable[SourceRow], target_rows: Iterable[dict[str, object]],
+                schema: TableSchema, into: Differences | None = None) -> Differences:
+    """The differing keys among the rows of the differing segments, added to `into` (or a new store).
+    A keyless table is compared by row hash and number of copies."""
+    found = into if into is not None else differences_for(schema)
+    found.add_source(source_rows)
+    found.add_target(target_side(target_rows, schema))
+    found.settle(keyless=schema.keyless)
     return found

@@ -3,21 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from matrix_sync.compare_store import CHANGED, DUPLICATE, EXTRA, MISSING, STALE_HASH, Differences, KeyDifference
 from shared import bq_jobs
 
-MISSING, EXTRA, CHANGED, DUPLICATE, STALE_HASH = "missing", "extra", "changed", "duplicate", "stale-hash"
+__all__ = ["CHANGED", "DUPLICATE", "EXTRA", "MISSING", "STALE_HASH", "CompareError", "Differences", "KeyDifference",
+           "TableComparison"]
 
 
 class CompareError(RuntimeError):
     """A table that cannot be compared (not loaded yet, columns missing in BigQuery)."""
-
-
-@dataclass(frozen=True)
-class KeyDifference:
-    kind: str
-    key: tuple[str | None, ...]
-    key_hash: str
-    detail: str = ""
 
 
 @dataclass
@@ -32,7 +26,7 @@ class TableComparison:
     source_rows: int = 0
     target_rows: int = 0
     unconvertible_rows: int = 0
-    differences: list[KeyDifference] = field(default_factory=list)
+    differences: Differences = field(default_factory=Differences)
     levels: int = 0
     segments_compared: int = 0
     source_seconds: float = 0.0
@@ -48,7 +42,8 @@ class TableComparison:
         return not self.differences
 
     def count(self, kind: str) -> int:
-        return sum(1 for d in self.differences if d.kind == kind)
+        return self.differences.count(kind)
 
-    def hashes(self, *kinds: str) -> list[str]:
-        return sorted({d.key_hash for d in self.differences if d.kind in kinds})
+    def close(self) -> None:
+        """Removes the file the differences are kept in."""
+        self.differences.close()

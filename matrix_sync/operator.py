@@ -22,6 +22,7 @@ from matrix_sync.console import console, errors
 from matrix_sync.environment import target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.operator_views import (
+    MAX_SHOWN,
     OperatorError,
     comparison_table,
     differences_table,
@@ -29,6 +30,7 @@ from matrix_sync.operator_views import (
     record_operator_action,
     status_rows,
     validation_rows,
+    write_differences,
 )
 from matrix_sync.stack import StackError
 from matrix_sync.where_condition import checked_condition
@@ -118,30 +120,40 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str, not_compa
 @click.option("--stored-hashes", is_flag=True,
               help="compare with BigQuery's stored hash columns only: quicker, blind to values edited in BigQuery "
                    "with their hash columns left alone")
+@click.option("--keys-file", type=click.Path(dir_okay=False, writable=True, path_type=Path), default=None,
+              help=f"write every differing key to this CSV file (the screen shows {MAX_SHOWN} a table)")
 @expected_errors
 def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeout: int | None,
-                 stored_hashes: bool) -> None:
+                 stored_hashes: bool, keys_file: Path | None) -> None:
     """Compares the live source with BigQuery key by key; exits 1 if any key differs or a table
     could not be compared."""
     if repair and stored_hashes:
         raise click.UsageError("--repair needs the hashes rebuilt from BigQuery's data: drop --stored-hashes")
     config = _config(config_path)
     results, not_compared = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
-    _print_comparisons(results, f"compare-keys {config_path}", not_compared)
-    if not any(r.differences for r in results):
-        if not_compared:
-            sys.exit(1)
-        return
-    if not repair:
-        sys.exit(1)
     try:
+        _print_comparisons(results, f"compare-keys {config_path}", not_compared)
+        if keys_file is not None:
+            written = write_differences(results, keys_file)
+            console.print(f"{written:,} differing key(s) written to {keys_file}", highlight=False)
+        differing = [r.table for r in results if r.differences]
+        if not differing:
+            if not_compared:
+                sys.exit(1)
+            return
+        if not repair:
+            sys.exit(1)
         _repair(config, [r for r in results if r.differences], timeout or config.run.wait_timeout_s)
     finally:
         for result in results:
             cmp.drop_hash_table(result)
-    again, not_compared_again = _compare_all(config, [r.table for r in results if r.differences], keep=False)
+            result.close()
+    again, not_compared_again = _compare_all(config, differing, keep=False)
     _print_comparisons(again, "after repair", not_compared_again)
-    if any(r.differences for r in again) or not_compared_again:
+    still_differing = any(r.differences for r in again)
+    for result in again:
+        result.close()
+    if still_differing or not_compared_again:
         errors.print("[bold red]still differing after repair[/]", highlight=False)
         sys.exit(1)
     console.print("[green]repaired: BigQuery equals the source[/]")

@@ -2,10 +2,13 @@
 filters for `delete`, and the ledger entries operator actions leave."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import decimal
+import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from google.cloud import bigquery
 from rich.table import Table
@@ -57,13 +60,27 @@ def differences_table(result: cmp.TableComparison) -> Table:
     table = Table(title=f"differing keys of {result.table} ({len(result.differences):,})", title_justify="left")
     for heading in ("kind", "key", "detail"):
         table.add_column(heading)
-    order = {kind: i for i, kind in enumerate((cmp.MISSING, cmp.EXTRA, cmp.CHANGED, cmp.DUPLICATE, cmp.STALE_HASH))}
-    shown = sorted(result.differences, key=lambda d: (order.get(d.kind, 9), [v or "" for v in d.key]))
-    for difference in shown[:MAX_SHOWN]:
+    for difference in result.differences.shown(MAX_SHOWN):
         table.add_row(difference.kind, cmp.describe_key(result, difference.key), difference.detail)
     if len(result.differences) > MAX_SHOWN:
         table.add_row("...", f"and {len(result.differences) - MAX_SHOWN:,} more", "")
     return table
+
+
+def write_differences(results: list[cmp.TableComparison], path: Path) -> int:
+    """Every differing key of every table as CSV, in the order shown (the screen shows MAX_SHOWN a
+    table); `key_values` is a JSON object of canonical texts, one per key column. Returns the rows written."""
+    written = 0
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        out = csv.writer(stream)
+        out.writerow(["table", "kind", "key", "key_values", "key_hash", "detail"])
+        for result in results:
+            for difference in result.differences:
+                values = json.dumps(dict(zip(result.key_columns, difference.key, strict=True)), ensure_ascii=False)
+                out.writerow([result.table, difference.kind, cmp.describe_key(result, difference.key), values,
+                              difference.key_hash, difference.detail])
+                written += 1
+    return written
 
 
 # --- delete / truncate --------------------------------------------------------------------------

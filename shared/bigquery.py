@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from pathlib import Path
 
 import requests
 from google.api_core import exceptions as gexc
@@ -91,6 +92,17 @@ def create_table(table_id: str, fields: list[bigquery.SchemaField], *, clusterin
     if expires is not None:
         table.expires = expires
     return client(table_id.split(".")[0]).create_table(table, exists_ok=True, retry=_retry())
+
+
+def load_parquet_file(table_id: str, path: Path) -> int:
+    """Appends a local Parquet file to an existing table with one load job (free in BigQuery, and
+    not bound by a query's 10 MB request limit); returns the rows loaded."""
+    config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                    write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+    with path.open("rb") as stream:
+        job = client(table_id.split(".")[0]).load_table_from_file(stream, table_id, job_config=config)
+    job.result(retry=_retry())
+    return int(job.output_rows or 0)
 
 
 def drop_table(table_id: str) -> None:

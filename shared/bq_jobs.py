@@ -6,7 +6,7 @@ need `total_bytes_processed` and DML row counts too, with the same retry policy.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from google.api_core import exceptions as gexc
@@ -38,18 +38,26 @@ class JobStats:
             self.job_ids.append(job.job_id)
 
 
-def run(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter] = (),
-        stats: JobStats | None = None) -> list[bigquery.Row]:
+Params = Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter]
+
+
+def run(project: str, sql: str, params: Params = (), stats: JobStats | None = None) -> list[bigquery.Row]:
     """Runs one query or script, waits, adds its numbers to `stats` and returns its rows."""
+    return list(rows(project, sql, params, stats))
+
+
+def rows(project: str, sql: str, params: Params = (), stats: JobStats | None = None) -> Iterator[bigquery.Row]:
+    """Runs one query, waits, adds its numbers to `stats`, then yields its rows a page at a time
+    (BigQuery's pages of at most about 10 MB), so a result of any size is never held whole."""
     retry = _retry()
     job = bq.client(project).query(
         sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)), retry=retry,
         job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY,  # type: ignore[attr-defined]
     )
-    rows = list(job.result(retry=retry))
+    result = job.result(retry=retry)
     if stats is not None:
         stats.add(job)
-    return rows
+    yield from result
 
 
 def find(project: str, job_id: str, location: str | None) -> AnyJob | None:

@@ -6,6 +6,8 @@ does a table not loaded yet (the other tables still are); `--repair` then makes 
 source."""
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -54,8 +56,15 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     execute(config, "UPDATE {t:accounts} SET account_no = LOWER(account_no) WHERE account_no = 'MX-00000002'")
     execute(config, "UPDATE {t:accounts} SET account_no = CONCAT(account_no, ' ') WHERE account_no = 'MX-00000004'")
 
-    found = runner.invoke(compare_keys, ["--config", str(config_path)])
+    keys_file = tmp_path / "differing-keys.csv"
+    found = runner.invoke(compare_keys, ["--config", str(config_path), "--keys-file", str(keys_file)])
     assert found.exit_code == 1, found.output
+    assert "8 differing key(s) written to" in found.output
+    with keys_file.open(newline="", encoding="utf-8") as stream:
+        written = [(r["table"], r["kind"], json.loads(r["key_values"])) for r in csv.DictReader(stream)]
+    assert len(written) == 8
+    assert ("customers", "missing", {"customer_id": "3"}) in written
+    assert ("accounts", "extra", {"account_no": "MX-00000004 "}) in written
     lines = _lines(found.output)
     expected = [
         "missing customer_id=3", "extra customer_id=9999", "changed customer_id=5 data edited in BigQuery",
@@ -99,3 +108,7 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
                                                "WHERE status = 'operator-delete' ORDER BY table_id")
     assert [(r["table_id"], r["rows_deleted"]) for r in ledger] == [
         (table_id(config, "accounts"), 2), (table_id(config, "customers"), 2)]
+    # the hashes to delete went to BigQuery as tables of their own, dropped with the hash tables
+    staging = f"{config.bigquery.project}.{config.bigquery.dataset}_staging"
+    assert [t.table_id for t in bq.client(config.bigquery.project).list_tables(staging)
+            if t.table_id.startswith("compare_")] == []
