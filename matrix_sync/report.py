@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from google.cloud import bigquery
 
 from shared import bigquery as bq
 from shared.clients import reset_clients
@@ -122,25 +123,43 @@ class TableRuns:
         return sum(r.failed for r in self.runs)
 
 
-def _rows(project: str, dataset: str, table: str, order: str) -> list[dict[str, Any]]:
-    if bq.get_table(f"{project}.{dataset}.{table}") is None:
-        return []
-    return [dict(row.items()) for row in bq.query(project, f"SELECT * FROM {quote_bigquery(project, dataset, table)} {order}")]
+def _latest_runs(ledger: str) -> str:
+    """The last `@limit` rows of each table in `ledger` (quoted): what the page shows, however long
+    the history."""
+    return (f"SELECT * FROM {ledger} QUALIFY ROW_NUMBER() OVER "
+            "(PARTITION BY table_id ORDER BY sequence DESC, recorded_at DESC) <= @limit")
+
+
+def _results_of_latest_runs(results: str, ledger: str) -> str:
+    """The rows of a results table (quoted) that belong to the runs `_latest_runs` picks."""
+    return (f"SELECT R.* FROM {results} AS R WHERE EXISTS (SELECT 1 FROM ({_latest_runs(ledger)}) AS L "
+            "WHERE L.table_id = R.table_id AND L.run_id = R.run_id) ORDER BY R.checked_at")
 
 
 def collect(config: Config, limit: int = 200) -> list[TableRuns]:
-    """Every table in the dataset's ledger, the config's tables first, its last `limit` runs each."""
+    """Every table in the dataset's ledger, the config's tables first, its last `limit` runs each;
+    only those runs and their results are read, so the page costs the same after a year of runs."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     if bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is None:
         raise ReportError(f"no ledger in {project}.{dataset} yet ({LEDGER_TABLE}): nothing has been loaded there")
-    ledger = _rows(project, dataset, LEDGER_TABLE, "ORDER BY table_id, sequence, recorded_at")
+    params = [bigquery.ScalarQueryParameter("limit", "INT64", limit)]
+
+    def rows(sql: str, table: str = LEDGER_TABLE) -> list[dict[str, Any]]:
+        if bq.get_table(f"{project}.{dataset}.{table}") is None:
+            return []
+        return [dict(row.items()) for row in bq.query(project, sql, params)]
+
+    ledger_q = quote_bigquery(project, dataset, LEDGER_TABLE)
+    ledger = rows(f"{_latest_runs(ledger_q)} ORDER BY table_id, sequence, recorded_at")
     reconciliations: dict[tuple[str, str], dict[str, Any]] = {}
     first_reconciled: dict[tuple[str, str], datetime] = {}
-    for row in _rows(project, dataset, RECONCILIATION_TABLE, "ORDER BY checked_at"):
+    for row in rows(_results_of_latest_runs(quote_bigquery(project, dataset, RECONCILIATION_TABLE), ledger_q),
+                    RECONCILIATION_TABLE):
         reconciliations[(row["table_id"], row["run_id"])] = row  # the latest verdict wins
         first_reconciled.setdefault((row["table_id"], row["run_id"]), row["checked_at"])
     validations: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in _rows(project, dataset, VALIDATION_TABLE, "ORDER BY checked_at"):
+    for row in rows(_results_of_latest_runs(quote_bigquery(project, dataset, VALIDATION_TABLE), ledger_q),
+                    VALIDATION_TABLE):
         validations[(row["table_id"], row["run_id"])].append(row)
     by_table: dict[str, list[Run]] = defaultdict(list)
     for row in ledger:
@@ -151,7 +170,7 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
                                              first_reconciled.get(key) if verdicts else None))
     configured = [f"{project}.{dataset}.{t.target_table}" for t in config.tables]
     order = [t for t in configured if t in by_table] + sorted(t for t in by_table if t not in configured)
-    return [TableRuns(t, by_table[t][-limit:]) for t in order]
+    return [TableRuns(t, by_table[t]) for t in order]
 
 
 # --- SVG -----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
-from matrix_sync.report import report
+from matrix_sync.report import collect, report
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from tests.support import write_config
@@ -138,3 +138,36 @@ def test_report_of_two_cycles_renders_and_shows_the_ledger(stack: LocalStack, tm
     width, height, distinct = _png_pixels_vary(shot)
     assert (width, height) == (1280, 1600)
     assert distinct > 40, f"the screenshot looks blank ({distinct} distinct byte values)"
+
+
+def test_report_reads_only_the_runs_it_shows(stack: LocalStack, tmp_path: Path, unique_name: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a year of hourly runs the ledger and results tables hold millions of rows: the page asks
+    BigQuery for the last `--limit` runs of each table and their results, not for everything."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=29)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"customers": ["customer_id"], "accounts": ["account_no"]}, suffix=unique_name)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    runs: list[list[str]] = []
+    for _ in range(3):
+        reports = wait_for_chain(config, extract_all(config), timeout_s=180)
+        assert all(r.ok for r in reports), reports
+        runs.append(sorted(r.run_id for r in reports))
+        sample.mutate(database, 0.2, seed=len(runs))
+
+    fetched: list[set[str]] = []
+    real_query = bq.query
+
+    def recording_query(*args: object, **kwargs: object) -> list[object]:
+        rows = real_query(*args, **kwargs)  # type: ignore[arg-type]
+        fetched.append({str(row["run_id"]) for row in rows})
+        return rows
+
+    monkeypatch.setattr("matrix_sync.report.bq.query", recording_query)
+    tables = collect(config, limit=1)
+    assert sorted(str(run.ledger["run_id"]) for table in tables for run in table.runs) == runs[-1]
+    assert all(run.verdict == "match" and run.validation == "passed" for table in tables for run in table.runs)
+    # ledger, reconciliations, validations: each read only for the last run, nothing of the two before
+    assert fetched == [set(runs[-1])] * 3, fetched
