@@ -3,6 +3,7 @@ requests) from its subscription and snapshots the tables they name. It needs no 
 access, only outbound HTTPS to Pub/Sub and GCS."""
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -151,7 +152,8 @@ def _held(path: str, ack_id: str) -> Iterator[None]:
             if done.wait(ACK_RENEW_EVERY_S):
                 return
 
-    renewer = threading.Thread(target=extend, name="ack-deadline", daemon=True)
+    # in a copy of this context, so its warnings carry the request's labels (event_id)
+    renewer = threading.Thread(target=contextvars.copy_context().run, args=(extend,), name="ack-deadline", daemon=True)
     renewer.start()
     try:
         yield

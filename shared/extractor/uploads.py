@@ -8,6 +8,7 @@ taken in submission order, so parts keep their order.
 """
 from __future__ import annotations
 
+import contextvars
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ class BackgroundUploads:
         """Runs `upload` in the background; its Part is appended to `into` once settled."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._limit + 1, thread_name_prefix="snapshot-upload")
-        self._pending.append((into, self._pool.submit(upload)))
+        self._pending.append((into, self._pool.submit(contextvars.copy_context().run, upload)))
         while len(self._pending) > self._limit:
             self._settle_oldest()
 
