@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import Engine
 
@@ -63,6 +64,7 @@ from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 __all__ = ["CHANGED", "DUPLICATE", "EXTRA", "MISSING", "STALE_HASH", "CompareError", "CompareProgress", "KeyDifference",
            "Repair", "TableComparison", "compare_table", "describe_key", "diff_leaves",
            "drop_hash_table", "repair_in_bigquery", "rows_per_second"]
+T = TypeVar("T")
 
 
 @contextmanager
@@ -152,11 +154,24 @@ def _compare(project: str, schema: TableSchema, keys: SourceKeys, level: FirstLe
         where, params = segments.prefix_condition(q(KEY_HASH_COLUMN), drilled.leaves)
         fetched = target_rows(project, level.read_from, schema, where, params, result.stats,
                               stored_only=level.stored_only)
-        diff_leaves(keys.rows_under(drilled.leaves), fetched, schema, into=result.differences)
+        heading = f"{len(drilled.leaves)} differing segment(s)"
+        diff_leaves(_counted(keys.rows_under(drilled.leaves), progress, f"{heading}: source rows read"),
+                    _counted(fetched, progress, f"{heading}: BigQuery rows read"), schema, into=result.differences)
     if result.deep and level.stale_rows:
         stale = stale_hashes(project, level.read_from, schema, result.stats)
         known = result.differences.known([d.key_hash for d in stale])
         result.differences.add(d for d in stale if d.key_hash not in known)
+
+
+def _counted(rows: Iterator[T], progress: CompareProgress, what: str, every: int = 50_000) -> Iterator[T]:
+    """`rows` as they are, with `what` and the count so far shown every `every` rows (a table that
+    differs everywhere has millions to read here)."""
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        if count % every == 0:
+            progress.phase(f"{what}: {count:,}")
+        yield row
+    progress.phase(f"{what}: {count:,}")
 
 
 def drop_hash_table(result: TableComparison) -> None:

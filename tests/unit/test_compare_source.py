@@ -5,7 +5,8 @@ from __future__ import annotations
 import decimal
 from pathlib import Path
 
-from matrix_sync.compare_source import SourceKeys
+from matrix_sync.compare import _counted
+from matrix_sync.compare_source import CompareProgress, SourceKeys
 from shared.extractor.prepare import ChunkPreparer
 from shared.hashing import RowHasher, TableFingerprint
 from shared.schema import Column, TableSchema
@@ -52,3 +53,16 @@ def test_an_empty_source_has_no_rows_under_any_prefix(tmp_path: Path) -> None:
     keys.finish()
     assert keys.index.rows == 0 and keys.index.level(1) == {}
     assert list(keys.rows_under(["a"])) == []
+
+
+def test_rows_read_for_the_differing_segments_show_their_count_as_they_go() -> None:
+    class Phases(CompareProgress):
+        def __init__(self) -> None:
+            self.shown: list[str] = []
+
+        def phase(self, text: str) -> None:
+            self.shown.append(text)
+
+    progress = Phases()
+    assert sum(_counted(iter(range(120_001)), progress, "BigQuery rows read", every=50_000)) == sum(range(120_001))
+    assert progress.shown == ["BigQuery rows read: 50,000", "BigQuery rows read: 100,000", "BigQuery rows read: 120,001"]
