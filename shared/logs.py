@@ -59,6 +59,7 @@ def configure(stream: object = None, log_file: Path | None = None, level: str | 
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
         console = logging.StreamHandler(stream or sys.stderr)
         console.setLevel(logging.WARNING)
+        console.addFilter(_not_credential_probing)
         handlers.append(console)
     else:
         handlers.append(logging.StreamHandler(stream or sys.stderr))
@@ -67,6 +68,12 @@ def configure(stream: object = None, log_file: Path | None = None, level: str | 
         root.addHandler(handler)
     for noisy in ("urllib3", "google", "grpc", "werkzeug", "gunicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _not_credential_probing(record: logging.LogRecord) -> bool:
+    """google.auth warns as it probes for credentials (no metadata server off Google Cloud); a
+    command that finds none says so in one line of its own, so the warning stays in the log file."""
+    return not (record.name.startswith("google.auth") and record.levelno < logging.ERROR)
 
 
 def get(name: str) -> logging.Logger:

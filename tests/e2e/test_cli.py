@@ -287,3 +287,21 @@ def test_no_credentials_and_no_local_stack_is_one_line_with_what_to_do(command: 
     assert "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if not line.startswith("{")]
     assert line == f"error: {NO_CREDENTIALS}"
+
+
+def test_no_credentials_off_google_cloud_prints_only_what_to_do(tmp_path: Path) -> None:
+    """Off Google Cloud, google.auth first probes for a metadata server and warns that there is none;
+    that warning goes to the log file, not before the one line that says what to do."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=5)
+    write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"accounts": ["account_id"]},
+                 suffix="nocreds")
+    nowhere = {"MATRIX_STACK_DIR": str(tmp_path / "no-stack"), "GOOGLE_APPLICATION_CREDENTIALS": "",
+               "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")}
+
+    result = matrix_sync("status", "--config", str(tmp_path / "config.yaml"), cwd=tmp_path, extra_env=nowhere)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"error: {NO_CREDENTIALS}"], result.stderr
+    logged = (tmp_path / ".matrix-sync" / "logs" / "matrix-sync.jsonl").read_text()
+    assert "metadata server" in logged
