@@ -24,9 +24,8 @@ KIND_ORDER = (MISSING, EXTRA, CHANGED, DUPLICATE, STALE_HASH)
 BATCH_ROWS = 50_000
 CACHE_KIB = 16_384  # SQLite's page cache; sorts and joins beyond it go to temporary files
 
-SourceRow = tuple[str, str, tuple[str | None, ...]]               # key hash, row hash, key texts
-TargetRow = tuple[str, str, str, tuple[str | None, ...]]          # key hash, row hash, stored row hash, key texts
-
+SourceRow = tuple[str, str, tuple[str | None, ...]]  # key hash, row hash, key texts
+TargetRow = tuple[str, str, str, tuple[str | None, ...]]  # key hash, row hash, stored row hash, key texts
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,6 @@ class KeyDifference:
     key: tuple[str | None, ...]
     key_hash: str
     detail: str = ""
-
-
 
 
 class Differences:
@@ -85,37 +82,39 @@ class Differences:
         db.execute("CREATE INDEX tgt_kh ON tgt (kh)")
         db.execute(self._copies_diff() if keyless else self._keyed_diff())
         db.executescript("DROP INDEX src_kh; DROP INDEX tgt_kh; DELETE FROM src; DELETE FROM tgt; "
-                         "DELETE FROM diffs WHERE kind IS NULL; CREATE INDEX IF NOT EXISTS diffs_kh ON diffs (kh);")
+                         "CREATE INDEX IF NOT EXISTS diffs_kh ON diffs (kh);")
         self._recount()
 
     def _keyed_diff(self) -> str:
         keys = ", ".join(self._keys)
-        chosen = ", ".join(f"CASE WHEN s.kh IS NULL THEN t.{k} ELSE s.{k} END" for k in self._keys)
+        chosen = ", ".join(f"CASE WHEN s.kh IS NULL THEN t.{k} ELSE s.{k} END AS {k}" for k in self._keys)
         return f"""
             INSERT INTO diffs (kind, kh, detail, {keys})
             WITH t AS (SELECT kh, COUNT(*) AS n, rh, srh, {keys} FROM tgt GROUP BY kh),
                  s AS (SELECT kh, rh, {keys} FROM src GROUP BY kh)
-            SELECT CASE WHEN s.kh IS NULL THEN '{EXTRA}' WHEN t.kh IS NULL THEN '{MISSING}'
-                        WHEN t.n > 1 THEN '{DUPLICATE}' WHEN t.rh IS NOT s.rh THEN '{CHANGED}' END,
-                   COALESCE(s.kh, t.kh),
-                   CASE WHEN s.kh IS NULL THEN t.n || ' row(s) in BigQuery only'
-                        WHEN t.kh IS NULL THEN 'in the source only'
-                        WHEN t.n > 1 THEN t.n || ' rows in BigQuery'
-                        WHEN t.srh IS s.rh THEN 'data edited in BigQuery, hash columns untouched'
-                        ELSE 'row differs from the source' END,
-                   {chosen}
-            FROM s FULL OUTER JOIN t ON s.kh = t.kh"""
+            SELECT * FROM (
+              SELECT CASE WHEN s.kh IS NULL THEN '{EXTRA}' WHEN t.kh IS NULL THEN '{MISSING}'
+                          WHEN t.n > 1 THEN '{DUPLICATE}' WHEN t.rh IS NOT s.rh THEN '{CHANGED}' END AS kind,
+                     COALESCE(s.kh, t.kh) AS kh,
+                     CASE WHEN s.kh IS NULL THEN t.n || ' row(s) in BigQuery only'
+                          WHEN t.kh IS NULL THEN 'in the source only'
+                          WHEN t.n > 1 THEN t.n || ' rows in BigQuery'
+                          WHEN t.srh IS s.rh THEN 'data edited in BigQuery, hash columns untouched'
+                          ELSE 'row differs from the source' END AS detail,
+                     {chosen}
+              FROM s FULL OUTER JOIN t ON s.kh = t.kh)
+            WHERE kind IS NOT NULL"""
 
     def _copies_diff(self) -> str:
         """A keyless table: its "key" is the row hash, compared by the number of copies on each side."""
         return f"""
             INSERT INTO diffs (kind, kh, detail, {self._keys[0]})
-            SELECT CASE WHEN wanted = held THEN NULL WHEN held < wanted THEN '{MISSING}'
-                        WHEN wanted = 0 THEN '{EXTRA}' ELSE '{DUPLICATE}' END,
+            SELECT CASE WHEN held < wanted THEN '{MISSING}' WHEN wanted = 0 THEN '{EXTRA}' ELSE '{DUPLICATE}' END,
                    kh, wanted || IIF(wanted = 1, ' copy', ' copies') || ' in the source, ' || held || ' in BigQuery', kh
             FROM (SELECT COALESCE(s.kh, t.kh) AS kh, COALESCE(s.n, 0) AS wanted, COALESCE(t.n, 0) AS held
                   FROM (SELECT kh, COUNT(*) AS n FROM src GROUP BY kh) AS s
-                  FULL OUTER JOIN (SELECT kh, COUNT(*) AS n FROM tgt GROUP BY kh) AS t ON s.kh = t.kh)"""
+                  FULL OUTER JOIN (SELECT kh, COUNT(*) AS n FROM tgt GROUP BY kh) AS t ON s.kh = t.kh)
+            WHERE wanted != held"""
 
     def known(self, key_hashes: Sequence[str]) -> set[str]:
         """Those of `key_hashes` that already differ."""
