@@ -130,6 +130,8 @@ def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeo
     if repair and stored_hashes:
         raise click.UsageError("--repair needs the hashes rebuilt from BigQuery's data: drop --stored-hashes")
     config = _config(config_path)
+    if keys_file is not None:
+        _writable(keys_file, "--keys-file")
     results, not_compared = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
     try:
         _print_comparisons(results, f"compare-keys {config_path}", not_compared)
@@ -159,6 +161,15 @@ def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeo
     console.print("[green]repaired: BigQuery equals the source[/]")
     if not_compared:
         sys.exit(1)
+
+
+def _writable(path: Path, option: str) -> None:
+    """Refuses a file that cannot be written before minutes of work are spent on what goes into it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("w").close()
+    except OSError as error:
+        raise click.BadParameter(f"cannot write {path}: {error.strerror}", param_hint=option) from None
 
 
 def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) -> None:

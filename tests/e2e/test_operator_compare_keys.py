@@ -56,7 +56,10 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     execute(config, "UPDATE {t:accounts} SET account_no = LOWER(account_no) WHERE account_no = 'MX-00000002'")
     execute(config, "UPDATE {t:accounts} SET account_no = CONCAT(account_no, ' ') WHERE account_no = 'MX-00000004'")
 
-    keys_file = tmp_path / "differing-keys.csv"
+    unwritable = runner.invoke(compare_keys, ["--config", str(config_path), "--keys-file",
+                                              str(config_path / "keys.csv")])
+    assert unwritable.exit_code == 2 and "cannot write" in unwritable.output, unwritable.output
+    keys_file = tmp_path / "out" / "differing-keys.csv"
     found = runner.invoke(compare_keys, ["--config", str(config_path), "--keys-file", str(keys_file)])
     assert found.exit_code == 1, found.output
     assert "8 differing key(s) written to" in found.output
