@@ -76,13 +76,22 @@ class Differences:
         self._recount()
 
     def settle(self, *, keyless: bool) -> None:
-        """Turns the rows added so far into differences; the rows themselves are then dropped."""
+        """Turns the rows added so far into differences; the rows themselves are then dropped. Each
+        side is grouped by key hash into a table keyed by it first, so the join between them looks
+        rows up by key instead of comparing every row of one side with every row of the other."""
         db = self._connection()
-        db.execute("CREATE INDEX src_kh ON src (kh)")
-        db.execute("CREATE INDEX tgt_kh ON tgt (kh)")
+        keys = ", ".join(self._keys)
+        typed = ", ".join(f"{k} TEXT" for k in self._keys)
+        db.executescript(f"""
+            CREATE TEMP TABLE s (kh TEXT PRIMARY KEY, n INTEGER, rh TEXT, {typed}) WITHOUT ROWID;
+            CREATE TEMP TABLE t (kh TEXT PRIMARY KEY, n INTEGER, rh TEXT, srh TEXT, {typed}) WITHOUT ROWID;
+            CREATE INDEX src_kh ON src (kh);
+            CREATE INDEX tgt_kh ON tgt (kh);
+            INSERT INTO s SELECT kh, COUNT(*), rh, {keys} FROM src GROUP BY kh;
+            INSERT INTO t SELECT kh, COUNT(*), rh, srh, {keys} FROM tgt GROUP BY kh;""")
         db.execute(self._copies_diff() if keyless else self._keyed_diff())
-        db.executescript("DROP INDEX src_kh; DROP INDEX tgt_kh; DELETE FROM src; DELETE FROM tgt; "
-                         "CREATE INDEX IF NOT EXISTS diffs_kh ON diffs (kh);")
+        db.executescript("DROP TABLE s; DROP TABLE t; DROP INDEX src_kh; DROP INDEX tgt_kh; DELETE FROM src; "
+                         "DELETE FROM tgt; CREATE INDEX IF NOT EXISTS diffs_kh ON diffs (kh);")
         self._recount()
 
     def _keyed_diff(self) -> str:
@@ -90,8 +99,6 @@ class Differences:
         chosen = ", ".join(f"CASE WHEN s.kh IS NULL THEN t.{k} ELSE s.{k} END AS {k}" for k in self._keys)
         return f"""
             INSERT INTO diffs (kind, kh, detail, {keys})
-            WITH t AS (SELECT kh, COUNT(*) AS n, rh, srh, {keys} FROM tgt GROUP BY kh),
-                 s AS (SELECT kh, rh, {keys} FROM src GROUP BY kh)
             SELECT * FROM (
               SELECT CASE WHEN s.kh IS NULL THEN '{EXTRA}' WHEN t.kh IS NULL THEN '{MISSING}'
                           WHEN t.n > 1 THEN '{DUPLICATE}' WHEN t.rh IS NOT s.rh THEN '{CHANGED}' END AS kind,
@@ -112,8 +119,7 @@ class Differences:
             SELECT CASE WHEN held < wanted THEN '{MISSING}' WHEN wanted = 0 THEN '{EXTRA}' ELSE '{DUPLICATE}' END,
                    kh, wanted || IIF(wanted = 1, ' copy', ' copies') || ' in the source, ' || held || ' in BigQuery', kh
             FROM (SELECT COALESCE(s.kh, t.kh) AS kh, COALESCE(s.n, 0) AS wanted, COALESCE(t.n, 0) AS held
-                  FROM (SELECT kh, COUNT(*) AS n FROM src GROUP BY kh) AS s
-                  FULL OUTER JOIN (SELECT kh, COUNT(*) AS n FROM tgt GROUP BY kh) AS t ON s.kh = t.kh)
+                  FROM s FULL OUTER JOIN t ON s.kh = t.kh)
             WHERE wanted != held"""
 
     def known(self, key_hashes: Sequence[str]) -> set[str]:
