@@ -17,7 +17,7 @@ from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.report import collect, report
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
-from tests.support import write_config
+from tests.support import sample_config, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -144,12 +144,9 @@ def test_report_reads_only_the_runs_it_shows(stack: LocalStack, tmp_path: Path, 
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """After a year of hourly runs the ledger and results tables hold millions of rows: the page asks
     BigQuery for the last `--limit` runs of each table and their results, not for everything."""
+    config = sample_config(stack, tmp_path / "config.yaml", seed=29, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "accounts": ["account_no"]})
     database = tmp_path / "matrix.db"
-    sample.create_sample(database, "tiny", seed=29)
-    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
-                          tables={"customers": ["customer_id"], "accounts": ["account_no"]}, suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
     runs: list[list[str]] = []
     for _ in range(3):
         reports = wait_for_chain(config, extract_all(config), timeout_s=180)
