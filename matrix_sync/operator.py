@@ -167,7 +167,7 @@ def _writable(path: Path, option: str) -> None:
     """Refuses a file that cannot be written before minutes of work are spent on what goes into it."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.open("w").close()
+        path.open("a").close()  # not truncated yet: a failed comparison leaves an older file as it was
     except OSError as error:
         raise click.BadParameter(f"cannot write {path}: {error.strerror}", param_hint=option) from None
 
