@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +21,7 @@ def log_lines() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     logs.configure(stream=stream)
     yield stream
-    logging.getLogger().handlers.clear()
+    logs.configure()
 
 
 def _entries(stream: io.StringIO) -> list[dict[str, object]]:
