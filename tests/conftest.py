@@ -1,6 +1,7 @@
 """Fixtures shared by the suite: one local stack per test session, on free ports, torn down after."""
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from matrix_sync.stack import LocalStack, StackPorts
+from shared import logs
 from shared.clients import reset_clients
 
 
@@ -38,6 +40,15 @@ def running_stack(root: Path, project: str,
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     with running_stack(tmp_path_factory.mktemp("stack"), "local-test") as local:
         yield local
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """Every log line written during the test, as the JSON the functions write (then the default again)."""
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    yield stream
+    logs.configure()
 
 
 @pytest.fixture

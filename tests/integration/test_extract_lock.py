@@ -16,7 +16,7 @@ import pytest
 
 from matrix_sync import sample
 from matrix_sync.stack import LocalStack
-from shared import gcs, logs
+from shared import gcs
 from shared.clients import storage_client
 from shared.config import Config
 from shared.events import StorageObject
@@ -50,14 +50,6 @@ def manifests(config: Config) -> list[str]:
 
 def lock_of(config: Config) -> str:
     return lock_name(config.gcs.prefix, config.table(TABLE).target_table)
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure(stream=stream)
-    yield stream
-    logs.configure()
 
 
 class HeldOpen(ExtractProgress):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import yaml
 
 from matrix_sync.stack import LocalStack
-from shared import gcs, logs, secret_manager
+from shared import gcs, secret_manager
 from shared.config import PASSWORD_VARIABLE, Config, load_config
 from shared.extractor.run import extract
 from shared.extractor.source import SourceError, connect
@@ -63,14 +63,6 @@ def secrets_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSecretManager]:
         secret_manager.secret_manager_client.cache_clear()
         yield api
     secret_manager.secret_manager_client.cache_clear()
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.configure(stream=stream)
-    yield stream
-    logs.configure()
 
 
 def write_config(tmp_path: Path, reader: ReaderAccount, suffix: str, **source: str) -> Path:
