@@ -6,7 +6,7 @@ need `total_bytes_processed` and DML row counts too, with the same retry policy.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from google.api_core import exceptions as gexc
@@ -15,8 +15,10 @@ from google.cloud import bigquery
 
 from shared import bigquery as bq
 from shared.clients import emulated
+from shared.identifiers import quote_bigquery
 
 _EMULATOR_RETRY = gretry.Retry(timeout=30)
+MAX_URIS_PER_LOAD = 10_000  # BigQuery refuses a load job listing more source URIs
 AnyJob = bigquery.LoadJob | bigquery.QueryJob | bigquery.CopyJob | bigquery.ExtractJob | bigquery.job.UnknownJob
 
 
@@ -74,9 +76,39 @@ def start_load(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobC
     started it), that job is returned instead: one id, one load, however often this is called.
     The emulator does not enforce job ids (it runs a duplicate again), so callers look up first."""
     project = table_id.split(".")[0]
+    return _once(project, job_id, location, lambda: bq.client(project).load_table_from_uri(
+        list(uris), table_id, job_id=job_id, location=location, job_config=job_config, retry=_retry()))
+
+
+def load_uris(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobConfig, *, job_id: str,
+              location: str | None) -> AnyJob:
+    """Loads `uris` into the existing `table_id` and waits; the job under `job_id` is the one that
+    filled it, for a later call to find. Past BigQuery's 10,000 URIs a load job, each batch loads into
+    a table of its own (`job_config` must truncate) under a job id derived from `job_id`, and one
+    query under `job_id` inserts their union, after which they are dropped. A repeated call after a
+    crash finds each batch's finished job instead of loading it twice."""
+    if len(uris) <= MAX_URIS_PER_LOAD:
+        job = start_load(uris, table_id, job_config, job_id=job_id, location=location)
+        job.result()
+        return job
+    batches = [f"{table_id}_b{number:04d}" for number in range(-(-len(uris) // MAX_URIS_PER_LOAD))]
+    for number, batch_table in enumerate(batches):
+        listed = uris[number * MAX_URIS_PER_LOAD:(number + 1) * MAX_URIS_PER_LOAD]
+        start_load(listed, batch_table, job_config, job_id=f"{job_id}_b{number:04d}", location=location).result()
+    union = " UNION ALL ".join(f"SELECT * FROM {quote_bigquery(*t.split('.'))}" for t in batches)
+    project, insert = table_id.split(".")[0], f"INSERT INTO {quote_bigquery(*table_id.split('.'))} {union}"
+    job = _once(project, job_id, location, lambda: bq.client(project).query(
+        insert, job_id=job_id, location=location, retry=_retry(), job_retry=None))
+    job.result()
+    for batch_table in batches:
+        bq.drop_table(batch_table)
+    return job
+
+
+def _once(project: str, job_id: str, location: str | None, start: Callable[[], AnyJob]) -> AnyJob:
+    """The job `start` starts under `job_id`, or the one of that id another call already started."""
     try:
-        return bq.client(project).load_table_from_uri(list(uris), table_id, job_id=job_id, location=location,
-                                                      job_config=job_config, retry=_retry())
+        return start()
     except gexc.Conflict:
         existing = find(project, job_id, location)
         if existing is None:

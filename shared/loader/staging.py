@@ -131,9 +131,8 @@ def _load(current: Attempt, fields: list[bigquery.SchemaField], parts: Sequence[
     )
     try:
         # URIs listed one by one: no wildcard, so nothing but the manifest's parts is read.
-        job = bq_jobs.start_load([p.uri for p in parts], current.table_id, job_config, job_id=current.job_id,
-                                 location=location)
-        job.result()
+        bq_jobs.load_uris([p.uri for p in parts], current.table_id, job_config, job_id=current.job_id,
+                          location=location)
     except BaseException:
         bq.drop_table(current.table_id)
         raise

@@ -97,9 +97,8 @@ def stage_index(manifest: Manifest, token: str, manifest_uri: str | None = None)
         job_config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, schema=fields,
                                             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
         try:
-            bq.client(target.project).load_table_from_uri(
-                uris, staging_id, job_id=f"matrix_index_{manifest.target.table}_{token}", job_config=job_config,
-            ).result()
+            bq_jobs.load_uris(uris, staging_id, job_config, job_id=f"matrix_index_{manifest.target.table}_{token}",
+                              location=None)
         except gexc.NotFound as error:  # parts expired or deleted: nothing to diff against, ever
             bq.drop_table(staging_id)
             raise DiffUnavailable(f"the key index of {manifest.run_id} cannot be read: {error.message}") from None

@@ -139,6 +139,7 @@ class Writer:
     place: Place
     table: str
     schema: TableSchema = field(default_factory=table_schema)
+    part_rows: int | None = None  # rows a part at most, as `extract.chunk_rows`; None: one part
 
     def __post_init__(self) -> None:
         self._hasher = RowHasher(self.schema.key_positions)
@@ -154,13 +155,18 @@ class Writer:
             out.append((converted, *self._hasher(converted)))
         return out
 
+    def _slices(self, rows: Sequence[T]) -> list[Sequence[T]]:
+        size = self.part_rows or max(len(rows), 1)
+        return [rows[start:start + size] for start in range(0, len(rows), size)]
+
     def _rows_part(self, folder: str, hashed: list[tuple[Row, str, str]]) -> list[Part]:
-        if not hashed:
-            return []
-        columns = [list(c) for c in zip(*(r for r, _, _ in hashed), strict=True)]
-        columns += [[k for _, k, _ in hashed], [h for _, _, h in hashed]]
-        return [upload_part(self.place, f"{folder}/part-00000.parquet", _parquet(arrow_schema(self.schema), columns),
-                            len(hashed))]
+        parts = []
+        for number, rows in enumerate(self._slices(hashed)):
+            columns = [list(c) for c in zip(*(r for r, _, _ in rows), strict=True)]
+            columns += [[k for _, k, _ in rows], [h for _, _, h in rows]]
+            parts.append(upload_part(self.place, f"{folder}/part-{number:05d}.parquet",
+                                     _parquet(arrow_schema(self.schema), columns), len(rows)))
+        return parts
 
     def index_table(self, hashed: Sequence[tuple[Row, str, str]]) -> pa.Table:
         """Key index rows (`shared.key_index`) of these rows in key order, without raw hashes."""
@@ -172,8 +178,12 @@ class Writer:
                                     schema=schema)
 
     def _index_parts(self, name: str, hashed: Sequence[tuple[Row, str, str]]) -> list[Part]:
+        """`name` ends in `-00000.parquet`; each further part counts up from there."""
         table = self.index_table(hashed)
-        return [upload_part(self.place, name, parquet_parts.encode(table), table.num_rows)] if hashed else []
+        ranges = self._slices(range(table.num_rows))
+        return [upload_part(self.place, name.replace("-00000.", f"-{number:05d}."),
+                            parquet_parts.encode(table.slice(rows.start, len(rows))), len(rows))
+                for number, rows in enumerate(ranges)]
 
     def _manifest(self, run_id: str, sequence: int, parts: list[Part], after: list[tuple[Row, str, str]],
                   delta: Delta | None = None, index_parts: Sequence[Part] = ()) -> Manifest:
