@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
-from shared.extractor import engines, sqlite_types
+from shared.extractor import engines, pg_domains, sqlite_types
 from shared.extractor.arrow_stream import arrow_reader, stream_arrow
 from shared.extractor.chunk_size import FETCH_ROWS, gathered, long_value_positions, row_bytes
 from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
@@ -123,8 +123,12 @@ def discover(engine: Engine, table: TableConfig) -> SourceTable:
             raise SourceError(f"table {table.name!r}: {error}") from None
     if not key:
         _log_keyless(table.name)
+    type_names = {c.name: _type_name(c.type, engine) for c in reflected.columns}  # a domain by its own name
+    if engine.dialect.name == "postgresql":
+        pg_domains.unwrap(engine, reflected)
     try:
-        columns = [_column(source_column, key, engine) for source_column in reflected.columns]
+        columns = [_column(source_column, type_names[source_column.name], key, engine)
+                   for source_column in reflected.columns]
     except (TypeMappingError, IdentifierError) as error:
         raise SourceError(f"table {table.name!r}, {error}") from None
     try:
@@ -159,8 +163,7 @@ def _reflect(engine: Engine, table: TableConfig) -> sa.Table:
                           f"{nearest([table.table_name], names, 'tables')}") from None
 
 
-def _column(source_column: sa.Column, key: list[str], engine: Engine) -> Column:
-    source_type = _type_name(source_column.type, engine)
+def _column(source_column: sa.Column, source_type: str, key: list[str], engine: Engine) -> Column:
     try:
         identifiers.source_part(source_column.name)
         source_column.type = read_as(source_column.type, engine.dialect.name)

@@ -190,3 +190,29 @@ def test_columns_whose_names_differ_only_in_case_fail_their_table_by_name(table:
         engine.dispose()
     assert str(error.value) == (f"table {table!r}: columns 'Name', 'name' would be one BigQuery column "
                                 "(BigQuery column names ignore case); replicate a view that renames them")
+
+
+def test_domain_columns_land_as_the_types_they_are_declared_over(table: str, reader: str) -> None:
+    domains = {"int": "int", "amount": "numeric(10,2) CHECK (VALUE >= 0)", "at": "timestamptz",
+               "code": "varchar(12)", "again": f"{table}_int"}  # a domain of a domain
+    try:
+        for name, declaration in domains.items():
+            _execute(f"CREATE DOMAIN {table}_{name} AS {declaration}")
+        _execute(f"CREATE TABLE {table} (id {table}_again PRIMARY KEY, amount {table}_amount, at {table}_at, "
+                 f"code {table}_code)")
+        _execute(f"INSERT INTO {table} VALUES (2, 1.5, '2024-01-01 08:00+02', 'b'), (1, NULL, NULL, NULL)")
+        engine = connect(SourceConfig(url=URL))
+        try:
+            source = discover(engine, TableConfig(name=table))
+            rows = [tuple(row) for chunk in stream_rows(engine, source, 10) for row in chunk]
+        finally:
+            engine.dispose()
+    finally:
+        _execute(f"DROP TABLE IF EXISTS {table}")
+        for name in reversed(domains):
+            _execute(f"DROP DOMAIN IF EXISTS {table}_{name}")
+    assert [(c.source_type, c.bq_type, c.precision, c.scale, c.length) for c in source.schema.columns] == [
+        (f"{table}_again", "INT64", None, None, None), (f"{table}_amount", "NUMERIC", 10, 2, None),
+        (f"{table}_at", "TIMESTAMP", None, None, None), (f"{table}_code", "STRING", None, None, 12)]
+    assert rows == [(1, None, None, None),
+                    (2, Decimal("1.50"), dt.datetime(2024, 1, 1, 6, 0, tzinfo=dt.UTC), "b")]
