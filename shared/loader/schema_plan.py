@@ -52,7 +52,7 @@ def refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
             if normalised(c.bq_type) == "BIGNUMERIC"]
     if wide:
         raise RefusedError(f"column(s) {', '.join(wide)} of {manifest.target.table_id} need BIGNUMERIC (more than "
-                           "29 integer digits), which the BigQuery emulator cannot hold: this table replicates to "
+                           "29 integer or 9 fractional digits), which the BigQuery emulator cannot hold: this table replicates to "
                            "BigQuery, not to the local stack")
 
 
