@@ -8,10 +8,11 @@ from typing import Any
 import click
 from google.api_core.exceptions import GoogleAPIError
 from rich.table import Table
+from rich.text import Text
 
 from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
-from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report
+from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report, styled
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.generate import create_tables, generate_models
@@ -95,7 +96,7 @@ def _print_status(stack_: Any) -> bool:
     for heading in ("service", "pid", "port", "state", "log"):
         table.add_column(heading)
     for s in statuses:
-        table.add_row(s.name, str(s.pid or "-"), str(s.port), "[green]running[/]" if s.running else "[red]stopped[/]",
+        table.add_row(s.name, str(s.pid or "-"), str(s.port), Text("running", "green") if s.running else Text("stopped", "red"),
                       str(s.log))
     console.print(table if any(s.running for s in statuses) else "the local stack is not running (matrix-sync stack up)")
     return bool(statuses) and all(s.running for s in statuses)
@@ -294,7 +295,7 @@ def loadtest(tables: int, max_rows: int, cycles: int, workers: int, mode: str, t
     console.print(table)
     console.print("peak memory (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in report.peak_memory_mb.items()))
     if report.duplicate_or_lost_runs:
-        errors.print(f"[bold red]ledger anomalies:[/] {report.duplicate_or_lost_runs[:5]}", highlight=False)
+        errors.print(styled("ledger anomalies:", "bold red", f" {report.duplicate_or_lost_runs[:5]}"), highlight=False)
     if json_path:
         json_path.write_text(load.report_json(report))
     if not report.ok:

@@ -6,6 +6,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from matrix_sync.cycle import Progress as CycleProgress
 from matrix_sync.cycle import TableReport, not_extracted_report, wait_for_chain
@@ -15,8 +16,15 @@ from shared.extractor.run import FailedTable, extract
 from shared.extractor.snapshot import ExtractResult
 
 # Piped output (CI, logs) gets a width that fits the summary table instead of rich's default 80.
-console = Console(width=None if sys.stdout.isatty() else 132)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 132)
+# No markup: table names, keys and messages hold brackets ("dbo.[Order.Items]") that rich would
+# take for styles, or refuse with a traceback; styles are given as `styled` text instead.
+console = Console(width=None if sys.stdout.isatty() else 132, markup=False)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 132, markup=False)
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """`label` in `style`, then `rest` as it is."""
+    return Text.assemble((label, style), rest)
 
 
 class RichProgress(CycleProgress):
@@ -24,7 +32,7 @@ class RichProgress(CycleProgress):
 
     def __init__(self, expected_rows: dict[str, int | None] | None = None) -> None:
         self._expected = expected_rows or {}
-        self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self._bars = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                               TimeElapsedColumn(), console=console, transient=False)
         self._tasks: dict[str, TaskID] = {}
         self._wait: TaskID | None = None
@@ -67,7 +75,8 @@ def summary_table(reports: list[TableReport], title: str) -> Table:
 
 
 def print_not_extracted(failed: FailedTable) -> None:
-    errors.print(f"[bold red]{failed.table}:[/] not extracted, {failed.reason}", highlight=False, soft_wrap=True)
+    errors.print(styled(f"{failed.table}:", "bold red", f" not extracted, {failed.reason}"), highlight=False,
+                 soft_wrap=True)
 
 
 def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str) -> bool:
@@ -82,13 +91,15 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
         print_not_extracted(failed)
     for result in extraction.written:
         if result.quarantined:
-            errors.print(f"[bold yellow]{result.table}:[/] {result.quarantined:,} row(s) quarantined, each with its "
-                         f"reason, in {result.manifest_uri.rsplit('/', 1)[0]}/quarantine-*.jsonl",
+            errors.print(styled(f"{result.table}:", "bold yellow", f" {result.quarantined:,} row(s) quarantined, each "
+                                f"with its reason, in {result.manifest_uri.rsplit('/', 1)[0]}/quarantine-*.jsonl"),
                          highlight=False, soft_wrap=True)
     for report in reports:
         if report.load_status == ledger.REFUSED and report.message:
-            errors.print(f"[bold red]{report.table}:[/] refused, {report.message}", highlight=False, soft_wrap=True)
+            errors.print(styled(f"{report.table}:", "bold red", f" refused, {report.message}"), highlight=False,
+                         soft_wrap=True)
     failed = [r for r in reports if not r.ok]
     for report in failed:
-        errors.print(f"[bold red]not verified:[/] {report.table} ({report.problems})", highlight=False, soft_wrap=True)
+        errors.print(styled("not verified:", "bold red", f" {report.table} ({report.problems})"), highlight=False,
+                     soft_wrap=True)
     return not failed

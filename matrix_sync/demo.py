@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from matrix_sync import sample
-from matrix_sync.console import console, run_and_report
+from matrix_sync.console import console, run_and_report, styled
 from matrix_sync.environment import local_stack, target_config
 from shared.config import load_config
 
@@ -46,8 +46,8 @@ def run_demo(size: str, fraction: float, workdir: Path) -> bool:
     console.print("  " + ", ".join(f"{t} +{c.inserted} ~{c.updated} -{c.deleted}" for t, c in changes.items()))
     console.rule("cycle 2: after the changes")
     second = run_and_report(config, [], config.run.wait_timeout_s, "cycle 2")
-    verdict = "[bold green]every table reconciled[/]" if first and second else "[bold red]some tables did not reconcile[/]"
-    console.print(verdict)
+    console.print(styled("every table reconciled", "bold green") if first and second
+                  else styled("some tables did not reconcile", "bold red"))
     console.print(f"config: {config_path}  (matrix-sync run --config {config_path})")
     console.print("the local stack keeps running for a look around; stop it with: matrix-sync stack down")
     return first and second

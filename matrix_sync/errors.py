@@ -8,7 +8,7 @@ from typing import Any
 
 from google.auth.exceptions import DefaultCredentialsError
 
-from matrix_sync.console import errors
+from matrix_sync.console import errors, styled
 
 # Every command that reaches Google Cloud meets this when no local stack runs and nobody logged in.
 NO_CREDENTIALS = ("no Google credentials found, and no local stack is running: start one with `matrix-sync stack "
@@ -23,7 +23,7 @@ def one_line_errors(*expected: type[BaseException]) -> Callable[[Callable[..., A
                 return command(*args, **kwargs)
             except (*expected, DefaultCredentialsError) as error:
                 text = NO_CREDENTIALS if isinstance(error, DefaultCredentialsError) else str(error).strip()
-                errors.print(f"[bold red]error:[/] {text.splitlines()[0] if text else type(error).__name__}",
+                errors.print(styled("error:", "bold red", f" {text.splitlines()[0] if text else type(error).__name__}"),
                              highlight=False, soft_wrap=True)
                 sys.exit(2)
 

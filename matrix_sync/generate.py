@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 from google.api_core.exceptions import GoogleAPIError
 from rich.table import Table
+from rich.text import Text
 
 from matrix_sync.console import console
 from matrix_sync.environment import target_config
@@ -87,7 +88,7 @@ def _report(title: str, rows: list[tuple[str, Path, str]]) -> None:
     for heading in ("table", "file", "status"):
         table.add_column(heading)
     for name, path, status in rows:
-        table.add_row(name, str(path), f"[green]{status}[/]" if status != UNCHANGED else status)
+        table.add_row(name, str(path), Text(status, "green") if status != UNCHANGED else status)
     console.print(table)
     changed = sum(1 for *_, status in rows if not status.startswith(UNCHANGED))
     console.print(f"{changed} file(s) written, {len(rows) - changed} unchanged")

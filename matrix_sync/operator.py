@@ -18,7 +18,7 @@ from google.api_core import exceptions as gexc
 from rich.table import Table
 
 from matrix_sync import compare as cmp
-from matrix_sync.console import console, errors
+from matrix_sync.console import console, errors, styled
 from matrix_sync.environment import target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.operator_views import (
@@ -104,10 +104,10 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
 def _print_comparisons(results: list[cmp.TableComparison], title: str, not_compared: list[str]) -> None:
     console.print(comparison_table(results, title))
     for line in not_compared:
-        errors.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)
+        errors.print(styled(line, "bold red"), highlight=False, soft_wrap=True)
     for result in results:
         if result.note:
-            errors.print(f"[bold yellow]{result.table}:[/] {result.note}", highlight=False, soft_wrap=True)
+            errors.print(styled(f"{result.table}:", "bold yellow", f" {result.note}"), highlight=False, soft_wrap=True)
         if result.differences:
             console.print(differences_table(result))
 
@@ -156,9 +156,9 @@ def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeo
     for result in again:
         result.close()
     if still_differing or not_compared_again:
-        errors.print("[bold red]still differing after repair[/]", highlight=False)
+        errors.print(styled("still differing after repair", "bold red"), highlight=False)
         sys.exit(1)
-    console.print("[green]repaired: BigQuery equals the source[/]")
+    console.print(styled("repaired: BigQuery equals the source", "green"))
     if not_compared:
         sys.exit(1)
 
@@ -218,7 +218,7 @@ def validate(config_path: Path, tables: tuple[str, ...], record: bool) -> None:
         table.add_row(*row, style="" if row[2] != "FAILED" else "bold red")
     console.print(table)
     if failed:
-        errors.print(f"[bold red]failed:[/] {', '.join(failed)}", highlight=False)
+        errors.print(styled("failed:", "bold red", f" {', '.join(failed)}"), highlight=False)
         sys.exit(1)
 
 
@@ -303,7 +303,7 @@ def status(config_path: Path) -> None:
         table.add_row(*row, style="bold red" if name in unhealthy else "")
     console.print(table)
     if unhealthy:
-        errors.print(f"[bold red]needs attention:[/] {', '.join(unhealthy)}", highlight=False)
+        errors.print(styled("needs attention:", "bold red", f" {', '.join(unhealthy)}"), highlight=False)
         sys.exit(1)
 
 

@@ -305,3 +305,25 @@ def test_no_credentials_off_google_cloud_prints_only_what_to_do(tmp_path: Path) 
     assert result.stderr.splitlines() == [f"error: {NO_CREDENTIALS}"], result.stderr
     logged = (tmp_path / ".matrix-sync" / "logs" / "matrix-sync.jsonl").read_text()
     assert "metadata server" in logged
+
+
+def test_names_holding_brackets_are_shown_as_written(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    """Square brackets quote a name part in the config, and rich would take them for its markup:
+    `main.[order.items]` was shown as `main.`, and a `[/x]` typed by a user ended in a traceback."""
+    database = tmp_path / "source.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute('CREATE TABLE "order.items" (id INTEGER PRIMARY KEY, v TEXT)')
+        connection.execute("INSERT INTO \"order.items\" VALUES (1, 'a'), (2, '[b]')")
+    config = str(tmp_path / "config.yaml")
+    write_config(Path(config), url=f"sqlite:///{database}", tables={"main.[order.items]": ["id"]}, suffix=unique_name)
+
+    run = matrix_sync("run", "--config", config, stack=stack, cwd=tmp_path)
+    status = matrix_sync("status", "--config", config, stack=stack, cwd=tmp_path)
+    refused = matrix_sync("delete", "--config", config, "--table", "[/x]", "--key", "id=1", "--yes", stack=stack,
+                          cwd=tmp_path)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "extract main.[order.items]" in run.stdout and "│ main.[order.items] │ full" in run.stdout
+    assert status.returncode == 0 and "│ main.[order.items] │" in status.stdout
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ") and "'[/x]'" in refused.stderr
