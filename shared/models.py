@@ -152,7 +152,9 @@ def _constraints(column: Column, py_type: _PyType) -> tuple[tuple[str, int], ...
 
 # Names the generated module uses: a field of that name would shadow them inside the class body.
 GENERATED_MODULE_NAMES = frozenset({"Annotated", "Any", "BaseModel", "ConfigDict", "Field", "Int64", "datetime",
-                                    "decimal", "uuid"})
+                                    "decimal", "uuid",
+                                    # builtins the annotations name: a field `str` would hide the type
+                                    "bool", "bytes", "float", "int", "str"})
 
 
 def _usable(name: str) -> bool:

@@ -196,6 +196,19 @@ def test_awkward_column_names_become_safe_fields_with_aliases() -> None:
         generated.model_validate({**row, "unexpected": 1})
 
 
+def test_columns_named_like_the_builtin_types_do_not_hide_them() -> None:
+    types = {"str": "STRING", "bool": "BOOL", "float": "FLOAT64", "bytes": "BYTES", "int": "INT64"}
+    schema = TableSchema(columns=[col("id", "INT64", nullable=False)]
+                         + [col(name, bq_type) for name, bq_type in types.items()]
+                         + [col(f"{name}_after", bq_type) for name, bq_type in types.items()], key=["id"])
+    row = {"id": 1, "str": "a", "bool": True, "float": 1.5, "bytes": b"x", "int": 2,
+           "str_after": "b", "bool_after": False, "float_after": -0.5, "bytes_after": b"", "int_after": 3}
+    generated = load_generated(model_source(schema, "Builtins", "dbo.Builtins"), "Builtins")
+    assert generated.model_validate(row).model_dump(by_alias=True) == row
+    with pytest.raises(ValidationError):
+        generated.model_validate({**row, "str_after": 7})
+
+
 def test_python_types_follow_the_bigquery_type_and_the_driver() -> None:
     schema = TableSchema(columns=[
         col("id", "INT64", nullable=False), col("price", "BIGNUMERIC", "decimal(38,10)", precision=38, scale=10),
@@ -223,7 +236,8 @@ BQ_TYPES = ["INT64", "NUMERIC", "BIGNUMERIC", "FLOAT64", "BOOL", "STRING", "BYTE
             "TIMESTAMP", "TIME", "GEOGRAPHY", "JSON"]
 NAME_CHARS = string.ascii_letters + string.digits + "_ -$#äß名"
 NAMES = st.one_of(st.text(NAME_CHARS, min_size=1, max_size=12),
-                  st.sampled_from(["Annotated", "Field", "Int64", "datetime", "class", "model_x", "_x", "json"]))
+                  st.sampled_from(["Annotated", "Field", "Int64", "datetime", "class", "model_x", "_x", "json", "str",
+                                   "bool", "float", "bytes"]))
 
 
 @st.composite
