@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import url as sa_url
 
 from shared import identifiers, secrets
+from shared.topology import PIPELINE_TABLE_PREFIX
 
 ENV_PREFIX = "MATRIX_"
 PASSWORD_VARIABLE = f"{ENV_PREFIX}SOURCE__PASSWORD"
@@ -144,6 +145,13 @@ class TableConfig(_Strict):
     @classmethod
     def _valid_target(cls, value: str | None) -> str | None:
         return None if value is None else identifiers.bigquery_table(value)
+
+    @model_validator(mode="after")
+    def _target_not_the_pipelines_own(self) -> TableConfig:
+        if self.target_table.lower().startswith(PIPELINE_TABLE_PREFIX):
+            raise ValueError(f"BigQuery table {self.target_table!r}: names starting with {PIPELINE_TABLE_PREFIX!r} "
+                             f"are the pipeline's own (its ledger and results); set another `target`")
+        return self
 
     @property
     def schema_name(self) -> str | None:

@@ -14,6 +14,7 @@ DEAD_LETTER_SUFFIX = "-dead-letter"
 SNAPSHOT_PREFIX = "snapshots"
 MANIFEST_NAME = "_manifest.json"
 
+PIPELINE_TABLE_PREFIX = "_sync_"  # no replicated table may be named so
 LEDGER_TABLE = "_sync_ledger"
 RECONCILIATION_TABLE = "_sync_reconciliations"
 VALIDATION_TABLE = "_sync_validations"

@@ -66,6 +66,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     (("bucket: matrix-snapshots", "bucket: Matrix_Snapshots!"), "gcs.bucket"),
     (("key: [customer_id]", "key: []"), "tables[0].key"),
     (("target: deliveries_v2", "target: customers"), "two tables share the target table"),
+    (("target: deliveries_v2", "target: _sync_ledger"), "'_sync_ledger': names starting with '_sync_' are the "
+                                                        "pipeline's own"),
+    (("name: dbo.customers", "name: dbo._SYNC_validations"), "'_SYNC_validations': names starting with '_sync_'"),
 ])
 def test_bad_config_names_file_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     path = write(tmp_path, VALID.replace(*change))
