@@ -186,10 +186,11 @@ def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
 def request(config_path: Path, tables: tuple[str, ...]) -> None:
     """Publishes an extract request, as Cloud Scheduler does; the agent or extractor function runs it."""
     config = load_config(config_path)
+    names = [config.table(name).name for name in tables]  # a name not in the config is refused here
     target_config(config)
     ensure_subscription(config)
-    message_id = request_extract(config, list(tables))
-    console.print(f"extract request {message_id} published for {', '.join(tables) or 'all tables'}")
+    message_id = request_extract(config, names)
+    console.print(f"extract request {message_id} published for {', '.join(names) or 'all tables'}")
 
 
 @main.command()

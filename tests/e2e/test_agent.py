@@ -62,3 +62,18 @@ def test_requests_that_name_nothing_it_can_extract_are_dropped_and_the_agent_kee
     wait_for_applied(config, "payments")
     assert not subscriber().pull(subscription=ensure_subscription(config), max_messages=5,
                                  timeout=10).received_messages
+
+
+def test_a_request_for_a_table_not_in_the_config_is_refused_and_not_published(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{tmp_path / 'matrix.db'}",
+                          tables={"payments": ["account_id", "payment_no"]}, suffix=unique_name)
+    subscription = ensure_subscription(config)
+
+    requested = matrix_sync("request", "--config", str(tmp_path / "config.yaml"), "--table", "paymnts",
+                            stack=stack, cwd=tmp_path)
+
+    assert requested.returncode == 2, requested.stdout + requested.stderr
+    assert requested.stderr.strip() == "error: table 'paymnts' is not in the config (its tables: payments)"
+    assert not subscriber().pull(subscription=subscription, max_messages=5, timeout=5).received_messages
