@@ -34,7 +34,7 @@ from matrix_sync.operator_views import (
 )
 from matrix_sync.stack import StackError
 from matrix_sync.where_condition import checked_condition
-from shared import bq_jobs, logs
+from shared import bq_jobs, ledger, logs
 from shared.config import Config, ConfigError, load_config
 from shared.extractor.source import SourceError, connect
 from shared.identifiers import quote_bigquery as q
@@ -183,7 +183,7 @@ def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) 
         outcome = cmp.repair_in_bigquery(config, result)
         entry = "-"
         if outcome.deleted:
-            entry = record_operator_action(config, result.table, result.target, "operator-delete", outcome.deleted,
+            entry = record_operator_action(config, result.table, result.target, ledger.OPERATOR_DELETE, outcome.deleted,
                                            f"compare-keys --repair: {result.count(cmp.EXTRA)} extra, "
                                            f"{result.count(cmp.DUPLICATE)} duplicated key(s)")
         done.add_row(result.table, f"{outcome.deleted:,}", f"{outcome.restamped:,}", entry)
@@ -270,7 +270,7 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
     table = config.table(table_name)
     table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
     condition, params = parse_key_filters(table_id, keys) if keys else (f"({checked_condition(where or '')})", [])
-    _destroy(config, table_name, condition, params, what="delete", status="operator-delete", dry_run=dry_run, yes=yes)
+    _destroy(config, table_name, condition, params, what="delete", status=ledger.OPERATOR_DELETE, dry_run=dry_run, yes=yes)
 
 
 @click.command("truncate")
@@ -282,7 +282,7 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
 def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> None:
     """Removes every row of a BigQuery table and records it in the ledger."""
     config = _config(config_path)
-    _destroy(config, table_name, "TRUE", [], what="truncate", status="operator-truncate", dry_run=dry_run, yes=yes)
+    _destroy(config, table_name, "TRUE", [], what="truncate", status=ledger.OPERATOR_TRUNCATE, dry_run=dry_run, yes=yes)
 
 
 # --- status -------------------------------------------------------------------------------------

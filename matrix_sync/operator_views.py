@@ -208,9 +208,18 @@ def _last_entries(project: str, dataset: str) -> dict[str, dict[str, object]]:
     return {str(r["table_id"]): dict(r.items()) for r in rows}
 
 
+def _outdated_by(entry: dict[str, object] | None) -> Callable[[object], bool]:
+    """Whether a verdict checked at a moment predates the operator's delete or truncate that is the
+    table's last ledger entry (so it no longer describes the table)."""
+    if entry is None or not str(entry["status"]).startswith(ledger.OPERATOR_STATUS_PREFIX):
+        return lambda _moment: False
+    since = entry["recorded_at"]
+    return lambda moment: not isinstance(moment, dt.datetime) or not isinstance(since, dt.datetime) or moment < since
+
+
 def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
-    """One display row per table, and the tables needing attention (never loaded, not reconciled,
-    failed validation)."""
+    """One display row per table, and the tables needing attention (never loaded, last snapshot
+    refused, not reconciled, failed validation, changed by an operator since it was last checked)."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     last = _last_entries(project, dataset)
     certificates = results.latest_reconciliations(project, dataset)
@@ -224,17 +233,24 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
         entry = last.get(table_id)
         certificate = certificates.get(table_id)
         checks = validations.get(table_id, [])
+        outdated = _outdated_by(entry)
         failed = sorted({str(c["check_name"]) for c in checks if not c["passed"]})
         verdict = str(certificate["verdict"]) if certificate else "-"
         if certificate and certificate.get("message") and verdict != results.MATCH:
             verdict += f" ({str(certificate['message']).strip('; ')})"
         validation = (f"failed: {', '.join(failed)}" if failed else "passed") if checks else "-"
+        unverified_change = bool(entry) and outdated(certificate and certificate["checked_at"])
+        if unverified_change:
+            verdict = f"outdated: {verdict}" if certificate else "-"
+        if checks and outdated(max(c["checked_at"] for c in checks)):
+            validation = f"outdated: {validation}"
         rows = f"{int(str(applied['source_rows'] or 0)):,}" if applied else "-"
         out.append((table.name, (
             table.name, str(applied["run_id"]) if applied else "never", _age(applied and applied["recorded_at"], now),
             rows, f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
-        if applied is None or failed or (certificate and certificate["verdict"] in (results.MISMATCH,
-                                                                                      results.UNVERIFIED)):
+        refused = entry is not None and entry["status"] == ledger.REFUSED
+        if (applied is None or failed or refused or unverified_change
+                or (certificate and certificate["verdict"] in (results.MISMATCH, results.UNVERIFIED))):
             unhealthy.append(table.name)
     return out, unhealthy

@@ -17,6 +17,8 @@ APPLIED = "applied"
 DUPLICATE = "duplicate"
 STALE = "stale"
 REFUSED = "refused"
+OPERATOR_DELETE, OPERATOR_TRUNCATE = "operator-delete", "operator-truncate"  # rows removed by hand
+OPERATOR_STATUS_PREFIX = "operator-"
 
 FIELDS = [
     bigquery.SchemaField("table_id", "STRING", mode="REQUIRED"),

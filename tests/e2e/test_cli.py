@@ -149,6 +149,9 @@ def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, 
     assert ("dropping columns is not applied automatically; to take it, drop the BigQuery table: the next snapshot "
             "re-creates and reloads it") in second.stderr
     assert "not verified: customers (load refused)\n" in second.stderr
+    status = matrix_sync("status", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
+    assert status.returncode == 1 and "│ refused (" in status.stdout, status.stdout + status.stderr
+    assert status.stderr.strip() == "needs attention: customers"
 
     bq.drop_table(f"{config.bigquery.project}.{config.bigquery.dataset}.customers")  # what the refusal says to do
     third = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)

@@ -2,6 +2,7 @@
 without --yes, dry runs, ledger entries, and one-line errors."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.operator import delete, operator_cli, status, truncate, validate
+from matrix_sync.operator_views import status_rows
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from tests.support import assert_tables_equal, sample_config
@@ -63,6 +65,12 @@ def test_operator_tools_report_refuse_act_and_record(
     emptied = runner.invoke(truncate, [*args, "--table", "payments", "--yes"])
     assert emptied.exit_code == 0, emptied.output
     assert _count(config, "payments") == 0
+    truncated = runner.invoke(status, args)  # the last checks predate the truncate: they no longer hold
+    assert truncated.exit_code == 1 and "needs attention: customers, payments" in truncated.output
+    shown = {name: row[4:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    assert [shown["customers"][1:], shown["payments"][1:]] == [("outdated: match", "failed: row_count"),
+                                                               ("outdated: match", "outdated: passed")]
+    assert shown["payments"][0].startswith("operator-truncate (")
     ledger = bq.query(config.bigquery.project, (
         f"SELECT table_id, status, rows_deleted FROM `{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger` "
         "WHERE status LIKE 'operator-%' ORDER BY table_id"))
