@@ -25,6 +25,7 @@ from matrix_sync.operator_views import (
     MAX_SHOWN,
     OperatorError,
     comparison_table,
+    described,
     differences_table,
     parse_key_filters,
     record_operator_action,
@@ -34,6 +35,7 @@ from matrix_sync.operator_views import (
 )
 from matrix_sync.stack import StackError
 from matrix_sync.where_condition import checked_condition
+from shared import bigquery as bq
 from shared import bq_jobs, ledger, logs
 from shared.config import Config, ConfigError, load_config
 from shared.extractor.source import SourceError, connect
@@ -235,6 +237,8 @@ def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, 
              dry_run: bool, yes: bool) -> None:
     table = config.table(table_name)
     table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
+    if bq.get_table(table_id) is None:
+        raise OperatorError(f"{table_id} does not exist: nothing to {what}")
     count = _count(config, table_id, where, params)
     if dry_run:
         console.print(f"dry run: {what} would remove {count:,} row(s) from {table_id}")
@@ -243,7 +247,11 @@ def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, 
         raise OperatorError(f"refusing to {what} {count:,} row(s) of {table_id} without --yes")
     stats = bq_jobs.JobStats()
     bq_jobs.run(config.bigquery.project, f"DELETE FROM {q(*table_id.split('.'))} WHERE {where}", params, stats=stats)
-    entry = record_operator_action(config, table.name, table_id, status, stats.dml_rows, f"{what}: {where}"[:1000])
+    if not stats.dml_rows:  # nothing changed: no ledger entry, so the next snapshot may still be a delta
+        console.print(f"{what}: no row of {table_id} matched; nothing was removed")
+        return
+    entry = record_operator_action(config, table.name, table_id, status, stats.dml_rows,
+                                   f"{what}: {where}{described(params)}"[:1000])
     summary = Table(title=what, title_justify="left")
     for heading in ("table", "rows removed", "ledger entry"):
         summary.add_column(heading)

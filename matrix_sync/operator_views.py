@@ -7,7 +7,7 @@ import datetime as dt
 import decimal
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from google.cloud import bigquery
@@ -19,6 +19,7 @@ from shared import bq_jobs, ledger, results
 from shared.applied import SnapshotGone, latest_snapshot
 from shared.config import Config, TableConfig
 from shared.extractor.snapshot import new_run_id
+from shared.identifiers import PIPELINE_COLUMNS, IdentifierError, bigquery_column_for
 from shared.identifiers import quote_bigquery as q
 from shared.topology import LEDGER_TABLE
 from shared.validator.checks import CheckResult, run_checks
@@ -86,8 +87,13 @@ def write_differences(results: list[cmp.TableComparison], path: Path) -> int:
 # --- delete / truncate --------------------------------------------------------------------------
 
 
+_NUMBER_KINDS = ("INT64", "INTEGER", "NUMERIC", "BIGNUMERIC", "FLOAT64", "FLOAT")
+
+
 def _typed(bq_type: str, text: str) -> object:
     kind = bq_type.upper()
+    if kind in _NUMBER_KINDS and (not text.isascii() or "_" in text):  # Python reads '2_0' and '٢٠' as 20
+        raise OperatorError(f"{text!r} is not a {kind} value")
     try:
         if kind in ("INT64", "INTEGER"):
             number = int(text)
@@ -121,13 +127,14 @@ def parse_key_filters(table_id: str, filters: tuple[str, ...]) -> tuple[str, lis
     table = bq.get_table(table_id)
     if table is None:
         raise OperatorError(f"{table_id} does not exist")
-    types = {f.name.lower(): (f.name, f.field_type) for f in table.schema}
+    types = {f.name.lower(): (f.name, f.field_type) for f in table.schema if f.name not in PIPELINE_COLUMNS}
     conditions, params, seen = [], [], set()
     for i, item in enumerate(filters):
         name, sep, text = item.partition("=")
-        column = types.get(name.strip().lower())
+        column = types.get(name.strip().lower()) or types.get(_bigquery_spelling(name.strip()).lower())
         if not sep or column is None:
-            raise OperatorError(f"--key {item!r}: expected COLUMN=VALUE with a column of {table_id}")
+            raise OperatorError(f"--key {item!r}: expected COLUMN=VALUE with a column of {table_id} (its columns: "
+                                f"{', '.join(name for name, _ in types.values())})")
         if column[0] in seen:
             raise OperatorError(f"--key names {column[0]} twice")
         seen.add(column[0])
@@ -135,6 +142,20 @@ def parse_key_filters(table_id: str, filters: tuple[str, ...]) -> tuple[str, lis
         params.append(bigquery.ScalarQueryParameter(f"k{i}", kind, _typed(kind, text)))  # type: ignore[arg-type]
         conditions.append(f"{q(column[0])} = @k{i}")
     return " AND ".join(conditions), params
+
+
+def _bigquery_spelling(source_name: str) -> str:
+    """The BigQuery column a source column name lands in (`Order Date` -> `Order_x0020_Date`), or ''."""
+    try:
+        return bigquery_column_for(source_name)
+    except IdentifierError:
+        return ""
+
+
+def described(params: Sequence[bigquery.ScalarQueryParameter]) -> str:
+    """The values of a condition's parameters, for the ledger: ' (@k0 = 3, @k1 = 'A1')', or ''."""
+    shown = [f"@{p.name} = {p.value!r}" if isinstance(p.value, str) else f"@{p.name} = {p.value}" for p in params]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def record_operator_action(config: Config, source_table: str, table_id: str, status: str, rows: int,

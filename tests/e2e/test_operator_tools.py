@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from google.cloud import bigquery
 
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.operator import delete, operator_cli, status, truncate, validate
-from matrix_sync.operator_views import status_rows
+from matrix_sync.operator_views import parse_key_filters, status_rows
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from tests.support import assert_tables_equal, sample_config
@@ -71,14 +72,21 @@ def test_operator_tools_report_refuse_act_and_record(
     assert [shown["customers"][1:], shown["payments"][1:]] == [("outdated: match", "failed: row_count"),
                                                                ("outdated: match", "outdated: passed")]
     assert shown["payments"][0].startswith("operator-truncate (")
+    nothing = runner.invoke(delete, [*args, "--table", "customers", "--key", "customer_id=424242", "--yes"])
+    assert nothing.exit_code == 0 and "nothing was removed" in nothing.output
     ledger = bq.query(config.bigquery.project, (
-        f"SELECT table_id, status, rows_deleted FROM `{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger` "
+        f"SELECT table_id, status, rows_deleted, message FROM "
+        f"`{config.bigquery.project}.{config.bigquery.dataset}._sync_ledger` "
         "WHERE status LIKE 'operator-%' ORDER BY table_id"))
     assert [(r["table_id"], r["status"], r["rows_deleted"]) for r in ledger] == [
         (table_id(config, "customers"), "operator-delete", 1), (table_id(config, "payments"), "operator-truncate", payments)]
+    assert ledger[0]["message"].startswith("delete: `customer_id` = @k0 (@k0 = 3) (by ")  # which row went
 
     for bad, message in [
         (["--table", "customers", "--key", "nope=1", "--yes"], "expected COLUMN=VALUE"),
+        (["--table", "customers", "--key", "nope=1", "--yes"], "(its columns: customer_id, "),
+        (["--table", "customers", "--key", "customer_id=2_0", "--yes"], "'2_0' is not a INT64 value"),
+        (["--table", "customers", "--key", "customer_id=\u0662\u0660", "--yes"], "is not a INT64 value"),
         (["--table", "customers", "--key", "customer_id=abc", "--yes"], "is not a INT64 value"),
         (["--table", "customers", "--key", "customer_id=9223372036854775808", "--yes"], "is not a INT64 value"),
         (["--table", "customers", "--where", "TRUE; DROP TABLE x", "--yes"], "without ';'"),
@@ -102,3 +110,25 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.M
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "pubsub: Field required" in result.stderr and str(tmp_path / "bad.yaml") in result.stderr
+
+
+def test_deleting_from_a_table_never_loaded_is_one_line(stack: LocalStack, tmp_path: Path, unique_name: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path = tmp_path / "config.yaml"
+    config = sample_config(stack, config_path, seed=42, suffix=unique_name, tables={"customers": ["customer_id"]})
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
+    args = ["--config", str(config_path), "--table", "customers", "--yes"]
+    for command, extra in ((truncate, []), (delete, ["--where", "TRUE"]), (delete, ["--key", "customer_id=1"])):
+        result = CliRunner().invoke(command, [*args, *extra])
+        assert result.exit_code == 2 and f"{table_id(config, 'customers')} does not exist" in result.output, result.output
+        assert "404" not in result.output
+
+
+def test_a_key_may_name_the_source_column(stack: LocalStack, unique_name: str) -> None:
+    project, dataset = f"proj-{unique_name}", f"ds_{unique_name}"
+    bq.ensure_dataset(project, dataset)
+    table = f"{project}.{dataset}.orders"
+    bq.create_table(table, [bigquery.SchemaField("Order_x0020_Date", "DATE"), bigquery.SchemaField("id", "INT64")])
+    condition, params = parse_key_filters(table, ("Order Date=2024-02-29", "ID=7"))
+    assert condition == "`Order_x0020_Date` = @k0 AND `id` = @k1"
+    assert [p.value for p in params] == [dt.date(2024, 2, 29), 7]
