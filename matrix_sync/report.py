@@ -125,9 +125,9 @@ class TableRuns:
 
 def _latest_runs(ledger: str) -> str:
     """The last `@limit` rows of each table in `ledger` (quoted): what the page shows, however long
-    the history."""
+    the history. In the order they were recorded: an operator's delete has no snapshot sequence."""
     return (f"SELECT * FROM {ledger} QUALIFY ROW_NUMBER() OVER "
-            "(PARTITION BY table_id ORDER BY sequence DESC, recorded_at DESC) <= @limit")
+            "(PARTITION BY table_id ORDER BY recorded_at DESC) <= @limit")
 
 
 def _results_of_latest_runs(results: str, ledger: str) -> str:
@@ -150,7 +150,7 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
         return [dict(row.items()) for row in bq.query(project, sql, params)]
 
     ledger_q = quote_bigquery(project, dataset, LEDGER_TABLE)
-    ledger = rows(f"{_latest_runs(ledger_q)} ORDER BY table_id, sequence, recorded_at")
+    ledger = rows(f"{_latest_runs(ledger_q)} ORDER BY table_id, recorded_at")
     reconciliations: dict[tuple[str, str], dict[str, Any]] = {}
     first_reconciled: dict[tuple[str, str], datetime] = {}
     for row in rows(_results_of_latest_runs(quote_bigquery(project, dataset, RECONCILIATION_TABLE), ledger_q),

@@ -14,10 +14,12 @@ from click.testing import CliRunner
 
 from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
+from matrix_sync.operator_views import record_operator_action
 from matrix_sync.report import collect, report
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from tests.support import sample_config, write_config
+from tests.support_reconcile import table_id
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -168,3 +170,11 @@ def test_report_reads_only_the_runs_it_shows(stack: LocalStack, tmp_path: Path, 
     assert all(run.verdict == "match" and run.validation == "passed" for table in tables for run in table.runs)
     # ledger, reconciliations, validations: each read only for the last run, nothing of the two before
     assert fetched == [set(runs[-1])] * 3, fetched
+
+    # an operator's delete has no snapshot sequence: it is shown, and kept under --limit, in time order
+    customers_id = table_id(config, "customers")
+    deleted = record_operator_action(config, "customers", customers_id, "operator-delete", 1, "delete: test")
+    customers = next(t for t in collect(config, limit=2) if t.table_id == customers_id)
+    shown = [(str(run.ledger["run_id"]), run.ledger["status"]) for run in customers.runs]
+    assert len(shown) == 2 and shown[0][0] in runs[-1] and shown[0][1] == "applied"
+    assert shown[1] == (deleted, "operator-delete")
