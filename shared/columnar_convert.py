@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.engine import processors
 
+from shared import decimal_processor
 from shared.models import FieldSpec
 from shared.types import MAX_CELL_BYTES, arrow_type, arrow_value_converter
 
@@ -129,8 +130,8 @@ class ColumnConverter:
             return _parse(array, _ISO_DATETIME, pa.timestamp("us")), datetime.datetime
         if processor is decimal.Decimal and kind is str and pa.types.is_decimal(self.arrow_type):
             return _decimal_from_text(array, self.arrow_type), decimal.Decimal
-        if isinstance(processor, processors.to_decimal_processor_factory) and kind in (int, float):
-            return _decimal_from_numbers(processor, _exact_floats(array)), decimal.Decimal
+        if (rounded := decimal_processor.rounding(processor)) is not None and kind in (int, float):
+            return _decimal_from_numbers(rounded, _exact_floats(array)), decimal.Decimal
         raise NotColumnar(f"{self.column.name}: {array.type} through {processor!r}")
 
     # --- the driver's result processor, column-wise where it is one of SQLAlchemy's known ones ---
@@ -151,8 +152,8 @@ class ColumnConverter:
             return _Processed(None, _parse(raw, _ISO_DATETIME, pa.timestamp("us")), datetime.datetime)
         if processor is decimal.Decimal and kinds <= {str} and pa.types.is_decimal(self.arrow_type):
             return _Processed(None, _decimal_from_text(raw, self.arrow_type), decimal.Decimal)
-        if isinstance(processor, processors.to_decimal_processor_factory) and kinds <= {float, int}:
-            return _Processed(None, _decimal_from_numbers(processor, raw), decimal.Decimal)
+        if (rounded := decimal_processor.rounding(processor)) is not None and kinds <= {float, int}:
+            return _Processed(None, _decimal_from_numbers(rounded, raw), decimal.Decimal)
         try:
             values = [None if value is None else processor(value) for value in raw]
         except Exception as error:  # a driver value its processor refuses: the per-row path says why

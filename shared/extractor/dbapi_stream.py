@@ -11,6 +11,7 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 
+from shared import decimal_processor
 from shared.extractor.chunk_size import gathered, long_value_positions, row_bytes
 from shared.schema import TableSchema
 
@@ -125,8 +126,9 @@ def _pg_numeric_as_text(psycopg2: Any) -> Any:
 
 
 def processor_for(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:
-    """SQLAlchemy's result processor of a column, after `decimal.Decimal` where numeric came as text."""
-    processor = column.type.dialect_impl(dialect).result_processor(dialect, type_code)
+    """SQLAlchemy's result processor of a column (whole numbers exact where it makes decimals), after
+    `decimal.Decimal` where numeric came as text."""
+    processor = decimal_processor.exact(column.type.dialect_impl(dialect).result_processor(dialect, type_code))
     if dialect.name != "postgresql" or type_code != _PG_NUMERIC_OID:
         return processor
     if processor is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,40 @@ def test_a_bad_date_ending_a_chunk_is_quarantined_and_named(tmp_path: Path, read
     assert reasons[2].startswith("ValueError: day: ") and "' 2024-01-02'" in reasons[2]
     assert reasons[3].startswith("ValueError: at: ")
     assert reasons[5].startswith("ValueError: day: ")
+
+
+def _read(database: Path, table: str, chunk_rows: int) -> tuple[list[tuple], dict[str, str]]:
+    engine = connect(SourceConfig(url=f"sqlite:///{database}"))
+    try:
+        source = discover(engine, TableConfig(name=table))
+        prepare = ChunkPreparer(source.schema)
+        kept, reasons = [], {}
+        for chunk in stream_rows(engine, source, chunk_rows):
+            prepared, quarantined = prepare(chunk)
+            kept += prepared.rows
+            reasons |= {str(r["key"]["id"]): str(r["reason"]) for r in quarantined}
+        return kept, reasons
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+def test_whole_numbers_in_numeric_columns_are_read_exactly(tmp_path: Path, reader: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite keeps a whole number in a NUMERIC column as an integer; SQLAlchemy formatted it as a
+    float (9007199254740993 became ...992). A real still lands rounded to the declared scale, as
+    SQL Server or PostgreSQL would have stored it."""
+    if reader == "dbapi":
+        monkeypatch.setenv(READER_ENV, "dbapi")
+    database = tmp_path / "numbers.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE amounts (id INTEGER PRIMARY KEY, a NUMERIC(20,2), b NUMERIC(28,0), "
+                           "d NUMERIC(10,2))")
+        connection.executemany("INSERT INTO amounts VALUES (?, ?, ?, ?)", [
+            (1, 9007199254740993, 9223372036854775807, 0.005), (2, 12.5, -123456789012345678, 1.239),
+            (3, 7, 2**53, None)])
+    kept, reasons = _read(database, "amounts", 10)
+    assert reasons == {}
+    assert kept == [(1, Decimal("9007199254740993"), Decimal("9223372036854775807"), Decimal("0.01")),
+                    (2, Decimal("12.5"), Decimal("-123456789012345678"), Decimal("1.24")),
+                    (3, Decimal(7), Decimal(2**53), None)]
