@@ -116,6 +116,8 @@ def read_as(sa_type: sa.types.TypeEngine, dialect: str) -> sa.types.TypeEngine:
         return MysqlFlag() if sa_type.length in (None, 1) else MysqlBits()
     if dialect == "postgresql":
         return _postgresql(sa_type)
+    if isinstance(sa_type, sa.JSON):
+        return sa.Text()  # the stored text, as it is: SQLAlchemy's JSON type parses it into objects
     return sa_type
 
 

@@ -80,3 +80,19 @@ def test_whole_numbers_in_numeric_columns_are_read_exactly(tmp_path: Path, reade
     assert kept == [(1, Decimal("9007199254740993"), Decimal("9223372036854775807"), Decimal("0.01")),
                     (2, Decimal("12.5"), Decimal("-123456789012345678"), Decimal("1.24")),
                     (3, Decimal(7), Decimal(2**53), None)]
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+def test_a_json_column_lands_as_the_text_it_holds(tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy's JSON type parsed each value: objects and text that is no JSON were quarantined,
+    '"hello"' lost its quotes and the text 'null' became NULL."""
+    if reader == "dbapi":
+        monkeypatch.setenv(READER_ENV, "dbapi")
+    database = tmp_path / "documents.db"
+    texts = ['{"b": 1.50, "a": [true, null]}', "[1, 2]", "not json", '"hello"', "null", "", None]
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE documents (id INTEGER PRIMARY KEY, body JSON)")
+        connection.executemany("INSERT INTO documents VALUES (?, ?)", list(enumerate(texts)))
+    kept, reasons = _read(database, "documents", 3)
+    assert reasons == {}
+    assert kept == list(enumerate(texts))
