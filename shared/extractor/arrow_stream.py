@@ -31,6 +31,7 @@ from shared.extractor.dbapi_stream import (
     Select,
     SourceChunk,
     processor_for,
+    resume_value,
     statement,
     stream_dbapi,
 )
@@ -299,7 +300,7 @@ def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_ro
         batches = cursor.fetch_record_batch()
         processors = reader.processors(batches.schema)
         for columns in _rechunked(batches, chunk_rows, chunk_bytes):
-            last_key = tuple(_processed(processors[p], columns[p][-1].as_py()) for p in schema.key_positions)
+            last_key = tuple(resume_value(processors[p], columns[p][-1].as_py()) for p in schema.key_positions)
             low = lower
             yield ArrowChunk(columns, processors, last_key, lambda low=low, high=last_key: reference(low, high))
             lower = last_key
@@ -316,10 +317,6 @@ def _statement(reader: ArrowReader, schema: TableSchema, query: sa.Select) -> tu
         except (sa.exc.CompileError, NotImplementedError) as error:
             log.info("key bounds bound as parameters (%s): the range is read in one batch", error_line(error))
     return statement(reader.dialect, query)
-
-
-def _processed(processor: Processor, value: object) -> object:
-    return value if processor is None or value is None else processor(value)
 
 
 def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int, chunk_bytes: int | None = None

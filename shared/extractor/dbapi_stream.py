@@ -42,8 +42,7 @@ class SourceChunk(Sequence[tuple]):
         """The last row's key, only its key columns processed: a bad value elsewhere in that row is
         for the snapshot to quarantine, not a reason to stop reading."""
         row = self.raw[-1]
-        return tuple(row[p] if self.processors[p] is None or row[p] is None else self.processors[p](row[p])
-                     for p in positions)
+        return tuple(resume_value(self.processors[p], row[p]) for p in positions)
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -123,6 +122,18 @@ def _pg_numeric_as_text(psycopg2: Any) -> Any:
     """psycopg2 makes a Decimal of PostgreSQL's numeric text (a Python object a value); kept as
     text, a column of them converts at once. `decimal.Decimal` makes the driver's value again."""
     return psycopg2.extensions.new_type((_PG_NUMERIC_OID,), "MATRIX_SYNC_NUMERIC_TEXT", lambda value, _cursor: value)
+
+
+def resume_value(processor: Processor, value: object) -> object:
+    """A key value to resume the key-ordered read after: processed, or where its processor refuses
+    it (SQLite text that is no date in a DATE key) as the driver returned it, which the source
+    compares as it stored it. Its row is quarantined by the snapshot, not the table failed."""
+    if processor is None or value is None:
+        return value
+    try:
+        return processor(value)
+    except Exception:  # noqa: BLE001 - a driver value its processor refuses, whatever it raises
+        return value
 
 
 def processor_for(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:

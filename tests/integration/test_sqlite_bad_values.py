@@ -96,3 +96,22 @@ def test_a_json_column_lands_as_the_text_it_holds(tmp_path: Path, reader: str, m
     kept, reasons = _read(database, "documents", 3)
     assert reasons == {}
     assert kept == list(enumerate(texts))
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+@pytest.mark.parametrize(("declared", "bad", "good"), [("DATE", ["1999-99-99", "x"], ["2024-01-01", "2024-02-29"]),
+                                                        ("NUMERIC(10,2)", ["abc"], [1.5, 2])])
+def test_a_key_its_converter_refuses_is_quarantined_even_ending_a_chunk(
+    tmp_path: Path, reader: str, declared: str, bad: list[str], good: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read resumes after each chunk's last key: one the driver's converter refused (text that
+    is no date, sorting last) failed the whole table instead of being quarantined."""
+    if reader == "dbapi":
+        monkeypatch.setenv(READER_ENV, "dbapi")
+    database = tmp_path / "keys.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute(f"CREATE TABLE keyed (id {declared} PRIMARY KEY, v TEXT)")
+        connection.executemany("INSERT INTO keyed VALUES (?, 'v')", [(key,) for key in [*good, *bad]])
+    for chunk_rows in (1, 2, 10):
+        kept, reasons = _read(database, "keyed", chunk_rows)
+        assert len(kept) == len(good) and sorted(reasons) == sorted(map(repr, bad)), (chunk_rows, kept, reasons)
