@@ -15,10 +15,19 @@ from shared.loader import faults, index_compaction, locks, schema_plan, staging
 from shared.loader.conflicts import retry_on_conflict
 from shared.loader.decide import Verdict, decide
 from shared.loader.errors import BaseNotApplied, RefusedError
-from shared.loader.merge_sql import BASE_MISSING, BASE_SUPERSEDED, DIVERGED, LoadValues, load_script
+from shared.loader.merge_sql import (
+    BASE_MISSING,
+    BASE_SUPERSEDED,
+    DIVERGED,
+    DUPLICATE_KEYS,
+    LoadValues,
+    load_script,
+    repeated_keys_query,
+)
 from shared.loader.part_footers import check_part_footers
 from shared.manifest import Manifest
 
+_SHOWN_KEYS = 5
 log = logs.get(__name__)
 
 
@@ -122,6 +131,8 @@ def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged) -> LoadO
         raise BaseNotApplied(f"delta on run {values.base_run_id}, which is not applied yet")
     if status == BASE_SUPERSEDED:
         raise RefusedError(f"delta on run {values.base_run_id}, but the table has moved past it; a full snapshot is needed")
+    if status == DUPLICATE_KEYS:
+        raise RefusedError(_repeated_keys(manifest, staged.rows))
     if status == DIVERGED:
         raise RefusedError(f"applying run {manifest.run_id} would leave {row['rows_after']} rows in {target.table_id}, "
                            f"the manifest says {manifest.row_count}; rolled back (a full snapshot is needed)")
@@ -133,3 +144,13 @@ def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged) -> LoadO
     return LoadOutcome(status, int(row["rows_inserted"] or 0), int(row["rows_updated"] or 0),
                        int(row["rows_deleted"] or 0), needs_publish=True)
 
+
+def _repeated_keys(manifest: Manifest, staging_table: str) -> str:
+    """Why a snapshot whose staged rows hold a key twice is refused, with a few of the keys."""
+    schema = manifest.table_schema
+    sample = bq.query(manifest.target.project, f"{repeated_keys_query(schema, quote_bigquery(*staging_table.split('.')))}"
+                                               f" LIMIT {_SHOWN_KEYS}")
+    shown = "; ".join(", ".join(f"{c.bq_name}={row[c.bq_name]!r}" for c in schema.key_columns) for row in sample)
+    return (f"the snapshot holds rows the source tells apart that land as one BigQuery key ({shown}), e.g. 1 and '1' "
+            "in an untyped SQLite column or two spellings of one DATETIME; nothing was applied: make the source's "
+            "keys distinct as values, or replicate a view that does")

@@ -21,7 +21,8 @@ from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableS
 BASE_MISSING = "base_missing"
 BASE_SUPERSEDED = "base_superseded"
 DIVERGED = "diverged"
-OUTCOMES = (APPLIED, DUPLICATE, STALE, BASE_MISSING, BASE_SUPERSEDED, DIVERGED)
+DUPLICATE_KEYS = "duplicate_keys"
+OUTCOMES = (APPLIED, DUPLICATE, STALE, BASE_MISSING, BASE_SUPERSEDED, DIVERGED, DUPLICATE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,15 @@ def count_queries(schema: TableSchema, tables: Tables) -> dict[str, str]:
     }
 
 
+def repeated_keys_query(schema: TableSchema, staging: str) -> str:
+    """The keys the staged rows hold more than once. The extractor leaves out keys the source holds
+    twice, but rows the source tells apart can still land as one BigQuery key (1 and '1' in an
+    untyped SQLite column, two spellings of one DATETIME); a MERGE cannot match a target row to two
+    source rows (BigQuery fails it, the emulator garbles it), and an insert would duplicate the key."""
+    keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
+    return f"SELECT {keys} FROM {staging} GROUP BY {keys} HAVING COUNT(*) > 1"
+
+
 def ledger_insert(ledger: str) -> str:
     return (
         f"INSERT INTO {ledger} (table_id, source_table, run_id, sequence, mode, status, manifest_uri, "
@@ -175,8 +185,9 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
     delivery finds the ledger row. The table must end with exactly the manifest's row count, or
     everything is rolled back (`diverged`): a delta applied to a table that is not its base's
-    result must not commit. `fault` (tests only) fails the script after the first write. A keyless
-    table is applied by multiplicity instead of by key, in the same transaction.
+    result must not commit. Staged rows holding a key twice write nothing (`duplicate_keys`).
+    `fault` (tests only) fails the script after the first write. A keyless table is applied by
+    multiplicity instead of by key, in the same transaction.
     """
     tables = Tables(target, staging, ledger, deleted)
     counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in _counts(schema, tables).items())
@@ -184,6 +195,9 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     if fault:
         writes.insert(1, "SELECT ERROR('MATRIX_FAULT=during_merge');")
     body = "\n".join(f"  {w}" for w in writes)
+    repeated_keys = "" if schema.keyless else (
+        f"IF outcome = '{APPLIED}' AND EXISTS ({repeated_keys_query(schema, staging)}) THEN\n"
+        f"  SET outcome = '{DUPLICATE_KEYS}';\nEND IF;\n")
     return f"""
 {values.declarations()}
 DECLARE outcome STRING DEFAULT NULL;
@@ -193,7 +207,7 @@ DECLARE v_deleted INT64 DEFAULT 0;
 DECLARE v_rows_after INT64 DEFAULT NULL;
 BEGIN TRANSACTION;
 SET outcome = ({guard_query(ledger, delta=deleted is not None)});
-IF outcome = '{APPLIED}' THEN
+{repeated_keys}IF outcome = '{APPLIED}' THEN
 {counts}
   {ledger_insert(ledger)};
 {body}

@@ -310,6 +310,39 @@ def test_no_credentials_off_google_cloud_prints_only_what_to_do(tmp_path: Path) 
     assert "metadata server" in logged
 
 
+def test_keys_the_source_tells_apart_but_bigquery_cannot_are_refused_then_heal(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """An untyped SQLite key holds 1 and '1', a DATETIME key two spellings of one instant, far apart
+    in the source's order: each pair lands as one BigQuery key, which a MERGE cannot apply."""
+    database = tmp_path / "source.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE codes (id PRIMARY KEY, v TEXT)")
+        connection.executemany("INSERT INTO codes VALUES (?, ?)", [(1, "a"), (2, "b"), ("1", "c"), ("x", "d")])
+        connection.execute("CREATE TABLE readings (at DATETIME PRIMARY KEY, v INT)")
+        connection.executemany("INSERT INTO readings VALUES (?, ?)", [
+            ("2024-01-01 00:00:00", 1), ("2024-01-01 00:00:00.5", 2), ("2024-01-01T00:00:00", 3)])
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}",
+                          tables={"codes": ["id"], "readings": ["at"]}, suffix=unique_name)
+    run = ("run", "--config", str(tmp_path / "config.yaml"))
+
+    refused = matrix_sync(*run, stack=stack, cwd=tmp_path)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "codes: refused, the snapshot holds rows the source tells apart that land as one BigQuery key (id='1')" \
+        in refused.stderr
+    assert "readings: refused, the snapshot holds rows the source tells apart that land as one BigQuery key " \
+           "(at=datetime.datetime(2024, 1, 1, 0, 0))" in refused.stderr
+    for table in ("codes", "readings"):
+        assert bigquery_rows(config, table) == {}
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM codes WHERE id = '1'")
+        connection.execute("DELETE FROM readings WHERE at = '2024-01-01T00:00:00'")
+    healed = matrix_sync(*run, stack=stack, cwd=tmp_path)
+    assert healed.returncode == 0, healed.stdout + healed.stderr
+    assert_tables_equal(config)
+
+
 def test_names_holding_brackets_are_shown_as_written(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
     """Square brackets quote a name part in the config, and rich would take them for its markup:
     `main.[order.items]` was shown as `main.`, and a `[/x]` typed by a user ended in a traceback."""
