@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from google.api_core import exceptions as gexc
+from google.auth.exceptions import DefaultCredentialsError
 from rich.table import Table
 
 from matrix_sync import compare as cmp
@@ -43,6 +44,7 @@ from shared.identifiers import quote_bigquery as q
 from shared.reconciler.options import OptionsError
 from shared.validator.thresholds import ThresholdsError
 
+log = logs.get(__name__)
 EXPECTED_ERRORS = (ConfigError, SourceError, StackError, OperatorError, cmp.CompareError, ThresholdsError,
                    OptionsError, gexc.GoogleAPIError)
 
@@ -89,7 +91,7 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
     engine = connect(config.source)
     results, not_compared = [], []
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bars:
             progress = _RichCompareProgress(bars)
             for table in chosen:
@@ -98,6 +100,13 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
                                                      stored_hashes=stored_hashes))
                 except cmp.CompareError as error:
                     not_compared.append(f"{table.name}: not compared, {error}")
+                except (DefaultCredentialsError, StackError):
+                    raise  # no table can be compared: one line says why
+                except Exception as error:  # noqa: BLE001 - one table's failure leaves the others to compare
+                    log.exception("comparing %s failed", table.name)
+                    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+                    not_compared.append(f"{table.name}: not compared, {type(error).__name__}: {first_line} "
+                                        "(the stack trace is in the log file)")
     finally:
         engine.dispose()
     return results, not_compared

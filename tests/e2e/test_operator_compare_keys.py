@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from click.testing import CliRunner
 
+from matrix_sync import compare_bigquery
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.operator import compare_keys
 from matrix_sync.stack import LocalStack
@@ -47,6 +50,21 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     missing = f"{config.bigquery.project}.{config.bigquery.dataset}.payments does not exist: run a cycle first"
     assert f"payments: not compared, {missing}" in partly.output
     assert any(line.startswith("customers 20 20 0 0 0 0 0") for line in _lines(partly.output)), partly.output
+    # any other failure of one table (here the emulator's answer outlasting the request timeout) is
+    # named with its reason, and the other tables are still compared
+    build = compare_bigquery.build_hash_table
+
+    def stalls_on_customers(*args: Any) -> Any:
+        if args[2].endswith(".customers"):
+            raise requests.exceptions.ReadTimeout("HTTPConnectionPool(host='127.0.0.1'): Read timed out.")
+        return build(*args)
+
+    monkeypatch.setattr(compare_bigquery, "build_hash_table", stalls_on_customers)
+    stalled = runner.invoke(compare_keys, ["--config", str(config_path)])
+    monkeypatch.setattr(compare_bigquery, "build_hash_table", build)
+    assert stalled.exit_code == 1, stalled.output
+    assert "customers: not compared, ReadTimeout: HTTPConnectionPool(host='127.0.0.1'): Read timed out." in stalled.output
+    assert any(line.startswith("accounts") for line in _lines(stalled.output)), stalled.output
 
     execute(config, "DELETE FROM {t:customers} WHERE customer_id = 3")
     execute(config, "INSERT INTO {t:customers} SELECT * REPLACE (9999 AS customer_id) FROM {t:customers} "
