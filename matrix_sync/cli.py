@@ -96,8 +96,8 @@ def _print_status(stack_: Any) -> bool:
     for heading in ("service", "pid", "port", "state", "log"):
         table.add_column(heading)
     for s in statuses:
-        table.add_row(s.name, str(s.pid or "-"), str(s.port), Text("running", "green") if s.running else Text("stopped", "red"),
-                      str(s.log))
+        state = Text("running", "green") if s.running else Text("stopped", "red")
+        table.add_row(s.name, str(s.pid or "-"), str(s.port), state, str(s.log))
     console.print(table if any(s.running for s in statuses) else "the local stack is not running (matrix-sync stack up)")
     return bool(statuses) and all(s.running for s in statuses)
 

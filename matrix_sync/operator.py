@@ -91,8 +91,8 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
     engine = connect(config.source)
     results, not_compared = [], []
     try:
-        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as bars:
+        with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bars:
             progress = _RichCompareProgress(bars)
             for table in chosen:
                 try:
@@ -194,8 +194,8 @@ def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) 
         outcome = cmp.repair_in_bigquery(config, result)
         entry = "-"
         if outcome.deleted:
-            entry = record_operator_action(config, result.table, result.target, ledger.OPERATOR_DELETE, outcome.deleted,
-                                           f"compare-keys --repair: {result.count(cmp.EXTRA)} extra, "
+            entry = record_operator_action(config, result.table, result.target, ledger.OPERATOR_DELETE,
+                                           outcome.deleted, f"compare-keys --repair: {result.count(cmp.EXTRA)} extra, "
                                            f"{result.count(cmp.DUPLICATE)} duplicated key(s)")
         done.add_row(result.table, f"{outcome.deleted:,}", f"{outcome.restamped:,}", entry)
     console.print(done)
@@ -287,7 +287,8 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
     table = config.table(table_name)
     table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
     condition, params = parse_key_filters(table_id, keys) if keys else (f"({checked_condition(where or '')})", [])
-    _destroy(config, table_name, condition, params, what="delete", status=ledger.OPERATOR_DELETE, dry_run=dry_run, yes=yes)
+    _destroy(config, table_name, condition, params, what="delete", status=ledger.OPERATOR_DELETE, dry_run=dry_run,
+             yes=yes)
 
 
 @click.command("truncate")
@@ -299,7 +300,8 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
 def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> None:
     """Removes every row of a BigQuery table and records it in the ledger."""
     config = _config(config_path)
-    _destroy(config, table_name, "TRUE", [], what="truncate", status=ledger.OPERATOR_TRUNCATE, dry_run=dry_run, yes=yes)
+    _destroy(config, table_name, "TRUE", [], what="truncate", status=ledger.OPERATOR_TRUNCATE, dry_run=dry_run,
+             yes=yes)
 
 
 # --- status -------------------------------------------------------------------------------------

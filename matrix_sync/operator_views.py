@@ -19,7 +19,7 @@ from shared import bq_jobs, ledger, results
 from shared.applied import SnapshotGone, latest_snapshot
 from shared.config import Config, TableConfig
 from shared.extractor.snapshot import new_run_id
-from shared.identifiers import PIPELINE_COLUMNS, IdentifierError, bigquery_column_for
+from shared.identifiers import IdentifierError, bigquery_column_for
 from shared.identifiers import quote_bigquery as q
 from shared.topology import LEDGER_TABLE
 from shared.validator.checks import CheckResult, run_checks
@@ -127,7 +127,7 @@ def parse_key_filters(table_id: str, filters: tuple[str, ...]) -> tuple[str, lis
     table = bq.get_table(table_id)
     if table is None:
         raise OperatorError(f"{table_id} does not exist")
-    types = {f.name.lower(): (f.name, f.field_type) for f in table.schema if f.name not in PIPELINE_COLUMNS}
+    types = {f.name.lower(): (f.name, f.field_type) for f in table.schema}
     conditions, params, seen = [], [], set()
     for i, item in enumerate(filters):
         name, sep, text = item.partition("=")
