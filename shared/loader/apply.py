@@ -148,8 +148,8 @@ def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged) -> LoadO
 def _repeated_keys(manifest: Manifest, staging_table: str) -> str:
     """Why a snapshot whose staged rows hold a key twice is refused, with a few of the keys."""
     schema = manifest.table_schema
-    sample = bq.query(manifest.target.project, f"{repeated_keys_query(schema, quote_bigquery(*staging_table.split('.')))}"
-                                               f" LIMIT {_SHOWN_KEYS}")
+    repeated = repeated_keys_query(schema, quote_bigquery(*staging_table.split(".")))
+    sample = bq.query(manifest.target.project, f"{repeated} LIMIT {_SHOWN_KEYS}")
     shown = "; ".join(", ".join(f"{c.bq_name}={row[c.bq_name]!r}" for c in schema.key_columns) for row in sample)
     return (f"the snapshot holds rows the source tells apart that land as one BigQuery key ({shown}), e.g. 1 and '1' "
             "in an untyped SQLite column or two spellings of one DATETIME; nothing was applied: make the source's "

@@ -52,8 +52,8 @@ def refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
             if normalised(c.bq_type) == "BIGNUMERIC"]
     if wide:
         raise RefusedError(f"column(s) {', '.join(wide)} of {manifest.target.table_id} need BIGNUMERIC (more than "
-                           "29 integer or 9 fractional digits), which the BigQuery emulator cannot hold: this table replicates to "
-                           "BigQuery, not to the local stack")
+                           "29 integer or 9 fractional digits), which the BigQuery emulator cannot hold: this table "
+                           "replicates to BigQuery, not to the local stack")
 
 
 def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tuple[str, ...] | None) -> SchemaPlan:

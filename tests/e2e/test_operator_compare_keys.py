@@ -63,7 +63,8 @@ def test_compare_keys_finds_every_planted_difference_and_repair_fixes_them(
     stalled = runner.invoke(compare_keys, ["--config", str(config_path)])
     monkeypatch.setattr(compare_bigquery, "build_hash_table", build)
     assert stalled.exit_code == 1, stalled.output
-    assert "customers: not compared, ReadTimeout: HTTPConnectionPool(host='127.0.0.1'): Read timed out." in stalled.output
+    stalled_line = "customers: not compared, ReadTimeout: HTTPConnectionPool(host='127.0.0.1'): Read timed out."
+    assert stalled_line in stalled.output
     assert any(line.startswith("accounts") for line in _lines(stalled.output)), stalled.output
 
     execute(config, "DELETE FROM {t:customers} WHERE customer_id = 3")

@@ -120,7 +120,8 @@ def test_deleting_from_a_table_never_loaded_is_one_line(stack: LocalStack, tmp_p
     args = ["--config", str(config_path), "--table", "customers", "--yes"]
     for command, extra in ((truncate, []), (delete, ["--where", "TRUE"]), (delete, ["--key", "customer_id=1"])):
         result = CliRunner().invoke(command, [*args, *extra])
-        assert result.exit_code == 2 and f"{table_id(config, 'customers')} does not exist" in result.output, result.output
+        assert result.exit_code == 2, result.output
+        assert f"{table_id(config, 'customers')} does not exist" in result.output
         assert "404" not in result.output
 
 
