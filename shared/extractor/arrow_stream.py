@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from shared import logs
@@ -69,20 +70,21 @@ class ArrowChunk(Sequence[tuple]):
     processor of each column. Indexing or iterating gives the rows the DBAPI reader returns for the
     chunk's key range (read again on first use): the snapshot converts `columns` instead."""
 
-    __slots__ = ("columns", "processors", "last_key", "_reference", "_rows")
+    __slots__ = ("columns", "processors", "last_key", "exact", "_reference", "_rows")
 
     def __init__(self, columns: list[pa.Array], processors: Sequence[Processor], last_key: tuple,
-                 reference: Callable[[], SourceChunk]) -> None:
+                 reference: Callable[[], SourceChunk], exact: bool = True) -> None:
         self.columns = columns
         self.processors = tuple(processors)
         self.last_key = last_key
+        self.exact = exact  # the columns hold the stored values exactly, so a raw hash tells rows apart
         self._reference = reference
         self._rows: SourceChunk | None = None
 
     def only(self, mask: pa.Array) -> ArrowChunk:
         """The rows where `mask` is true; its reference is still the whole key range."""
         return ArrowChunk([column.filter(mask) for column in self.columns], self.processors, self.last_key,
-                          self._reference)
+                          self._reference, self.exact)
 
     def reference(self) -> SourceChunk:
         """The same key range read by the DBAPI reader."""
@@ -119,6 +121,7 @@ class ArrowReader:
     processors: Callable[[pa.Schema], list[Processor]]
     columns: Callable[[sa.Select], sa.Select] = lambda query: query  # what the driver is asked for
     inline_bounds: bool = False  # key bounds written into the SQL, not bound as parameters
+    exact: Callable[[list[pa.Array]], bool] = lambda columns: True  # a chunk's values are the stored ones
 
 
 def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
@@ -141,7 +144,9 @@ def _installed(module: str) -> bool:
 def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
     url = connection.engine.url
     path = url.database
-    if not path or path == ":memory:" or path.startswith("file:") or url.query or table.schema:
+    if not path or path == ":memory:" or path.startswith("file:") or url.query:
+        return None
+    if table.schema not in (None, "main"):  # an attached database: not in the file ADBC opens
         return None
     quoted = connection.dialect.identifier_preparer.quote(table.name)
     declared = {row[1]: row[2] for row in connection.exec_driver_sql(f"PRAGMA table_info({quoted})")}
@@ -163,7 +168,34 @@ def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSche
                                                                          chunk_bytes)
         return {"adbc.sqlite.query.batch_rows": str(rows)}
 
-    return ArrowReader(connect, dialect, options, processors)
+    affinities = [_affinity(declared.get(column.name, "")) for column in columns]
+
+    def exact(arrays: list[pa.Array]) -> bool:
+        return all(_stored_values(array, affinity) for array, affinity in zip(arrays, affinities, strict=True))
+
+    return ArrowReader(connect, dialect, options, processors, exact=exact)
+
+
+def _stored_values(array: pa.Array, affinity: str) -> bool:
+    """Whether ADBC's column of a batch holds the values SQLite stored, exactly. Where storage classes
+    mix in a batch it widens the column: integers to doubles (inexact past 2**53), numbers to text
+    ('1.000000e+00' for 1.0000001), anything beside a blob to bytes (0 and X'30' both b'0').
+    Converting such a chunk falls back to the DBAPI reader, but a raw hash of it could take a
+    changed row for an unchanged one."""
+    kind = array.type
+    if pa.types.is_null(kind) or pa.types.is_integer(kind):
+        return True
+    if pa.types.is_floating(kind):
+        largest = pc.max(pc.abs(array)).as_py()
+        return affinity == "REAL" or largest is None or largest < 2**53
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        # Only TEXT affinity keeps a number as text; the others store number-like text as the number,
+        # so a number among their texts is one ADBC wrote
+        return affinity == "TEXT" or not pc.any(pc.match_substring_regex(array, _NUMBER_TEXT)).as_py()
+    return False
+
+
+_NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
 _SAMPLE_ROWS = 256
@@ -302,7 +334,8 @@ def _chunks(reader: ArrowReader, schema: TableSchema, query: sa.Select, chunk_ro
         for columns in _rechunked(batches, chunk_rows, chunk_bytes):
             last_key = tuple(resume_value(processors[p], columns[p][-1].as_py()) for p in schema.key_positions)
             low = lower
-            yield ArrowChunk(columns, processors, last_key, lambda low=low, high=last_key: reference(low, high))
+            yield ArrowChunk(columns, processors, last_key, lambda low=low, high=last_key: reference(low, high),
+                             reader.exact(columns))
             lower = last_key
 
 

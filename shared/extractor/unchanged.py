@@ -72,7 +72,7 @@ class Screen:
         """The chunk to prepare (the rows not kept) and what to finish it with."""
         if not isinstance(chunk, ArrowChunk) or not len(chunk) or self._key_position is None:
             return chunk, Screened(len(chunk), None, None, None)  # nothing a later delta could screen with
-        hashes = raw_hashes(chunk.columns)
+        hashes = raw_hashes(chunk.columns) if chunk.exact else None
         key_column = chunk.columns[self._key_position]
         keys = key_column if key_column.type == self._key_type else None
         if self._base is None or hashes is None or keys is None:
