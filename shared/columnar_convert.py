@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.engine import processors
 
-from shared import decimal_processor
+from shared import exact_processors
 from shared.models import FieldSpec
 from shared.types import MAX_CELL_BYTES, arrow_type, arrow_value_converter
 
@@ -120,9 +120,9 @@ class ColumnConverter:
             if expected is None or not kinds <= {expected}:
                 raise NotColumnar(f"{self.column.name}: {array.type} values")
             return array, expected
-        if processor is processors.int_to_boolean and kind is int:
-            return pc.not_equal(array, 0), bool
-        if processor is processors.int_to_boolean and kind is bool:
+        if processor is exact_processors.zero_or_one and kind is int:
+            return _flags(array, self.column.name), bool
+        if processor is exact_processors.zero_or_one and kind is bool:
             return array, bool
         if processor is processors.str_to_date and kind is str:
             return _parse(array, _ISO_DATE, pa.date32()), datetime.date
@@ -130,7 +130,7 @@ class ColumnConverter:
             return _parse(array, _ISO_DATETIME, pa.timestamp("us")), datetime.datetime
         if processor is decimal.Decimal and kind is str and pa.types.is_decimal(self.arrow_type):
             return _decimal_from_text(array, self.arrow_type), decimal.Decimal
-        if (rounded := decimal_processor.rounding(processor)) is not None and kind in (int, float):
+        if (rounded := exact_processors.rounding(processor)) is not None and kind in (int, float):
             return _decimal_from_numbers(rounded, _exact_floats(array)), decimal.Decimal
         raise NotColumnar(f"{self.column.name}: {array.type} through {processor!r}")
 
@@ -142,9 +142,9 @@ class ColumnConverter:
             return self._values(raw, kinds)
         if processor is processors.to_float and kinds <= {float}:
             return self._values(raw, kinds)
-        if processor is processors.int_to_boolean and kinds <= {int}:
-            return _Processed(None, pc.not_equal(pa.array(raw, pa.int64()), 0), bool)
-        if processor is processors.int_to_boolean and kinds <= {bool}:
+        if processor is exact_processors.zero_or_one and kinds <= {int}:
+            return _Processed(None, _flags(pa.array(raw, pa.int64()), self.column.name), bool)
+        if processor is exact_processors.zero_or_one and kinds <= {bool}:
             return self._values(raw, kinds)
         if processor is processors.str_to_date and kinds <= {str}:
             return _Processed(None, _parse(raw, _ISO_DATE, pa.date32()), datetime.date)
@@ -152,7 +152,7 @@ class ColumnConverter:
             return _Processed(None, _parse(raw, _ISO_DATETIME, pa.timestamp("us")), datetime.datetime)
         if processor is decimal.Decimal and kinds <= {str} and pa.types.is_decimal(self.arrow_type):
             return _Processed(None, _decimal_from_text(raw, self.arrow_type), decimal.Decimal)
-        if (rounded := decimal_processor.rounding(processor)) is not None and kinds <= {float, int}:
+        if (rounded := exact_processors.rounding(processor)) is not None and kinds <= {float, int}:
             return _Processed(None, _decimal_from_numbers(rounded, raw), decimal.Decimal)
         try:
             values = [None if value is None else processor(value) for value in raw]
@@ -276,6 +276,13 @@ def _decimal_from_text(raw: Sequence[object] | pa.Array, target: pa.DataType) ->
         return _as_arrow(raw, pa.string()).cast(target)
     except pa.ArrowException as error:
         raise NotColumnar(str(error)) from None
+
+
+def _flags(array: pa.Array, column: str) -> pa.Array:
+    """0 and 1 as FALSE and TRUE; another number is for the per-row path to quarantine."""
+    if pc.any(pc.and_(pc.not_equal(array, 0), pc.not_equal(array, 1))).as_py():
+        raise NotColumnar(f"{column}: a number other than 0 and 1 for a BOOL")
+    return pc.equal(array, 1)
 
 
 def _decimal_from_numbers(processor: Callable[[Any], Any], raw: Sequence[object] | pa.Array) -> pa.Array:

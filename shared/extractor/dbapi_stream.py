@@ -11,7 +11,7 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 
-from shared import decimal_processor
+from shared import exact_processors
 from shared.extractor.chunk_size import gathered, long_value_positions, row_bytes
 from shared.schema import TableSchema
 
@@ -139,7 +139,7 @@ def resume_value(processor: Processor, value: object) -> object:
 def processor_for(column: sa.ColumnElement, dialect: sa.Dialect, type_code: object) -> Processor:
     """SQLAlchemy's result processor of a column (whole numbers exact where it makes decimals), after
     `decimal.Decimal` where numeric came as text."""
-    processor = decimal_processor.exact(column.type.dialect_impl(dialect).result_processor(dialect, type_code))
+    processor = exact_processors.exact(column.type.dialect_impl(dialect).result_processor(dialect, type_code))
     if dialect.name != "postgresql" or type_code != _PG_NUMERIC_OID:
         return processor
     if processor is None:

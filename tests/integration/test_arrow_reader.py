@@ -91,7 +91,7 @@ def test_sqlite_arrow_reader_matches_the_dbapi_reader(tmp_path: Path, monkeypatc
     rows[29] = (*rows[29][:7], b"\xff\xfe broken", rows[29][8])    # a BLOB in a TEXT column
     rows[32] = (*rows[32][:4], "not a date", *rows[32][5:])
     rows[34] = (rows[34][0], 2**60, *rows[34][2:])                   # beyond float64 and DECIMAL(12,2)
-    rows[44] = (*rows[44][:6], 2, *rows[44][7:])                     # a boolean stored as 2
+    rows[44] = (*rows[44][:6], 2, *rows[44][7:])                     # a boolean stored as 2: neither FALSE nor TRUE
     url = _sqlite(tmp_path / "s.db", SQLITE_DDL, rows)
     engine = sa.create_engine(url)
     with engine.begin() as connection:  # text that is not UTF-8, stored as TEXT
@@ -101,8 +101,8 @@ def test_sqlite_arrow_reader_matches_the_dbapi_reader(tmp_path: Path, monkeypatc
     table, rejected, kinds = _both(url, "t", 7, monkeypatch)
 
     assert "ArrowChunk" in kinds
-    assert table.num_rows == 60 - 5
-    assert sorted(int(r["key"]["id"]) for r in rejected) == [25, 30, 33, 35, 40]
+    assert table.num_rows == 60 - 6
+    assert sorted(int(r["key"]["id"]) for r in rejected) == [25, 30, 33, 35, 40, 45]
     _both(url, "t", 7, monkeypatch, lower=(10,), upper=(31,))
 
 

@@ -115,3 +115,20 @@ def test_a_key_its_converter_refuses_is_quarantined_even_ending_a_chunk(
     for chunk_rows in (1, 2, 10):
         kept, reasons = _read(database, "keyed", chunk_rows)
         assert len(kept) == len(good) and sorted(reasons) == sorted(map(repr, bad)), (chunk_rows, kept, reasons)
+
+
+@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+def test_a_boolean_column_takes_0_and_1_and_quarantines_the_rest(tmp_path: Path, reader: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy took any truthy value for TRUE: 2, -1, 'false' and X'00' all landed as TRUE."""
+    if reader == "dbapi":
+        monkeypatch.setenv(READER_ENV, "dbapi")
+    database = tmp_path / "flags.db"
+    values = [0, 1, None, 2, -1, "false", "t", b"\x00"]
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE flags (id INTEGER PRIMARY KEY, active BOOLEAN)")
+        connection.executemany("INSERT INTO flags VALUES (?, ?)", list(enumerate(values)))
+    kept, reasons = _read(database, "flags", 4)
+    assert kept == [(0, False), (1, True), (2, None)]
+    assert sorted(reasons) == ["3", "4", "5", "6", "7"], reasons
+    assert all("boolean" in reason or "BOOL" in reason for reason in reasons.values()), reasons

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import processors
 
+from shared import exact_processors
 from shared.columnar_convert import ColumnConverter, NotColumnar
 from shared.extractor.prepare import ChunkPreparer
 from shared.models import field_specs
@@ -63,7 +64,8 @@ CASES: dict[str, tuple[Column, Any, st.SearchStrategy[object]]] = {
     "float64": (_column("FLOAT64"), None, st.floats() | st.integers(max_value=2**60)),
     "float64 to_float": (_column("FLOAT64"), processors.to_float, st.floats() | st.decimals(allow_nan=False, places=2)),
     "bool": (_column("BOOL"), None, st.booleans() | st.integers(min_value=-1, max_value=2)),
-    "bool sqlite": (_column("BOOL", nullable=False), processors.int_to_boolean, st.integers(min_value=-2, max_value=3)),
+    "bool sqlite": (_column("BOOL", nullable=False), exact_processors.zero_or_one,
+                    st.integers(min_value=-2, max_value=3) | st.sampled_from(["false", b"\x00", 0.0])),
     "numeric(5,2)": (_column("NUMERIC", precision=5, scale=2), None, _decimals(4, 5) | st.floats(width=32)),
     "numeric bare": (_column("NUMERIC"), None, _decimals(12, 32)),
     "numeric(2,4)": (_column("NUMERIC", precision=2, scale=4), None, _decimals(5, 1)),
@@ -71,6 +73,10 @@ CASES: dict[str, tuple[Column, Any, st.SearchStrategy[object]]] = {
     "numeric sqlite": (_column("NUMERIC", precision=8, scale=2), processors.to_decimal_processor_factory(Decimal, 2),
                        st.floats(min_value=-1e7, max_value=1e7) | st.integers(min_value=-10**8, max_value=10**8)
                        | st.sampled_from([0.125, 0.005, 2.675, -0.005, 1e6 + 0.5, float("nan"), float("inf")])),
+    "numeric sqlite exact": (_column("NUMERIC", precision=20, scale=2),
+                             exact_processors.exact(processors.to_decimal_processor_factory(Decimal, 2)),
+                             st.integers(min_value=-10**18, max_value=10**18) | st.floats(min_value=-1e7, max_value=1e7)
+                             | st.sampled_from([2**53 + 1, -(2**53) - 1, 0.125])),
     "numeric postgresql": (_column("NUMERIC", precision=10, scale=4), Decimal,
                            _decimals(6, 8).map(str) | st.sampled_from(["NaN", "Infinity", "1e3", "-0.0000"])),
     "string(5)": (_column("STRING", length=5), None, _texts(7) | st.integers() | st.uuids()),
@@ -137,7 +143,7 @@ def test_the_columnar_path_agrees_with_the_per_row_reference(case: str) -> None:
 CLEAN: list[tuple[Column, Any, list[object]]] = [
     (_column("INT64"), None, [1, None, -(2**63), 2**63 - 1]),
     (_column("FLOAT64"), None, [1.5, None, float("nan"), -0.0]),
-    (_column("BOOL"), processors.int_to_boolean, [0, 1, 7, None]),
+    (_column("BOOL"), exact_processors.zero_or_one, [0, 1, None]),
     (_column("NUMERIC", precision=12, scale=2), processors.to_decimal_processor_factory(Decimal, 2),
      [5353.49, 12, None, 0.125, -0.001]),
     (_column("NUMERIC", precision=12, scale=2), Decimal, ["5353.49", "-0.00", None]),
