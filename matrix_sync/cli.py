@@ -26,11 +26,13 @@ from shared.extractor.run import extract as extract_snapshots
 from shared.extractor.source import SourceError
 from shared.gcs import BucketUnavailable
 from shared.pubsub import publish_json
+from shared.reconciler.options import OptionsError
 from shared.topology import RECONCILE_REQUESTS_TOPIC
 
 # A Google service's refusal or failure (denied, quota, 500s past the retries) is told in its own words
 # (missing credentials, by every command: matrix_sync.errors).
-EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, BucketUnavailable, GoogleAPIError)
+EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, BucketUnavailable, GoogleAPIError,
+                   OptionsError)
 
 
 friendly_errors = one_line_errors(*EXPECTED_ERRORS)
@@ -219,16 +221,19 @@ def agent(config_path: Path, once: bool, idle_timeout: float | None) -> None:
 @main.command("reconcile")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable); default: the config's")
-@click.option("--deep", is_flag=True, help="rebuild every row's hashes from its data, so values edited in BigQuery "
-                                           "without touching the hash columns are caught")
+@click.option("--deep/--fingerprint", default=None,
+              help="--deep rebuilds every row's hashes from its data, so values edited in BigQuery without touching "
+                   "the hash columns are caught; --fingerprint compares the stored hashes; default: each table's "
+                   "`deep` setting in MATRIX_RECONCILE")
 @click.option("--publish", is_flag=True, help="publish the request to reconcile-requests, as Cloud Scheduler does, "
                                               "and let the reconciler function run it")
 @friendly_errors
-def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool, publish: bool) -> None:
+def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | None, publish: bool) -> None:
     """Checks tables against their newest applied snapshot now, repairs what differs and prints the
     certificates; exits 1 if a table is not clean."""
     from matrix_sync.reconcile_view import certificate_messages, certificates_table
     from shared.reconciler.on_request import check_table, resolve
+    from shared.reconciler.options import from_environment
     from shared.reconciler.request import new_request
 
     config = load_config(config_path)
@@ -243,8 +248,10 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool, pu
         console.print(f"reconcile request {message_id} published for {', '.join(names)}")
         return
     found, unknown = resolve(request)
+    for table_id in found:  # a broken MATRIX_RECONCILE is refused here, not read as "repair everything"
+        from_environment(table_id, strict=True)
     certificates = [check_table(request, table_id) for table_id in found]
-    console.print(certificates_table(certificates, title=f"{'deep' if deep else 'fingerprint'} reconciliation"))
+    console.print(certificates_table(certificates, title="reconciliation"))
     for line in certificate_messages(certificates):
         console.print(line, highlight=False, soft_wrap=True)
     if unknown:

@@ -10,13 +10,13 @@ Table names are matched against the BigQuery table name and the full table id.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import logs
+from shared.table_settings import overlaid
 
 ENV_VARIABLE = "MATRIX_RECONCILE"
 log = logs.get(__name__)
@@ -40,31 +40,25 @@ def options_for(table_id: str, document: str | Mapping[str, object] | None) -> R
     """The options of one table: the document's defaults overlaid with its entry for the table."""
     if not document:
         return ReconcileOptions()
-    try:
-        data = json.loads(document) if isinstance(document, str) else dict(document)
-    except ValueError as error:
-        raise OptionsError(f"{ENV_VARIABLE} is not JSON: {error}") from None
-    if not isinstance(data, dict) or not set(data) <= {"default", "tables"}:
-        raise OptionsError(f"{ENV_VARIABLE} must be an object with 'default' and/or 'tables'")
-    merged = dict(data.get("default") or {})
-    tables = data.get("tables") or {}
-    name = table_id.split(".")[-1]
-    for key in (name, table_id):
-        merged.update(tables.get(key) or {})
+    merged = overlaid(document, table_id, ENV_VARIABLE, OptionsError)
     try:
         return ReconcileOptions.model_validate(merged)
     except ValidationError as error:
-        raise OptionsError(f"{ENV_VARIABLE} for {table_id}: {error.errors()[0]['loc']}: "
-                           f"{error.errors()[0]['msg']}") from None
+        first = error.errors()[0]
+        raise OptionsError(f"{ENV_VARIABLE} for {table_id}: {'.'.join(map(str, first['loc']))}: "
+                           f"{first['msg']}") from None
 
 
-def from_environment(table_id: str, *, deep: bool | None = None) -> ReconcileOptions:
+def from_environment(table_id: str, *, deep: bool | None = None, strict: bool = False) -> ReconcileOptions:
     """The table's options from `MATRIX_RECONCILE`, with `deep` overridden when a request says so.
-    A broken options document is logged and the defaults are used, so a configuration slip never
-    turns every message into a poison message."""
+    A broken options document is logged and the defaults are used without repairs (what was set
+    cannot be known, and a repair deletes rows), so a configuration slip never turns every message
+    into a poison message; `strict` (an operator's command) raises OptionsError instead."""
     try:
         options = options_for(table_id, os.environ.get(ENV_VARIABLE))
     except OptionsError as error:
-        log.error("using default reconcile options: %s", error)
-        options = ReconcileOptions()
+        if strict:
+            raise
+        log.error("checking without repairs, as the reconcile options cannot be read: %s", error)
+        options = ReconcileOptions(repair=False)
     return options if deep is None else options.model_copy(update={"deep": deep})

@@ -32,7 +32,7 @@ class ReconcileRequest(BaseModel):
     dataset: identifiers.BigQueryDataset
     pubsub_project: identifiers.GcpProject
     tables: list[str] = []
-    deep: bool = True
+    deep: bool | None = True  # None: each table's own `deep` setting (MATRIX_RECONCILE)
     requested_by: str = "schedule"
 
     def body(self) -> dict[str, object]:
@@ -56,7 +56,7 @@ def parse_request(data: Mapping[str, object]) -> ReconcileRequest:
         raise RequestError(f"reconcile request not understood: {where}: {first['msg']}") from None
 
 
-def new_request(*, project: str, dataset: str, pubsub_project: str, tables: list[str], deep: bool,
+def new_request(*, project: str, dataset: str, pubsub_project: str, tables: list[str], deep: bool | None,
                 requested_by: str) -> ReconcileRequest:
     return ReconcileRequest(request=REQUEST_KIND, project=project, dataset=dataset, pubsub_project=pubsub_project,
                             tables=tables, deep=deep, requested_by=requested_by)

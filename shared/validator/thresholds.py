@@ -11,12 +11,15 @@ Table names are matched against the BigQuery table name and the full table id.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from shared.table_settings import overlaid
 
 ENV_VARIABLE = "MATRIX_VALIDATION"
+CHECKS = ("row_count", "key_unique", "key_not_null", "schema_drift", "freshness", "quarantined_rows")
+COLUMN_CHECKS = ("not_null", "max_length", "decimal", "range")  # named '<check>:<column>'
 
 
 class Thresholds(BaseModel):
@@ -33,6 +36,22 @@ class Thresholds(BaseModel):
     date_max: dt.date | None = Field(default=None, description="latest plausible DATE/DATETIME/TIMESTAMP value")
     skip: list[str] = Field(default=[], description="check names (or prefixes such as 'max_length:') not to run")
 
+    @field_validator("skip")
+    @classmethod
+    def _known_checks(cls, names: list[str]) -> list[str]:
+        for name in names:
+            kind, colon, _column = name.partition(":")
+            if not (kind in CHECKS if not colon else kind in COLUMN_CHECKS):
+                raise ValueError(f"no check is named {name!r} (checks: {', '.join(CHECKS)}; per column, as "
+                                 f"'{COLUMN_CHECKS[0]}:' or '{COLUMN_CHECKS[0]}:<column>': {', '.join(COLUMN_CHECKS)})")
+        return names
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> Thresholds:
+        if self.date_min and self.date_max and self.date_min > self.date_max:
+            raise ValueError(f"date_min {self.date_min} is after date_max {self.date_max}")
+        return self
+
     def skipped(self, check_name: str) -> bool:
         return any(check_name == s or (s.endswith(":") and check_name.startswith(s)) for s in self.skip)
 
@@ -45,19 +64,11 @@ def thresholds_for(table_id: str, document: str | Mapping[str, object] | None) -
     """The thresholds of one table: the document's defaults overlaid with its entry for the table."""
     if not document:
         return Thresholds()
-    try:
-        data = json.loads(document) if isinstance(document, str) else dict(document)
-    except ValueError as error:
-        raise ThresholdsError(f"{ENV_VARIABLE} is not JSON: {error}") from None
-    if not isinstance(data, dict) or not set(data) <= {"default", "tables"}:
-        raise ThresholdsError(f"{ENV_VARIABLE} must be an object with 'default' and/or 'tables'")
-    merged = dict(data.get("default") or {})
-    tables = data.get("tables") or {}
-    for key in (table_id.split(".")[-1], table_id):
-        merged.update(tables.get(key) or {})
+    merged = overlaid(document, table_id, ENV_VARIABLE, ThresholdsError)
     try:
         return Thresholds.model_validate(merged)
     except ValidationError as error:
         first = error.errors()[0]
-        raise ThresholdsError(f"{ENV_VARIABLE} for {table_id}: {'.'.join(map(str, first['loc']))}: "
-                              f"{first['msg']}") from None
+        where = ".".join(map(str, first["loc"]))
+        raise ThresholdsError(f"{ENV_VARIABLE} for {table_id}: {where + ': ' if where else ''}"
+                              f"{first['msg'].removeprefix('Value error, ')}") from None

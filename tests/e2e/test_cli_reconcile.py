@@ -14,10 +14,11 @@ import pytest
 from matrix_sync import sample
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
 from shared.topology import EXTRACT_REQUESTS_TOPIC, RECONCILIATION_TABLE
 from tests.e2e.test_cli import matrix_sync
 from tests.support import sample_config, write_config
-from tests.support_reconcile import execute, pull_json, pull_subscription, wait_for_rows
+from tests.support_reconcile import execute, pull_json, pull_subscription, table_id, wait_for_rows
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -89,3 +90,38 @@ def test_the_configs_tables_are_checked_and_messages_shown_whole(stack: LocalSta
     assert "customers" in result.stdout and "accounts" not in result.stdout
     assert ("floats: deep mode unavailable (rebuilding the hashes of 331 columns (330 FLOAT64) takes a"
             in result.stdout), result.stdout
+
+
+def test_the_tables_own_settings_decide_unless_told_and_a_broken_document_is_refused(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    path = tmp_path / "config.yaml"
+    config = sample_config(stack, path, seed=9, tables={"customers": ["customer_id"]}, suffix=unique_name)
+    (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert report.reconciliation == "match", report
+    execute(config, "UPDATE {t:customers} SET email = 'edited.by.hand@example.com' WHERE customer_id = 2")
+    execute(config, "INSERT INTO {t:customers} SELECT * REPLACE (9999 AS customer_id) FROM {t:customers} "
+                    "WHERE customer_id = 3")
+    reconcile = ("reconcile", "--config", str(path), "--table", "customers")
+
+    # a typo in a document that says "do not repair": refused, not read as the defaults (which delete)
+    typo = matrix_sync(*reconcile, stack=stack, cwd=tmp_path,
+                       extra_env={"MATRIX_RECONCILE": '{"default": {"repair": false, "sample_key": 5}}'})
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr, typo.stdout + typo.stderr
+    assert "MATRIX_RECONCILE for" in typo.stderr and "sample_key" in typo.stderr
+    not_an_object = matrix_sync(*reconcile, stack=stack, cwd=tmp_path,
+                                extra_env={"MATRIX_RECONCILE": '{"tables": {"customers": [1, 2]}}'})
+    assert not_an_object.returncode == 2, not_an_object.stdout + not_an_object.stderr
+    assert "'tables.customers' must be an object of settings" in not_an_object.stderr
+
+    # the table's own `deep: true` is taken when the command does not say --fingerprint or --deep
+    own = matrix_sync(*reconcile, stack=stack, cwd=tmp_path,
+                      extra_env={"MATRIX_RECONCILE": '{"tables": {"customers": {"deep": true, "repair": false}}}'})
+    assert own.returncode == 1, own.stdout + own.stderr
+    assert "│ deep " in own.stdout and "mismatch" in own.stdout
+    kept = bq.query(config.bigquery.project, f"SELECT COUNT(*) AS n FROM `{table_id(config, 'customers')}` "
+                                             "WHERE customer_id = 9999")
+    assert kept[0]["n"] == 1  # repair: false was taken
+    told = matrix_sync(*reconcile, "--fingerprint", stack=stack, cwd=tmp_path,
+                       extra_env={"MATRIX_RECONCILE": '{"tables": {"customers": {"deep": true, "repair": false}}}'})
+    assert "│ fingerprint " in told.stdout, told.stdout + told.stderr

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlglot
@@ -11,7 +12,7 @@ from shared.identifiers import quote_bigquery as q
 from shared.manifest import Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
 from shared.schema import Column, TableSchema
 from shared.validator import checks
-from shared.validator.thresholds import Thresholds, ThresholdsError, thresholds_for
+from shared.validator.thresholds import CHECKS, COLUMN_CHECKS, Thresholds, ThresholdsError, thresholds_for
 
 SCHEMA = TableSchema(
     columns=[
@@ -106,6 +107,21 @@ def test_thresholds_document() -> None:
     chosen = thresholds_for("acme-dwh.matrix.things", document)
     assert chosen.freshness_max_age_s == 60 and chosen.date_min == dt.date(2000, 1, 1)
     assert thresholds_for("acme-dwh.matrix.other", document).date_min is None
-    for bad in ("[]", '{"default": {"freshness": 1}}', "{"):
-        with pytest.raises(ThresholdsError):
+    for bad, message in [("[]", "must be an object"), ('{"default": {"freshness": 1}}', "freshness"),
+                         ("{", "is not JSON"), ('{"default": "x"}', "'default' must be an object of settings"),
+                         ('{"tables": ["z"]}', "'tables' must be an object of table name -> settings"),
+                         ('{"tables": {"z": [1, 2]}}', "'tables.z' must be an object of settings"),
+                         ('{"default": {"skip": ["row-count"]}}', "no check is named 'row-count'"),
+                         ('{"default": {"skip": ["max_length"]}}', "no check is named 'max_length'"),
+                         ('{"default": {"date_min": "2020-01-01", "date_max": "2019-01-01"}}',
+                          "date_min 2020-01-01 is after date_max 2019-01-01")]:
+        with pytest.raises(ThresholdsError, match=re.escape(message)):
             thresholds_for("x.y.z", bad)
+    assert thresholds_for("x.y.z", '{"default": {"skip": ["max_length:", "range:at", "freshness"]}}').skip
+
+
+def test_every_check_can_be_skipped_by_its_name_and_skipping_all_leaves_no_query() -> None:
+    names = [p.name for p in checks._probes(manifest(), Thresholds())]
+    everything = Thresholds(skip=[*CHECKS, *(f"{kind}:" for kind in COLUMN_CHECKS)])
+    assert all(everything.skipped(name) for name in names)
+    assert checks._probes(manifest(), everything) == [] and checks._profile(manifest(), [], None) == []
