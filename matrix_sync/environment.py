@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from matrix_sync.stack import LocalStack
+from matrix_sync.stack import LocalStack, StackError
 from shared.clients import reset_clients
 from shared.config import Config
 
@@ -21,9 +21,17 @@ def local_stack() -> LocalStack:
 
 
 def running_stack() -> LocalStack | None:
+    """The local stack when all of it runs, None when none of it does. A stack partly down is an
+    error: falling back to Google Cloud then would send a local config's writes to real projects."""
     stack = local_stack()
     statuses = stack.status()
-    return stack if statuses and all(s.running for s in statuses) else None
+    stopped = [s.name for s in statuses if not s.running]
+    if len(stopped) == len(statuses):
+        return None
+    if stopped:
+        raise StackError(f"the local stack in {stack.root} is partly down ({', '.join(stopped)} stopped): "
+                         "`matrix-sync stack up` restarts what stopped, `matrix-sync stack down` stops the rest")
+    return stack
 
 
 def target_config(config: Config) -> str:

@@ -34,9 +34,12 @@ class StackPorts:
             if raw is None or raw.strip() == "":
                 continue
             try:
-                values[field.name] = int(raw)
+                port = int(raw)
             except ValueError:
                 raise StackError(f"{variable}={raw!r} is not a port number; set it to an integer") from None
+            if not 1 <= port <= 65535:
+                raise StackError(f"{variable}={raw!r} is not a port number; set it to one from 1 to 65535")
+            values[field.name] = port
         return cls(**values)
 
     @classmethod

@@ -89,9 +89,10 @@ def test_ports_from_env_override_defaults(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("MATRIX_STACK_BIGQUERY_GRPC_PORT", "19060")
     ports = StackPorts.from_env()
     assert (ports.pubsub, ports.bigquery_grpc, ports.gcs) == (18085, 19060, 4443)
-    monkeypatch.setenv("MATRIX_STACK_GCS_PORT", "four")
-    with pytest.raises(StackError, match="MATRIX_STACK_GCS_PORT"):
-        StackPorts.from_env()
+    for bad in ("four", "70000", "0"):
+        monkeypatch.setenv("MATRIX_STACK_GCS_PORT", bad)
+        with pytest.raises(StackError, match=f"MATRIX_STACK_GCS_PORT='{bad}' is not a port number"):
+            StackPorts.from_env()
 
 
 def test_free_ports_are_distinct() -> None:
@@ -307,3 +308,27 @@ def test_down_stops_exactly_its_processes(stack: LocalStack) -> None:
     finally:
         stop_all([bystander.pid])
         bystander.wait()
+
+
+def test_a_stack_partly_down_is_an_error_not_google_cloud(stack: LocalStack, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one function server stopped, commands took the stack for absent and targeted Google
+    Cloud: with credentials at hand, a local config's deletes would have gone to real projects."""
+    from matrix_sync.environment import STACK_DIR_VARIABLE, running_stack
+    from matrix_sync.stack.state import load_state, save_state
+
+    state = load_state(stack.state_path)
+    assert state is not None
+    state.services["validator"] = replace(state.services["validator"], pid=_dead_pid())
+    root = tmp_path / "partly"
+    save_state(LocalStack(root=root).state_path, state)  # the session's stack, its validator gone
+    monkeypatch.setenv(STACK_DIR_VARIABLE, str(root))
+    with pytest.raises(StackError, match=r"is partly down \(validator stopped\): `matrix-sync stack up`"):
+        running_stack()
+    monkeypatch.setenv(STACK_DIR_VARIABLE, str(tmp_path / "never-started"))
+    assert running_stack() is None
+
+
+def _dead_pid() -> int:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(finished.stdout)
