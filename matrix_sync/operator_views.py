@@ -238,9 +238,13 @@ def _outdated_by(entry: dict[str, object] | None) -> Callable[[object], bool]:
     return lambda moment: not isinstance(moment, dt.datetime) or not isinstance(since, dt.datetime) or moment < since
 
 
+PENDING = "pending"
+
+
 def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
     """One display row per table, and the tables needing attention (never loaded, last snapshot
-    refused, not reconciled, failed validation, changed by an operator since it was last checked)."""
+    refused, its newest applied run not reconciled or validated yet or not clean, changed by an
+    operator since it was last checked)."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     last = _last_entries(project, dataset)
     certificates = results.latest_reconciliations(project, dataset)
@@ -252,14 +256,18 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
         table_id = f"{project}.{dataset}.{table.target_table}"
         applied = ledger.latest_applied(project, dataset, table_id) if has_ledger else None
         entry = last.get(table_id)
+        # verdicts on an older run say nothing of the table as the newest applied run left it
+        run_id = applied["run_id"] if applied else None
         certificate = certificates.get(table_id)
-        checks = validations.get(table_id, [])
+        certificate = certificate if certificate and certificate["run_id"] == run_id else None
+        checks = [c for c in validations.get(table_id, []) if c["run_id"] == run_id]
+        pending = applied is not None and (certificate is None or not checks)
         outdated = _outdated_by(entry)
         failed = sorted({str(c["check_name"]) for c in checks if not c["passed"]})
-        verdict = str(certificate["verdict"]) if certificate else "-"
+        verdict = str(certificate["verdict"]) if certificate else PENDING if applied else "-"
         if certificate and certificate.get("message") and verdict != results.MATCH:
             verdict += f" ({str(certificate['message']).strip('; ')})"
-        validation = (f"failed: {', '.join(failed)}" if failed else "passed") if checks else "-"
+        validation = (f"failed: {', '.join(failed)}" if failed else "passed") if checks else PENDING if applied else "-"
         unverified_change = bool(entry) and outdated(certificate and certificate["checked_at"])
         if unverified_change:
             verdict = f"outdated: {verdict}" if certificate else "-"
@@ -271,7 +279,7 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
             rows, f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
         refused = entry is not None and entry["status"] == ledger.REFUSED
-        if (applied is None or failed or refused or unverified_change
+        if (applied is None or failed or refused or unverified_change or pending
                 or (certificate and certificate["verdict"] in (results.MISMATCH, results.UNVERIFIED))):
             unhealthy.append(table.name)
     return out, unhealthy

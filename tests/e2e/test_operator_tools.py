@@ -101,6 +101,14 @@ def test_operator_tools_report_refuse_act_and_record(
     assert all(r.ok for r in reports), reports
     assert_tables_equal(config)
 
+    # a validation lost for the newest run (a delivery dead-lettered): the last run's checks do not stand in
+    bq.query(config.bigquery.project, f"DELETE FROM `{config.bigquery.project}.{config.bigquery.dataset}."
+                                      f"_sync_validations` WHERE run_id = '{reports[1].run_id}'")
+    lost = runner.invoke(status, args)
+    assert lost.exit_code == 1 and "needs attention: payments" in lost.output, lost.output
+    shown = {name: row[5:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    assert shown == {"customers": ("match", "passed"), "payments": ("match", "pending")}
+
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "bad.yaml").write_text("source: {url: 'sqlite:///x.db'}\n")
