@@ -256,12 +256,12 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Conf
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     _refuse_password_in_file(raw, path)
-    merged = _apply_overrides(raw, os.environ if environ is None else environ)
+    merged, overridden = _apply_overrides(raw, os.environ if environ is None else environ)
     _resolve_sqlite_path(merged, path.parent)
     try:
         return Config.model_validate(merged)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_describe(error)}") from None
+        raise ConfigError(f"{path}: {_describe(error, overridden)}") from None
 
 
 def _refuse_password_in_file(raw: dict[str, Any], path: Path) -> None:
@@ -281,17 +281,25 @@ def _refuse_password_in_file(raw: dict[str, Any], path: Path) -> None:
         "Secret Manager secret version in source.password_secret (projects/<project>/secrets/<secret>/versions/latest)")
 
 
-def _apply_overrides(raw: dict[str, Any], environ: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+def _apply_overrides(raw: dict[str, Any], environ: dict[str, str] | os._Environ[str]
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The file's settings with MATRIX_<SECTION>__<FIELD> variables over them, and which variable set
+    each overridden `section.field`. A variable naming no section is refused, not ignored."""
     merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    overridden: dict[str, str] = {}
+    sections = [name for name in Config.model_fields if name != "tables"]
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, field = name[len(ENV_PREFIX):].lower().partition("__")
-        if section in Config.model_fields and section != "tables":
-            merged.setdefault(section, {})
-            if isinstance(merged[section], dict):
-                merged[section][field] = value
-    return merged
+        if section not in sections:
+            raise ConfigError(f"environment variable {name}: no config section {section!r} "
+                              f"(MATRIX_<SECTION>__<FIELD> with a section of {', '.join(sections)})")
+        merged.setdefault(section, {})
+        if isinstance(merged[section], dict):
+            merged[section][field] = value
+            overridden[f"{section}.{field}"] = name
+    return merged, overridden
 
 
 def _resolve_sqlite_path(merged: dict[str, Any], base: Path) -> None:
@@ -305,12 +313,13 @@ def _resolve_sqlite_path(merged: dict[str, Any], base: Path) -> None:
         source["url"] = prefix + str((base / url[len(prefix):]).resolve())
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, overridden: dict[str, str]) -> str:
     problems = []
     for item in error.errors():
         location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"]).lstrip(".")
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        problems.append(f"{location or '(top level)'}: {message}")
+        variable = overridden.get(".".join(str(p) for p in item["loc"][:2]))
+        problems.append(f"{location or '(top level)'}: {message}" + (f" (set by {variable})" if variable else ""))
     return "; ".join(problems)

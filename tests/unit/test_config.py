@@ -132,3 +132,14 @@ def test_a_quoted_table_name_is_the_source_name_unquoted(tmp_path: Path) -> None
     table = load_config(write(tmp_path, text), environ={}).tables[0]
     assert (table.schema_name, table.table_name, table.target_table) == ("Sales Dept", "Order.Items",
                                                                          "Order_x002E_Items")
+
+
+def test_an_override_that_breaks_the_config_is_named_and_an_unknown_section_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    with pytest.raises(ConfigError, match=r"extract\.chunk_rows: .* \(set by MATRIX_EXTRACT__CHUNK_ROWS\)"):
+        load_config(path, environ={"MATRIX_EXTRACT__CHUNK_ROWS": "0"})
+    with pytest.raises(ConfigError, match="environment variable MATRIX_EXTRAKT__CHUNK_ROWS: no config section 'extrakt'"):
+        load_config(path, environ={"MATRIX_EXTRAKT__CHUNK_ROWS": "0"})
+    with pytest.raises(ConfigError, match="no config section 'tables'"):
+        load_config(path, environ={"MATRIX_TABLES__X": "y"})
+    assert load_config(path, environ={"MATRIX_STACK_DIR": "x", "MATRIX_VALIDATION": "{}"}).extract.chunk_rows == 50_000
