@@ -128,7 +128,8 @@ def sample_create(path: Path, size: str, seed: int) -> None:
 
 @sample.command("mutate")
 @click.option("--path", type=click.Path(path_type=Path), default=Path(".matrix-sync/demo/matrix.db"), show_default=True)
-@click.option("--fraction", type=float, default=0.05, show_default=True, help="share of rows changed per table")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="share of rows changed per table")
 @click.option("--seed", type=int, default=None)
 @friendly_errors
 def sample_mutate(path: Path, fraction: float, seed: int | None) -> None:
@@ -145,7 +146,8 @@ def sample_mutate(path: Path, fraction: float, seed: int | None) -> None:
 @main.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
-@click.option("--timeout", type=int, default=None, help="seconds to wait for the chain (default from config)")
+@click.option("--timeout", type=click.IntRange(min=1), default=None,
+              help="seconds to wait for the chain (default from config)")
 @friendly_errors
 def run(config_path: Path, tables: tuple[str, ...], timeout: int | None) -> None:
     """Runs one cycle: snapshot every table, then wait until each is loaded, reconciled and validated."""
@@ -243,26 +245,29 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | N
     request = new_request(project=config.bigquery.project, dataset=config.bigquery.dataset,
                           pubsub_project=config.pubsub.project, tables=names, deep=deep,
                           requested_by="operator")
+    found, unknown = resolve(request)
+    if unknown:
+        errors.print(f"no applied snapshot of: {', '.join(unknown)}", highlight=False)
+    if unknown and publish and tables:  # a name typed wrong: the reconciler would only alert about it
+        sys.exit(1)
     if publish:
         message_id = publish_json(config.pubsub.project, RECONCILE_REQUESTS_TOPIC, request.body())
         console.print(f"reconcile request {message_id} published for {', '.join(names)}")
         return
-    found, unknown = resolve(request)
     for table_id in found:  # a broken MATRIX_RECONCILE is refused here, not read as "repair everything"
         from_environment(table_id, strict=True)
     certificates = [check_table(request, table_id) for table_id in found]
     console.print(certificates_table(certificates, title="reconciliation"))
     for line in certificate_messages(certificates):
         console.print(line, highlight=False, soft_wrap=True)
-    if unknown:
-        errors.print(f"no applied snapshot of: {', '.join(unknown)}", highlight=False)
     if unknown or not all(c.clean for c in certificates):
         sys.exit(1)
 
 
 @main.command()
 @click.option("--size", default="small", show_default=True, help=f"sample size: {', '.join(sample_db.SIZES)}")
-@click.option("--fraction", type=float, default=0.05, show_default=True, help="share of rows changed between cycles")
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True,
+              help="share of rows changed between cycles")
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path(".matrix-sync/demo"), show_default=True)
 @friendly_errors
 def demo(size: str, fraction: float, workdir: Path) -> None:

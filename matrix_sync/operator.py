@@ -127,7 +127,8 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str, not_compa
 @_CONFIG
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--repair", is_flag=True, help="delete extras in BigQuery, re-extract the differing keys, compare again")
-@click.option("--timeout", type=int, default=None, help="seconds to wait for the repair's load (default from config)")
+@click.option("--timeout", type=click.IntRange(min=1), default=None,
+              help="seconds to wait for the repair's load (default from config)")
 @click.option("--stored-hashes", is_flag=True,
               help="compare with BigQuery's stored hash columns only: quicker, blind to values edited in BigQuery "
                    "with their hash columns left alone")

@@ -125,3 +125,7 @@ def test_the_tables_own_settings_decide_unless_told_and_a_broken_document_is_ref
     told = matrix_sync(*reconcile, "--fingerprint", stack=stack, cwd=tmp_path,
                        extra_env={"MATRIX_RECONCILE": '{"tables": {"customers": {"deep": true, "repair": false}}}'})
     assert "│ fingerprint " in told.stdout, told.stdout + told.stderr
+    typed_wrong = matrix_sync("reconcile", "--config", str(path), "--table", "custmers", "--publish", stack=stack,
+                              cwd=tmp_path)
+    assert typed_wrong.returncode == 1 and "no applied snapshot of: custmers" in typed_wrong.stderr
+    assert "published" not in typed_wrong.stdout
