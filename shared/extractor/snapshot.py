@@ -4,7 +4,10 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
 import secrets
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -412,7 +415,8 @@ def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds:
     ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
     writer = SnapshotWriter(config, source, run_id)
     with logs.labels(run_id=run_id, table=source.config.name), ProcessPoolExecutor(
-        max_workers=len(ranges), mp_context=multiprocessing.get_context("spawn")
+        max_workers=len(ranges), mp_context=multiprocessing.get_context("spawn"), initializer=_range_worker,
+        initargs=(os.getpid(),),
     ) as pool:
         futures = [pool.submit(extract_range, config, source.config.name, run_id, i, lower, upper,
                                source.duplicated_keys)
@@ -425,6 +429,19 @@ def _extract_ranges(config: Config, engine: Engine, source: SourceTable, bounds:
         writer.quarantine_left_out(engine)
         manifest = writer.finish(extracted_at, sequence=next_sequence(), base=None)
         return _result(config, source, writer, manifest, started)
+
+
+def _range_worker(parent: int) -> None:
+    """A range worker leaves interrupts to its parent, which shuts the pool down, and ends when the
+    parent is gone: a parent killed outright left its workers reading and uploading for good."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _result(config: Config, source: SourceTable, writer: SnapshotWriter, manifest: Manifest,

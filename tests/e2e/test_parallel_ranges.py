@@ -2,6 +2,12 @@
 sequential one: same count, same fingerprint, and the chain loads it into an equal table."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +85,58 @@ def test_text_keys_in_a_collated_postgresql_table_split_without_overlap_or_gap(
         with engine.begin() as connection:
             connection.exec_driver_sql(f"DROP TABLE {name}")
         engine.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and f"\nPPid:\t{pid}\n" in status:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_range_workers_end_when_their_parent_is_killed(stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    """A `matrix-sync extract` killed outright left its range workers running, then waiting forever."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "medium", seed=10)
+    write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables={"deliveries": sample.TABLE_KEYS["deliveries"]},
+                 suffix=unique_name, chunk_rows=100)
+    config = _with_ranges(tmp_path / "c.yaml", 2)
+    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
+                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")} | {
+        "MATRIX_STACK_DIR": str(stack.root)}
+    parent = subprocess.Popen([sys.executable, "-m", "matrix_sync.cli", "--log-file", str(tmp_path / "log.jsonl"),
+                               "extract", "--config", str(tmp_path / "c.yaml")], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while len(workers) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            workers = [pid for pid in _children(parent.pid)
+                       if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            time.sleep(0.2)
+        assert len(workers) == 2 and parent.poll() is None, "the workers never started while the parent ran"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 15
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "range workers outlived their parent"
+    finally:
+        parent.kill()
+        for pid in workers:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
