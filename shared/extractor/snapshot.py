@@ -385,7 +385,7 @@ def extract_table(config: Config, engine: Engine, source: SourceTable,
     """
     base = None if force_full else _delta_base(config, source)
     if base is None and config.extract.parallel_ranges > 1:
-        bounds = key_boundaries(engine, source, config.extract.parallel_ranges)
+        bounds = key_boundaries(engine, source, config.extract.parallel_ranges, min_rows=config.extract.chunk_rows)
         if bounds:
             return _extract_ranges(config, engine, source, bounds, on_rows, next_sequence)
     try:

@@ -331,14 +331,16 @@ def _declared_unique(engine: Engine, source: SourceTable) -> bool:
     return any(columns and all(columns) and set(columns) <= key for columns in unique)
 
 
-def key_boundaries(engine: Engine, source: SourceTable, ranges: int) -> list[tuple]:
+def key_boundaries(engine: Engine, source: SourceTable, ranges: int, min_rows: int = 1) -> list[tuple]:
     """Keys splitting the table into `ranges` contiguous ranges of about equal row counts, in the
-    same order and collation the rows are streamed in (so the ranges neither overlap nor miss)."""
+    same order and collation the rows are streamed in (so the ranges neither overlap nor miss);
+    fewer ranges where they would hold under `min_rows` rows each (a worker process costs seconds)."""
     if ranges <= 1 or not source.schema.key:
         return []
     with engine.connect() as connection:
         table = source.table
         total = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        ranges = min(ranges, max(1, total // max(min_rows, 1)))
         bounds: list[tuple] = []
         for k in range(1, ranges):
             offset = k * total // ranges - 1
