@@ -167,6 +167,9 @@ class TableConfig(_Strict):
         return self.target or identifiers.bigquery_name_for(self.table_name)
 
 
+MAX_PREFIX_BYTES = 512
+
+
 class GcsConfig(_Strict):
     bucket: str
     prefix: str = "snapshots"
@@ -182,6 +185,10 @@ class GcsConfig(_Strict):
         cleaned = value.strip("/")
         if not cleaned or ".." in cleaned.split("/") or not all(p for p in cleaned.split("/")):
             raise ValueError(f"invalid object prefix {value!r}")
+        if not cleaned.isprintable() or len(cleaned.encode()) > MAX_PREFIX_BYTES:
+            # GCS names are at most 1,024 bytes, with no control characters; the rest of a name needs room
+            raise ValueError(f"invalid object prefix {value[:60]!r}: printable characters, at most "
+                             f"{MAX_PREFIX_BYTES} bytes")
         return cleaned
 
 

@@ -66,6 +66,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     (("bucket: matrix-snapshots", "bucket: Matrix_Snapshots!"), "gcs.bucket"),
     (("key: [customer_id]", "key: []"), "tables[0].key"),
     (("target: deliveries_v2", "target: customers"), "two tables share the target table"),
+    (("bucket: matrix-snapshots}", "bucket: matrix-snapshots, prefix: \"a\\nb\"}"), "invalid object prefix 'a\\nb'"),
+    (("bucket: matrix-snapshots}", f"bucket: matrix-snapshots, prefix: {'p' * 513}}}"), "at most 512 bytes"),
     (("target: deliveries_v2", "target: _sync_ledger"), "'_sync_ledger': names starting with '_sync_' are the "
                                                         "pipeline's own"),
     (("name: dbo.customers", "name: dbo._SYNC_validations"), "'_SYNC_validations': names starting with '_sync_'"),
