@@ -22,7 +22,7 @@ from shared.config import Config, load_config
 from shared.extractor.source import connect, discover, key_boundaries
 from shared.manifest import Manifest, parse_manifest
 from tests.e2e.test_server_sources import POSTGRES_DDL, POSTGRES_ROWS
-from tests.support import assert_tables_equal, write_config
+from tests.support import assert_tables_equal, ensure_resources, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -45,8 +45,7 @@ def test_ranges_of_the_sample_load_equal_to_the_source(stack: LocalStack, tmp_pa
     tables = {name: sample.TABLE_KEYS[name] for name in ("customers", "deliveries")}
     write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables=tables, suffix=unique_name, chunk_rows=200)
     config = _with_ranges(tmp_path / "c.yaml", 4)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
     extracted = extract_all(config)
     reports = wait_for_chain(config, extracted, timeout_s=180)
     assert all(r.ok for r in reports), reports
@@ -117,8 +116,7 @@ def test_range_workers_end_when_their_parent_is_killed(stack: LocalStack, tmp_pa
     write_config(tmp_path / "c.yaml", url=f"sqlite:///{database}", tables={"deliveries": sample.TABLE_KEYS["deliveries"]},
                  suffix=unique_name, chunk_rows=100)
     config = _with_ranges(tmp_path / "c.yaml", 2)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
     env = {k: v for k, v in os.environ.items() if not k.endswith("_EMULATOR_HOST")} | {
         "MATRIX_STACK_DIR": str(stack.root)}
     parent = subprocess.Popen([sys.executable, "-m", "matrix_sync.cli", "--log-file", str(tmp_path / "log.jsonl"),

@@ -23,7 +23,7 @@ from shared.loader.index_merge import apply_patch
 from shared.manifest import Manifest, parse_manifest
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.schema import KEY_HASH_COLUMN
-from tests.support import write_config
+from tests.support import ensure_resources, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -73,8 +73,7 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
     engine = _source(kind, tmp_path, table)
     config = write_config(tmp_path / "config.yaml", url=str(engine.url.render_as_string(hide_password=False)),
                           tables={table: ["id"]}, suffix=unique_name, chunk_rows=128)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
     source_engine = connect(config.source)
     try:
         source = discover(source_engine, config.table(table))
@@ -146,8 +145,7 @@ def test_a_change_that_sqlite_widening_blurs_is_still_shipped(stack: LocalStack,
             (1, 2**53 + 1, "abc", 0), (2, 0.5, "x", 1), (3, 123456789012345678, "y", 1), (4, 7, b"\x01", b"\x01")])
     config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={table: ["id"]},
                           suffix=unique_name)
-    stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
-                           dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+    ensure_resources(stack, config)
     engine = connect(config.source)
     try:
         source = discover(engine, config.table(table))

@@ -16,11 +16,16 @@ from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.source import connect, discover, stream_rows
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_a_bad_date_ending_a_chunk_is_quarantined_and_named(tmp_path: Path, reader: str,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    if reader == "dbapi":
+@pytest.fixture(params=["arrow", "dbapi"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test once through the Arrow reader and once through the DBAPI reader it falls back to."""
+    if request.param == "dbapi":
         monkeypatch.setenv(READER_ENV, "dbapi")
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("reader")
+def test_a_bad_date_ending_a_chunk_is_quarantined_and_named(tmp_path: Path) -> None:
     database = tmp_path / "bad.db"
     with sqlite3.connect(database) as connection:
         connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, day DATE, at DATETIME)")
@@ -60,14 +65,11 @@ def _read(database: Path, table: str, chunk_rows: int) -> tuple[list[tuple], dic
         engine.dispose()
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_whole_numbers_in_numeric_columns_are_read_exactly(tmp_path: Path, reader: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("reader")
+def test_whole_numbers_in_numeric_columns_are_read_exactly(tmp_path: Path) -> None:
     """SQLite keeps a whole number in a NUMERIC column as an integer; SQLAlchemy formatted it as a
     float (9007199254740993 became ...992). A real still lands rounded to the declared scale, as
     SQL Server or PostgreSQL would have stored it."""
-    if reader == "dbapi":
-        monkeypatch.setenv(READER_ENV, "dbapi")
     database = tmp_path / "numbers.db"
     with sqlite3.connect(database) as connection:
         connection.execute("CREATE TABLE amounts (id INTEGER PRIMARY KEY, a NUMERIC(20,2), b NUMERIC(28,0), "
@@ -82,12 +84,10 @@ def test_whole_numbers_in_numeric_columns_are_read_exactly(tmp_path: Path, reade
                     (3, Decimal(7), Decimal(2**53), None)]
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_a_json_column_lands_as_the_text_it_holds(tmp_path: Path, reader: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("reader")
+def test_a_json_column_lands_as_the_text_it_holds(tmp_path: Path) -> None:
     """SQLAlchemy's JSON type parsed each value: objects and text that is no JSON were quarantined,
     '"hello"' lost its quotes and the text 'null' became NULL."""
-    if reader == "dbapi":
-        monkeypatch.setenv(READER_ENV, "dbapi")
     database = tmp_path / "documents.db"
     texts = ['{"b": 1.50, "a": [true, null]}', "[1, 2]", "not json", '"hello"', "null", "", None]
     with sqlite3.connect(database) as connection:
@@ -98,16 +98,14 @@ def test_a_json_column_lands_as_the_text_it_holds(tmp_path: Path, reader: str, m
     assert kept == list(enumerate(texts))
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
+@pytest.mark.usefixtures("reader")
 @pytest.mark.parametrize(("declared", "bad", "good"), [("DATE", ["1999-99-99", "x"], ["2024-01-01", "2024-02-29"]),
                                                         ("NUMERIC(10,2)", ["abc"], [1.5, 2])])
 def test_a_key_its_converter_refuses_is_quarantined_even_ending_a_chunk(
-    tmp_path: Path, reader: str, declared: str, bad: list[str], good: list[object], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, declared: str, bad: list[str], good: list[object]
 ) -> None:
     """The read resumes after each chunk's last key: one the driver's converter refused (text that
     is no date, sorting last) failed the whole table instead of being quarantined."""
-    if reader == "dbapi":
-        monkeypatch.setenv(READER_ENV, "dbapi")
     database = tmp_path / "keys.db"
     with sqlite3.connect(database) as connection:
         connection.execute(f"CREATE TABLE keyed (id {declared} PRIMARY KEY, v TEXT)")
@@ -117,12 +115,9 @@ def test_a_key_its_converter_refuses_is_quarantined_even_ending_a_chunk(
         assert len(kept) == len(good) and sorted(reasons) == sorted(map(repr, bad)), (chunk_rows, kept, reasons)
 
 
-@pytest.mark.parametrize("reader", ["arrow", "dbapi"])
-def test_a_boolean_column_takes_0_and_1_and_quarantines_the_rest(tmp_path: Path, reader: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("reader")
+def test_a_boolean_column_takes_0_and_1_and_quarantines_the_rest(tmp_path: Path) -> None:
     """SQLAlchemy took any truthy value for TRUE: 2, -1, 'false' and X'00' all landed as TRUE."""
-    if reader == "dbapi":
-        monkeypatch.setenv(READER_ENV, "dbapi")
     database = tmp_path / "flags.db"
     values = [0, 1, None, 2, -1, "false", "t", b"\x00"]
     with sqlite3.connect(database) as connection:
