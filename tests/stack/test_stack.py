@@ -310,23 +310,37 @@ def test_down_stops_exactly_its_processes(stack: LocalStack) -> None:
         bystander.wait()
 
 
-def test_a_stack_partly_down_is_an_error_not_google_cloud(stack: LocalStack, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stack_partly_down_is_an_error_not_google_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With one function server stopped, commands took the stack for absent and targeted Google
     Cloud: with credentials at hand, a local config's deletes would have gone to real projects."""
     from matrix_sync.environment import STACK_DIR_VARIABLE, running_stack
-    from matrix_sync.stack.state import load_state, save_state
+    from matrix_sync.stack.processes import identity
+    from matrix_sync.stack.services import SERVICE_NAMES
+    from matrix_sync.stack.state import ServiceRecord, StackState, save_state
 
-    state = load_state(stack.state_path)
-    assert state is not None
-    state.services["validator"] = replace(state.services["validator"], pid=_dead_pid())
-    root = tmp_path / "partly"
-    save_state(LocalStack(root=root).state_path, state)  # the session's stack, its validator gone
-    monkeypatch.setenv(STACK_DIR_VARIABLE, str(root))
-    with pytest.raises(StackError, match=r"is partly down \(validator stopped\): `matrix-sync stack up`"):
-        running_stack()
-    monkeypatch.setenv(STACK_DIR_VARIABLE, str(tmp_path / "never-started"))
-    assert running_stack() is None
+    service = subprocess.Popen(["sleep", "60"], start_new_session=True)  # stands in for every service
+    try:
+        running = identity(service.pid)
+        assert running is not None
+
+        def state(stopped: set[str]) -> StackState:
+            records = {name: ServiceRecord(name, _dead_pid() if name in stopped else service.pid, 1, running.cmdline,
+                                           running.proc_start, "", "") for name in SERVICE_NAMES}
+            return StackState(project="p", ports=StackPorts().as_dict(), services=records)
+
+        for name, stopped in (("whole", set()), ("partly", {"validator"}), ("down", set(SERVICE_NAMES))):
+            save_state(LocalStack(root=tmp_path / name).state_path, state(stopped))
+        monkeypatch.setenv(STACK_DIR_VARIABLE, str(tmp_path / "whole"))
+        assert running_stack() is not None
+        monkeypatch.setenv(STACK_DIR_VARIABLE, str(tmp_path / "partly"))
+        with pytest.raises(StackError, match=r"is partly down \(validator stopped\): `matrix-sync stack up`"):
+            running_stack()
+        for root in ("down", "never-started"):
+            monkeypatch.setenv(STACK_DIR_VARIABLE, str(tmp_path / root))
+            assert running_stack() is None
+    finally:
+        stop_all([service.pid])
+        service.wait()
 
 
 def _dead_pid() -> int:
