@@ -70,7 +70,7 @@ def find(project: str, job_id: str, location: str | None) -> AnyJob | None:
         return None
 
 
-def start_load(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobConfig, *, job_id: str,
+def _start_load(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobConfig, *, job_id: str,
                location: str | None) -> AnyJob:
     """Starts a load job under `job_id`. If BigQuery already has a job of that id (another delivery
     started it), that job is returned instead: one id, one load, however often this is called.
@@ -88,13 +88,13 @@ def load_uris(uris: Sequence[str], table_id: str, job_config: bigquery.LoadJobCo
     query under `job_id` inserts their union, after which they are dropped. A repeated call after a
     crash finds each batch's finished job instead of loading it twice."""
     if len(uris) <= MAX_URIS_PER_LOAD:
-        job = start_load(uris, table_id, job_config, job_id=job_id, location=location)
+        job = _start_load(uris, table_id, job_config, job_id=job_id, location=location)
         job.result()
         return job
     batches = [f"{table_id}_b{number:04d}" for number in range(-(-len(uris) // MAX_URIS_PER_LOAD))]
     for number, batch_table in enumerate(batches):
         listed = uris[number * MAX_URIS_PER_LOAD:(number + 1) * MAX_URIS_PER_LOAD]
-        start_load(listed, batch_table, job_config, job_id=f"{job_id}_b{number:04d}", location=location).result()
+        _start_load(listed, batch_table, job_config, job_id=f"{job_id}_b{number:04d}", location=location).result()
     union = " UNION ALL ".join(f"SELECT * FROM {quote_bigquery(*t.split('.'))}" for t in batches)
     project, insert = table_id.split(".")[0], f"INSERT INTO {quote_bigquery(*table_id.split('.'))} {union}"
     job = _once(project, job_id, location, lambda: bq.client(project).query(

@@ -186,8 +186,10 @@ def _stored_values(array: pa.Array, affinity: str) -> bool:
     if pa.types.is_null(kind) or pa.types.is_integer(kind):
         return True
     if pa.types.is_floating(kind):
+        if affinity == "REAL":  # REAL affinity stores every number as a float: nothing was widened
+            return True
         largest = pc.max(pc.abs(array)).as_py()
-        return affinity == "REAL" or largest is None or largest < 2**53
+        return largest is None or largest < 2**53
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         # Only TEXT affinity keeps a number as text; the others store number-like text as the number,
         # so a number among their texts is one ADBC wrote
