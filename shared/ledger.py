@@ -5,6 +5,7 @@ snapshot's changes are committed. `published_at` is set once `table-loaded` has 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from google.cloud import bigquery
@@ -38,6 +39,8 @@ FIELDS = [
     bigquery.SchemaField("message", "STRING"),
     bigquery.SchemaField("key_columns", "STRING"),
     bigquery.SchemaField("published_at", "TIMESTAMP"),
+    # An applied snapshot's data columns in the order its row hashes cover them (a JSON array).
+    bigquery.SchemaField("hashed_columns", "STRING"),
 ]
 KEY_SEPARATOR = ","
 
@@ -49,6 +52,7 @@ class Entry:
     status: str
     published: bool
     key_columns: tuple[str, ...] | None
+    hashed_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
 
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
     """The rows of the run and its base, and the newest applied row, in one query."""
-    columns = "run_id, sequence, status, published_at, key_columns"
+    columns = "run_id, sequence, status, published_at, key_columns, hashed_columns"
     table = quoted(project, dataset)
     rows = bq.query(
         project,
@@ -115,9 +119,9 @@ def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id:
 
 
 def _entry(row: bigquery.Row) -> Entry:
-    keys = row["key_columns"]
+    keys, hashed = row["key_columns"], row["hashed_columns"]
     return Entry(str(row["run_id"]), int(row["sequence"] or 0), str(row["status"]), row["published_at"] is not None,
-                 tuple(keys.split(KEY_SEPARATOR)) if keys else None)
+                 tuple(keys.split(KEY_SEPARATOR)) if keys else None, tuple(json.loads(hashed)) if hashed else None)
 
 
 def mark_published(project: str, dataset: str, table_id: str, run_id: str) -> None:

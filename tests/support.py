@@ -18,10 +18,11 @@ from shared.types import arrow_value_converter
 
 
 def write_config(path: Path, *, url: str, tables: dict[str, list[str]], suffix: str, chunk_rows: int = 500) -> Config:
+    """An empty key list leaves the key to the source (a table without one is keyless)."""
     project = f"proj-{suffix}"
     path.write_text(yaml.safe_dump({
         "source": {"url": url},
-        "tables": [{"name": name, "key": key} for name, key in tables.items()],
+        "tables": [{"name": name, "key": key} if key else {"name": name} for name, key in tables.items()],
         "gcs": {"bucket": f"bucket-{suffix}"},
         "bigquery": {"project": project, "dataset": f"ds_{suffix}"},
         "pubsub": {"project": project},

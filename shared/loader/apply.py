@@ -5,6 +5,7 @@ before anything is changed; then schema additions, staging, and one transaction 
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -76,13 +77,12 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     compaction = index_compaction.Compaction(manifest, manifest_uri)
     committed = False
     try:
-        plan = schema_plan.plan(bq.get_table(target.table_id), manifest,
-                                history.latest.key_columns if history.latest else None)
+        plan = schema_plan.plan(bq.get_table(target.table_id), manifest, history.latest)
         schema_plan.apply(manifest, plan)
         staged = staging.stage(manifest)
         faults.inject(faults.AFTER_STAGE)
         try:
-            outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, staged))
+            outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, staged, plan.reordered))
         finally:
             staging.drop(staged)
         committed = outcome.needs_publish
@@ -103,15 +103,22 @@ def _duplicate(manifest: Manifest, manifest_uri: str, *, published: bool) -> Loa
                        int(row.get("rows_deleted") or 0), needs_publish=True)
 
 
-def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged) -> LoadOutcome:
+def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged, reordered: tuple[str, ...]) -> LoadOutcome:
+    """`reordered`: the stored hashes' column order when the snapshot's differs; every row is rewritten."""
     target = manifest.target
+    hashed = schema_plan.hashed_columns(manifest)
     values = LoadValues(
         table_id=target.table_id, source_table=manifest.source_table, run_id=manifest.run_id,
         sequence=manifest.sequence, mode=manifest.mode, manifest_uri=manifest_uri, source_rows=manifest.row_count,
         bytes=sum(p.bytes for p in manifest.all_parts), extracted_at=manifest.extracted_at,
         base_run_id=manifest.delta.base_run_id if manifest.delta else None,
         key_columns=ledger.KEY_SEPARATOR.join(schema_plan.key_names(manifest)),
+        hashed_columns=json.dumps(list(hashed)),
+        message=(f"every row rewritten: the columns changed places since the last applied snapshot "
+                 f"({', '.join(reordered)} -> {', '.join(hashed)})") if reordered else None,
     )
+    if reordered:
+        log.warning("%s: %s", target.table_id, values.message)
     script = load_script(
         manifest.table_schema,
         target=quote_bigquery(*target.table_id.split(".")),
@@ -119,6 +126,7 @@ def _run(manifest: Manifest, manifest_uri: str, staged: staging.Staged) -> LoadO
         ledger=ledger.quoted(target.project, target.dataset),
         values=values,
         deleted=quote_bigquery(*staged.deleted.split(".")) if staged.deleted else None,
+        rewrite=bool(reordered),
         fault=faults.requested(faults.DURING_MERGE),
     )
     with locks.ledger(target.project, target.dataset):

@@ -33,9 +33,12 @@ def count_queries(target: str, staging: str) -> dict[str, str]:
     }
 
 
-def delete_statement(target: str, staging: str) -> str:
+def delete_statement(target: str, staging: str, *, rewrite: bool = False) -> str:
     """Every copy of each row hash whose number of copies differs, and every row without a row hash
-    (written by hand: no snapshot holds it, and IN never matches a NULL)."""
+    (written by hand: no snapshot holds it, and IN never matches a NULL). With `rewrite` (stored
+    hashes cover the columns in another order than the snapshot's), every row."""
+    if rewrite:
+        return f"DELETE FROM {target} WHERE TRUE"
     row_hash = q(ROW_HASH_COLUMN)
     return (f"DELETE FROM {target} AS T WHERE T.{row_hash} IS NULL OR T.{row_hash} IN "
             f"(SELECT h FROM ({multiplicity_sql(target, staging)}) WHERE staged != held)")

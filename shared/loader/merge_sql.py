@@ -40,9 +40,11 @@ class LoadValues:
     extracted_at: dt.datetime
     base_run_id: str | None = None
     key_columns: str = ""
+    hashed_columns: str | None = None
+    message: str | None = None
 
     def declarations(self) -> str:
-        base = lit.string(self.base_run_id) if self.base_run_id is not None else "NULL"
+        base = _string_or_null(self.base_run_id)
         return "\n".join([
             lit.declare("v_table_id", "STRING", lit.string(self.table_id)),
             lit.declare("v_source_table", "STRING", lit.string(self.source_table)),
@@ -55,7 +57,13 @@ class LoadValues:
             lit.declare("v_extracted_at", "TIMESTAMP", lit.timestamp(self.extracted_at)),
             lit.declare("v_base_run_id", "STRING", base),
             lit.declare("v_key_columns", "STRING", lit.string(self.key_columns)),
+            lit.declare("v_hashed_columns", "STRING", _string_or_null(self.hashed_columns)),
+            lit.declare("v_message", "STRING", _string_or_null(self.message)),
         ])
+
+
+def _string_or_null(value: str | None) -> str:
+    return "NULL" if value is None else lit.string(value)
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,19 @@ class Tables:
     deleted: str | None = None
 
 
+def _changed(rewrite: bool) -> str:
+    """Which matched rows a load writes: those whose row hash changed, or every one when the stored
+    hashes cover the columns in another order than the snapshot's (two columns that swapped names
+    hash alike although each BigQuery column's value changed)."""
+    return "TRUE" if rewrite else f"T.{q(ROW_HASH_COLUMN)} IS DISTINCT FROM S.{q(ROW_HASH_COLUMN)}"
+
+
 def _key_match(schema: TableSchema, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{q(c.bq_name)} = {right}.{q(c.bq_name)}" for c in schema.key_columns)
 
 
-def merge_statement(schema: TableSchema, target: str, staging: str, deleted: str | None = None) -> str:
+def merge_statement(schema: TableSchema, target: str, staging: str, deleted: str | None = None, *,
+                    rewrite: bool = False) -> str:
     """Full snapshot (`deleted` None): update changed, insert new, delete what the snapshot lacks.
     Delta: the same single MERGE over its rows and its deleted keys, which delete what they match;
     rows absent from a delta are unchanged. One DML statement scans the target once, where a MERGE
@@ -81,9 +97,8 @@ def merge_statement(schema: TableSchema, target: str, staging: str, deleted: str
     assignments = ", ".join(f"{q(c)} = S.{q(c)}" for c in columns)
     insert_columns = ", ".join(q(c) for c in columns)
     insert_values = ", ".join(f"S.{q(c)}" for c in columns)
-    row_hash = q(ROW_HASH_COLUMN)
     on = _key_match(schema, "T", "S")
-    update = f"WHEN MATCHED AND T.{row_hash} IS DISTINCT FROM S.{row_hash} THEN UPDATE SET {assignments}"
+    update = f"WHEN MATCHED AND {_changed(rewrite)} THEN UPDATE SET {assignments}"
     insert = f"THEN INSERT ({insert_columns}) VALUES ({insert_values})"
     if deleted is None:
         return (f"MERGE {target} AS T USING {staging} AS S ON {on}\n{update}\n"
@@ -123,10 +138,9 @@ def guard_query(ledger: str, *, delta: bool) -> str:
     )
 
 
-def count_queries(schema: TableSchema, tables: Tables) -> dict[str, str]:
+def count_queries(schema: TableSchema, tables: Tables, *, rewrite: bool = False) -> dict[str, str]:
     """Rows the load will insert, update and delete, from the state before it."""
     match = _key_match(schema, "T", "S")
-    row_hash = q(ROW_HASH_COLUMN)
     target, staging = tables.target, tables.staging
     if tables.deleted is None:
         deleted = f"SELECT COUNT(*) FROM {target} AS T WHERE NOT EXISTS (SELECT 1 FROM {staging} AS S WHERE {match})"
@@ -136,7 +150,7 @@ def count_queries(schema: TableSchema, tables: Tables) -> dict[str, str]:
     return {
         "v_inserted": f"SELECT COUNT(*) FROM {staging} AS S WHERE NOT EXISTS (SELECT 1 FROM {target} AS T WHERE {match})",
         "v_updated": (f"SELECT COUNT(*) FROM {staging} AS S JOIN {target} AS T ON {match} "
-                      f"WHERE T.{row_hash} IS DISTINCT FROM S.{row_hash}"),
+                      f"WHERE {_changed(rewrite)}"),
         "v_deleted": deleted,
     }
 
@@ -154,32 +168,32 @@ def ledger_insert(ledger: str) -> str:
     return (
         f"INSERT INTO {ledger} (table_id, source_table, run_id, sequence, mode, status, manifest_uri, "
         "rows_inserted, rows_updated, rows_deleted, source_rows, bytes, extracted_at, recorded_at, message, "
-        "key_columns, published_at)\n"
+        "key_columns, published_at, hashed_columns)\n"
         f"SELECT v_table_id, v_source_table, v_run_id, v_sequence, v_mode, '{APPLIED}', v_manifest_uri, "
-        "v_inserted, v_updated, v_deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), NULL, "
-        "v_key_columns, NULL"
+        "v_inserted, v_updated, v_deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), v_message, "
+        "v_key_columns, NULL, v_hashed_columns"
     )
 
 
-def _counts(schema: TableSchema, tables: Tables) -> dict[str, str]:
+def _counts(schema: TableSchema, tables: Tables, rewrite: bool) -> dict[str, str]:
     if schema.keyless:
         return keyless_sql.count_queries(tables.target, tables.staging)
-    return count_queries(schema, tables)
+    return count_queries(schema, tables, rewrite=rewrite)
 
 
-def _writes(schema: TableSchema, tables: Tables) -> list[str]:
+def _writes(schema: TableSchema, tables: Tables, rewrite: bool) -> list[str]:
     """The statements that change the table: by key (one MERGE), or for a keyless table by
     multiplicity (`shared.loader.keyless_sql`)."""
     if schema.keyless:
         if tables.deleted is not None:
             raise ValueError("a keyless table has no delta snapshots")
-        return [keyless_sql.delete_statement(tables.target, tables.staging),
+        return [keyless_sql.delete_statement(tables.target, tables.staging, rewrite=rewrite),
                 keyless_sql.insert_statement(schema, tables.target, tables.staging)]
-    return [merge_statement(schema, tables.target, tables.staging, tables.deleted)]
+    return [merge_statement(schema, tables.target, tables.staging, tables.deleted, rewrite=rewrite)]
 
 
 def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues, *,
-                deleted: str | None = None, fault: bool = False) -> str:
+                deleted: str | None = None, rewrite: bool = False, fault: bool = False) -> str:
     """A script whose last statement returns the counts and the outcome (one of OUTCOMES).
 
     Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
@@ -190,8 +204,8 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     multiplicity instead of by key, in the same transaction.
     """
     tables = Tables(target, staging, ledger, deleted)
-    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in _counts(schema, tables).items())
-    writes = [w + ";" for w in _writes(schema, tables)]
+    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in _counts(schema, tables, rewrite).items())
+    writes = [w + ";" for w in _writes(schema, tables, rewrite)]
     if fault:
         writes.insert(1, "SELECT ERROR('MATRIX_FAULT=during_merge');")
     body = "\n".join(f"  {w}" for w in writes)

@@ -9,6 +9,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import logs
 from shared.clients import emulated
+from shared.ledger import Entry
 from shared.loader.errors import RefusedError, SchemaChangeError
 from shared.manifest import Manifest
 from shared.schema import ROW_HASH_COLUMN
@@ -25,6 +26,13 @@ class SchemaPlan:
     create: bool = False
     added: tuple[bigquery.SchemaField, ...] = ()
     widened: dict[str, str] = field(default_factory=dict)
+    kept: tuple[str, ...] = ()  # BigQuery's own columns, never in a snapshot: left as they are
+    reordered: tuple[str, ...] = ()  # the stored hashes' column order, when the snapshot's differs
+
+
+def hashed_columns(manifest: Manifest) -> tuple[str, ...]:
+    """The data columns in the order the snapshot's row hashes cover them (the ledger records it)."""
+    return tuple(c.bq_name for c in manifest.table_schema.columns)
 
 
 # What an operator does about a refused schema change: the loader never drops a table or column itself.
@@ -56,18 +64,25 @@ def refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
                            "replicates to BigQuery, not to the local stack")
 
 
-def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tuple[str, ...] | None) -> SchemaPlan:
-    """`previous_key` is the key the ledger recorded with the last applied snapshot, if any."""
+def plan(existing: bigquery.Table | None, manifest: Manifest, latest: Entry | None) -> SchemaPlan:
+    """`latest` is the ledger's row of the last applied snapshot, if any: its key and hashed columns."""
     if existing is None:
         return SchemaPlan(create=True)
     table_id = manifest.target.table_id
-    _check_key(existing, manifest, previous_key)
+    previous_columns = latest.hashed_columns if latest else None
+    _check_key(existing, manifest, latest.key_columns if latest else None)
     wanted = {f.name.lower(): f for f in bq.table_fields(manifest.table_schema)}
     have = {f.name.lower(): f for f in existing.schema}
-    dropped = [f.name for name, f in have.items() if name not in wanted]
+    missing = [f.name for name, f in have.items() if name not in wanted]
+    kept = [] if previous_columns is None else [n for n in missing if n.lower() not in _lowered(previous_columns)]
+    dropped = [n for n in missing if n not in kept]
     if dropped:
-        raise SchemaChangeError(f"column(s) {', '.join(dropped)} of {table_id} are not in the snapshot: "
+        origin = ("were in the last applied snapshot and are not in this one" if previous_columns is not None
+                  else "are not in the snapshot (dropped or renamed in the source, or added in BigQuery)")
+        raise SchemaChangeError(f"column(s) {', '.join(dropped)} of {table_id} {origin}: "
                                 f"dropping columns is not applied automatically{_RELOAD}")
+    stored_order = previous_columns or tuple(f.name for f in existing.schema)
+    reordered = _moved(stored_order, hashed_columns(manifest))
     added, widened = [], {}
     for name, field_ in wanted.items():
         current = have.get(name)
@@ -85,7 +100,22 @@ def plan(existing: bigquery.Table | None, manifest: Manifest, previous_key: tupl
             continue
         raise SchemaChangeError(f"column {current.name} of {table_id} would change type from {old} to {new}: "
                                 f"a different type family cannot be applied{_RELOAD}")
-    return SchemaPlan(added=tuple(added), widened=widened)
+    return SchemaPlan(added=tuple(added), widened=widened, kept=tuple(kept), reordered=reordered)
+
+
+def _lowered(names: tuple[str, ...]) -> set[str]:
+    return {n.lower() for n in names}  # BigQuery column names are case-insensitive
+
+
+def _moved(stored: tuple[str, ...], snapshot: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns both hold, in the stored hashes' order, when the snapshot has them in another
+    order; else (). A row hash covers values by position, so after two columns swap names (or move)
+    a row can hash as before while its columns' values changed. Columns only added or only dropped
+    leave the common order alone."""
+    common = _lowered(stored) & _lowered(snapshot)
+    before = tuple(n for n in stored if n.lower() in common)
+    after = tuple(n for n in snapshot if n.lower() in common)
+    return before if [n.lower() for n in before] != [n.lower() for n in after] else ()
 
 
 def _check_key(existing: bigquery.Table, manifest: Manifest, previous_key: tuple[str, ...] | None) -> None:
@@ -113,3 +143,6 @@ def apply(manifest: Manifest, schema_plan: SchemaPlan) -> None:
     if schema_plan.added:
         bq.add_columns(table_id, list(schema_plan.added))
         log.warning("added column(s) %s to %s", [f.name for f in schema_plan.added], table_id)
+    if schema_plan.kept:
+        log.info("column(s) %s of %s were never in a snapshot: left as they are (NULL in new rows)",
+                 list(schema_plan.kept), table_id)

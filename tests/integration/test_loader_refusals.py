@@ -102,7 +102,7 @@ SCHEMA_CASES: dict[str, tuple[list[tuple[str, str]], list[str], str]] = {
     "key-change": ([("id", "INT64"), ("name", "STRING"), ("amount", "NUMERIC")], ["name"],
                    "key of {table} would change from (id) to (name)"),
     "dropped-column": ([("id", "INT64"), ("name", "STRING")], ["id"],
-                       "amount of {table} are not in the snapshot"),
+                       "amount of {table} were in the last applied snapshot and are not in this one"),
 }
 
 

@@ -13,7 +13,8 @@ def test_history_asks_once_and_tells_the_latest_apart(monkeypatch: pytest.Monkey
 
     def query(_project: str, sql: str, _params: object = ()) -> list[dict[str, object]]:
         sent.append(sql)
-        row = {"run_id": "r1", "sequence": 1, "status": ledger.APPLIED, "published_at": None, "key_columns": "id"}
+        row = {"run_id": "r1", "sequence": 1, "status": ledger.APPLIED, "published_at": None, "key_columns": "id",
+               "hashed_columns": '["id", "v"]'}
         return [{**row, "latest": False}, {**row, "run_id": "r0", "sequence": 5, "latest": True}]
 
     monkeypatch.setattr(ledger.bq, "query", query)
@@ -22,6 +23,7 @@ def test_history_asks_once_and_tells_the_latest_apart(monkeypatch: pytest.Monkey
     strict(sent[0])
     assert [e.run_id for e in history.entries] == ["r1"]
     assert history.latest is not None and (history.latest.run_id, history.latest.sequence) == ("r0", 5)
+    assert history.latest.hashed_columns == ("id", "v")
     assert history.find("r1", ledger.APPLIED) is not None and history.find("r0", ledger.APPLIED) is None
 
 

@@ -40,8 +40,14 @@ def manifest(sequence: int = 10, *, base: str | None = None, table_schema: Table
     )
 
 
-def entry(run_id: str, sequence: int, status: str = APPLIED, published: bool = True) -> Entry:
-    return Entry(run_id, sequence, status, published, ("id",))
+def entry(run_id: str, sequence: int, status: str = APPLIED, published: bool = True,
+          hashed_columns: tuple[str, ...] | None = None) -> Entry:
+    return Entry(run_id, sequence, status, published, ("id",), hashed_columns)
+
+
+def applied_with(key: tuple[str, ...] | None = ("id",), hashed_columns: tuple[str, ...] | None = None) -> Entry:
+    """The ledger's row of the last applied snapshot, as `plan` reads it."""
+    return Entry(OTHER, 9, APPLIED, True, key, hashed_columns)
 
 
 @pytest.mark.parametrize(("m", "entries", "latest", "verdict"), [
@@ -70,13 +76,13 @@ def table(fields: dict[str, str], clustering: list[str] | None = None) -> bigque
 
 def test_new_table_is_created_and_same_schema_changes_nothing() -> None:
     assert plan(None, manifest(), None).create
-    same = plan(table({"id": "INTEGER", "v": "STRING"}, ["id"]), manifest(), ("id",))
-    assert not same.create and not same.added and not same.widened
+    same = plan(table({"id": "INTEGER", "v": "STRING"}, ["id"]), manifest(), applied_with())
+    assert not same.create and not same.added and not same.widened and not same.reordered
 
 
 def test_new_columns_and_exact_widenings_are_planned() -> None:
     m = manifest(table_schema=schema(id="INT64", amount="NUMERIC", big="BIGNUMERIC", note="STRING"))
-    result = plan(table({"id": "INT64", "amount": "INT64", "big": "NUMERIC"}), m, ("id",))
+    result = plan(table({"id": "INT64", "amount": "INT64", "big": "NUMERIC"}), m, applied_with())
     assert [f.name for f in result.added] == ["note"]
     assert result.widened == {"amount": "NUMERIC", "big": "BIGNUMERIC"}
 
@@ -89,15 +95,40 @@ def test_new_columns_and_exact_widenings_are_planned() -> None:
 ])
 def test_lossy_schema_changes_are_refused(have: dict[str, str], want: dict[str, str], message: str) -> None:
     with pytest.raises(SchemaChangeError, match=message):
-        plan(table(have), manifest(table_schema=schema(**want)), ("id",))
+        plan(table(have), manifest(table_schema=schema(**want)), applied_with())
 
 
 def test_a_key_change_is_refused_by_ledger_key_or_by_clustering() -> None:
     m = manifest(table_schema=TableSchema(columns=schema(id="INT64", v="STRING").columns, key=["v"]))
     with pytest.raises(SchemaChangeError, match=r"key of p-test.d.t would change from \(id\) to \(v\)"):
-        plan(table({"id": "INT64", "v": "STRING"}), m, ("id",))
+        plan(table({"id": "INT64", "v": "STRING"}), m, applied_with())
     with pytest.raises(SchemaChangeError, match="key"):
-        plan(table({"id": "INT64", "v": "STRING"}, ["id"]), m, None)
+        plan(table({"id": "INT64", "v": "STRING"}, ["id"]), m, applied_with(key=None))
+
+
+def test_columns_that_changed_places_since_the_last_snapshot_rewrite_every_row() -> None:
+    swapped = manifest(table_schema=schema(id="INT64", t="STRING", v="STRING"))
+    bq_table = table({"id": "INT64", "v": "STRING", "t": "STRING"})
+    assert plan(bq_table, swapped, applied_with(hashed_columns=("id", "v", "t"))).reordered == ("id", "v", "t")
+    # Without the ledger's record (an older loader wrote it) the table's own column order stands in.
+    assert plan(bq_table, swapped, applied_with()).reordered == ("id", "v", "t")
+    # A column the source added in the middle (MySQL's ADD ... AFTER) is appended in BigQuery: only
+    # the first load compares with the table's order; the ledger's record keeps later ones as they are.
+    added = manifest(table_schema=schema(id="INT64", n="STRING", v="STRING"))
+    assert not plan(table({"id": "INT64", "v": "STRING"}), added, applied_with(hashed_columns=("id", "v"))).reordered
+    settled = plan(table({"id": "INT64", "v": "STRING", "n": "STRING"}), added,
+                   applied_with(hashed_columns=("id", "n", "v")))
+    assert not settled.reordered and not settled.added
+
+
+def test_columns_added_in_bigquery_are_kept_and_columns_gone_from_the_source_refused() -> None:
+    m = manifest(table_schema=schema(id="INT64", v="STRING"))
+    with_note = table({"id": "INT64", "v": "STRING", "analyst_note": "STRING"})
+    assert plan(with_note, m, applied_with(hashed_columns=("id", "v"))).kept == ("analyst_note",)
+    with pytest.raises(SchemaChangeError, match="analyst_note of p-test.d.t were in the last applied snapshot"):
+        plan(with_note, m, applied_with(hashed_columns=("id", "v", "analyst_note")))
+    with pytest.raises(SchemaChangeError, match=r"not in the snapshot \(dropped or renamed in the source, or added"):
+        plan(with_note, m, applied_with())
 
 
 def test_conflicts_are_retried_with_backoff_and_other_errors_are_not() -> None:

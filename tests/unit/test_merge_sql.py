@@ -148,3 +148,15 @@ def test_a_hostile_value_stays_inside_its_literal() -> None:
     script = load_script(SCHEMA, TARGET, STAGING, LEDGER, values)
     assert "DECLARE v_source_table STRING DEFAULT 'x\\'; DROP TABLE t; --';" in script
     assert not any(isinstance(s, exp.Drop) for s in script_statements(script))
+
+
+def test_a_rewrite_writes_every_matched_row_and_records_why() -> None:
+    values = LoadValues(**{**VALUES.__dict__, "hashed_columns": '["a", "b"]', "message": "every row rewritten"})
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, values, rewrite=True)
+    merge = next(s for s in script_statements(script) if isinstance(s, exp.Merge))
+    assert "IS DISTINCT FROM" not in merge.sql("bigquery")
+    assert "WHEN MATCHED AND TRUE THEN UPDATE" in script
+    assert "DECLARE v_hashed_columns STRING DEFAULT '[\"a\", \"b\"]';" in script
+    assert "DECLARE v_message STRING DEFAULT 'every row rewritten';" in script
+    updated = count_queries(SCHEMA, Tables(TARGET, STAGING, LEDGER), rewrite=True)["v_updated"]
+    assert updated.endswith("WHERE TRUE")
