@@ -247,20 +247,20 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
     operator since it was last checked)."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     last = _last_entries(project, dataset)
-    certificates = results.latest_reconciliations(project, dataset)
-    validations = results.latest_validations(project, dataset)
-    has_ledger = bool(last)
+    table_ids = {table.name: f"{project}.{dataset}.{table.target_table}" for table in config.tables}
+    newest = {t: ledger.latest_applied(project, dataset, t) for t in table_ids.values()} if last else {}
+    # only verdicts on the newest applied run describe the table as that run left it
+    runs = {t: str(row["run_id"]) for t, row in newest.items() if row}
+    certificates = results.reconciliations_of(project, dataset, runs)
+    validations = results.validations_of(project, dataset, runs)
     out: list[tuple[str, tuple[str, ...]]] = []
     unhealthy: list[str] = []
     for table in config.tables:
-        table_id = f"{project}.{dataset}.{table.target_table}"
-        applied = ledger.latest_applied(project, dataset, table_id) if has_ledger else None
+        table_id = table_ids[table.name]
+        applied = newest.get(table_id)
         entry = last.get(table_id)
-        # verdicts on an older run say nothing of the table as the newest applied run left it
-        run_id = applied["run_id"] if applied else None
         certificate = certificates.get(table_id)
-        certificate = certificate if certificate and certificate["run_id"] == run_id else None
-        checks = [c for c in validations.get(table_id, []) if c["run_id"] == run_id]
+        checks = validations.get(table_id, [])
         pending = applied is not None and (certificate is None or not checks)
         outdated = _outdated_by(entry)
         failed = sorted({str(c["check_name"]) for c in checks if not c["passed"]})

@@ -78,25 +78,28 @@ def write(project: str, dataset: str, name: str, rows: list[dict[str, object]]) 
         bq.insert_rows(table_id(project, dataset, name), _TABLES[name], rows)
 
 
-def latest_reconciliations(project: str, dataset: str) -> dict[str, dict[str, object]]:
-    """The newest certificate per table id (none if the table does not exist yet)."""
-    if bq.get_table(table_id(project, dataset, RECONCILIATION_TABLE)) is None:
-        return {}
+def _newest_of_runs(project: str, dataset: str, name: str, runs: dict[str, str], rank: str) -> list[dict[str, object]]:
+    """Rows of a results table for the given run of each table (table id -> run id), ranked newest
+    first within each run: a verdict on another run (a late or repeated delivery's `superseded`)
+    never stands in for the run asked about."""
+    if not runs or bq.get_table(table_id(project, dataset, name)) is None:
+        return []
     rows = bq.query(project, (
-        f"SELECT * FROM {quote_bigquery(project, dataset, RECONCILIATION_TABLE)} "
-        "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY checked_at DESC) = 1"))
-    return {str(r["table_id"]): dict(r.items()) for r in rows}
+        f"SELECT * FROM {quote_bigquery(project, dataset, name)} WHERE run_id IN UNNEST(@run_ids) "
+        f"QUALIFY {rank} OVER (PARTITION BY table_id, run_id ORDER BY checked_at DESC) = 1"),
+        [bigquery.ArrayQueryParameter("run_ids", "STRING", sorted(set(runs.values())))])
+    return [dict(r.items()) for r in rows if runs.get(str(r["table_id"])) == r["run_id"]]
 
 
-def latest_validations(project: str, dataset: str) -> dict[str, list[dict[str, object]]]:
-    """Every check of the newest validated run per table id."""
-    if bq.get_table(table_id(project, dataset, VALIDATION_TABLE)) is None:
-        return {}
-    rows = bq.query(project, (
-        f"SELECT * FROM {quote_bigquery(project, dataset, VALIDATION_TABLE)} "
-        "QUALIFY DENSE_RANK() OVER (PARTITION BY table_id ORDER BY checked_at DESC) = 1 "
-        "ORDER BY table_id, check_name"))
+def reconciliations_of(project: str, dataset: str, runs: dict[str, str]) -> dict[str, dict[str, object]]:
+    """The newest certificate of each table's given run (table id -> run id)."""
+    return {str(r["table_id"]): r for r in _newest_of_runs(project, dataset, RECONCILIATION_TABLE, runs, "ROW_NUMBER()")}
+
+
+def validations_of(project: str, dataset: str, runs: dict[str, str]) -> dict[str, list[dict[str, object]]]:
+    """Every check of the newest validation of each table's given run (table id -> run id)."""
     out: dict[str, list[dict[str, object]]] = {}
-    for row in rows:
-        out.setdefault(str(row["table_id"]), []).append(dict(row.items()))
+    rows = _newest_of_runs(project, dataset, VALIDATION_TABLE, runs, "DENSE_RANK()")
+    for row in sorted(rows, key=lambda r: str(r["check_name"])):
+        out.setdefault(str(row["table_id"]), []).append(row)
     return out

@@ -3,6 +3,7 @@ without --yes, dry runs, ledger entries, and one-line errors."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from matrix_sync.operator import delete, operator_cli, status, truncate, validat
 from matrix_sync.operator_views import parse_key_filters, status_rows
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
+from shared import pubsub
+from shared.config import Config
+from shared.topology import TABLE_LOADED_TOPIC
 from tests.support import assert_tables_equal, sample_config
 from tests.support_reconcile import table_id
 
@@ -101,6 +105,11 @@ def test_operator_tools_report_refuse_act_and_record(
     assert all(r.ok for r in reports), reports
     assert_tables_equal(config)
 
+    # a late, repeated `table-loaded` of an older run: its `superseded` verdicts do not hide the newest run's
+    _redeliver_oldest_table_loaded(config, "customers")
+    late = runner.invoke(status, args)
+    assert late.exit_code == 0 and "pending" not in late.output, late.output
+
     # a validation lost for the newest run (a delivery dead-lettered): the last run's checks do not stand in
     bq.query(config.bigquery.project, f"DELETE FROM `{config.bigquery.project}.{config.bigquery.dataset}."
                                       f"_sync_validations` WHERE run_id = '{reports[1].run_id}'")
@@ -108,6 +117,30 @@ def test_operator_tools_report_refuse_act_and_record(
     assert lost.exit_code == 1 and "needs attention: payments" in lost.output, lost.output
     shown = {name: row[5:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
     assert shown == {"customers": ("match", "passed"), "payments": ("match", "pending")}
+
+
+def _redeliver_oldest_table_loaded(config: Config, table: str) -> None:
+    """Publishes the table's first applied run's `table-loaded` again, as a late redelivery would, and
+    waits for the reconciler's and validator's `superseded` verdicts on it."""
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    oldest = bq.query(project, f"SELECT * FROM `{project}.{dataset}._sync_ledger` WHERE status = 'applied' "
+                               f"AND table_id = '{table_id(config, table)}' ORDER BY sequence LIMIT 1")[0]
+    pubsub.publish_json(config.pubsub.project, TABLE_LOADED_TOPIC, {
+        "table": oldest["table_id"], "source_table": oldest["source_table"], "run_id": oldest["run_id"],
+        "sequence": oldest["sequence"], "mode": oldest["mode"], "manifest_uri": oldest["manifest_uri"],
+        "status": "applied", "rows_inserted": oldest["rows_inserted"], "rows_updated": oldest["rows_updated"],
+        "rows_deleted": oldest["rows_deleted"], "source_rows": oldest["source_rows"]}, ordering_key=oldest["table_id"])
+
+    def superseded() -> bool:
+        found = [bq.query(project, f"SELECT COUNT(*) AS n FROM `{project}.{dataset}.{results_table}` "
+                                   f"WHERE run_id = '{oldest['run_id']}' AND {column} = 'superseded'")[0]["n"]
+                 for results_table, column in (("_sync_reconciliations", "verdict"), ("_sync_validations", "check_name"))]
+        return all(found)
+
+    deadline = time.monotonic() + 60
+    while not superseded():
+        assert time.monotonic() < deadline, "no superseded verdicts for the redelivered run"
+        time.sleep(0.5)
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
