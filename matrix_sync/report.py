@@ -39,10 +39,6 @@ DIFFERENCE_KINDS = (("missing_rows", "missing"), ("extra_rows", "extra"), ("chan
                     ("duplicate_rows", "duplicate"))
 
 
-class ReportError(RuntimeError):
-    """The results cannot be read (no ledger in the dataset, BigQuery unreachable)."""
-
-
 # --- data ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -71,8 +67,15 @@ class Run:
         return str(self.reconciliation["verdict"]) if self.reconciliation else "pending"
 
     @property
+    def latest_checks(self) -> list[dict[str, Any]]:
+        """The run's newest validation: a later `validate --record` that passes supersedes a failure."""
+        moments = [v.get("checked_at") for v in self.validations if isinstance(v.get("checked_at"), datetime)]
+        newest = max(moments, default=None)
+        return [v for v in self.validations if newest is None or v.get("checked_at") == newest]
+
+    @property
     def failed_checks(self) -> list[str]:
-        return sorted({str(v["check_name"]) for v in self.validations if not v.get("passed")})
+        return sorted({str(v["check_name"]) for v in self.latest_checks if not v.get("passed")})
 
     @property
     def validation(self) -> str:
@@ -137,11 +140,10 @@ def _results_of_latest_runs(results: str, ledger: str) -> str:
 
 
 def collect(config: Config, limit: int = 200) -> list[TableRuns]:
-    """Every table in the dataset's ledger, the config's tables first, its last `limit` runs each;
+    """The config's tables (those never loaded with no runs), then every other table in the dataset's
+    ledger, its last `limit` runs each;
     only those runs and their results are read, so the page costs the same after a year of runs."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
-    if bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is None:
-        raise ReportError(f"no ledger in {project}.{dataset} yet ({LEDGER_TABLE}): nothing has been loaded there")
     params = [bigquery.ScalarQueryParameter("limit", "INT64", limit)]
 
     def rows(sql: str, table: str = LEDGER_TABLE) -> list[dict[str, Any]]:
@@ -169,8 +171,8 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
                                              validations.get(key, []) if verdicts else [],
                                              first_reconciled.get(key) if verdicts else None))
     configured = [f"{project}.{dataset}.{t.target_table}" for t in config.tables]
-    order = [t for t in configured if t in by_table] + sorted(t for t in by_table if t not in configured)
-    return [TableRuns(t, by_table[t]) for t in order]
+    order = configured + sorted(t for t in by_table if t not in configured)  # never-loaded ones too
+    return [TableRuns(t, by_table.get(t, [])) for t in order]
 
 
 # --- SVG -----------------------------------------------------------------------------------------
@@ -267,7 +269,7 @@ tr.failed td{background:#fdecea;color:#8e1b1b}tr.failed td.verdict{font-weight:7
 .badge.bad{background:#c62828;color:#fff}.badge.wait{background:#fff3e0;color:#8a4b00}.badge.none{background:#eceff1;color:#455a64}
 .scroll{overflow-x:auto}.msg{max-width:420px;overflow:hidden;text-overflow:ellipsis;text-align:left!important}
 label.filter{display:inline-block;margin:0 0 12px;font-size:13px}
-body.only-failures tr:not(.failed){display:none}body.only-failures section.table:not(.has-failures){display:none}
+body.only-failures tbody tr:not(.failed){display:none}body.only-failures section.table:not(.has-failures){display:none}
 """
 
 SCRIPT = """
@@ -287,7 +289,7 @@ SCRIPT = """
 
 
 def _badge(text: str) -> str:
-    kind = ("bad" if text in ("mismatch", "unverified", "failed", "refused", "error") else "wait" if text == "pending"
+    kind = ("bad" if text in ("mismatch", "unverified", "failed", "refused", "error", "never loaded") else "wait" if text == "pending"
             else "none" if text in ("–", "stale", "duplicate", "unknown", "superseded") else "")
     return f'<span class="badge {kind}">{_e(text)}</span>'
 
@@ -302,8 +304,17 @@ def _time(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else ""
 
 
+def _never_loaded_section(index: int, table: TableRuns) -> str:
+    return (f'<section class="table has-failures" id="table-{index}" data-table="{_e(table.table_id)}">'
+            f'<h2>{_e(table.name)} <span class="id">{_e(table.table_id)}</span> {_badge("never loaded")}</h2>'
+            '<p>No snapshot of this configured table has been applied: its extraction or load has not run, or '
+            'failed (see `matrix-sync status` and the alerts).</p></section>')
+
+
 def _table_section(index: int, table: TableRuns) -> str:
     runs = table.runs
+    if not runs:
+        return _never_loaded_section(index, table)
     charted = [r for r in runs if r.status != "duplicate"]
     counts = bar_chart(f"changes-{index}", "rows inserted / updated / deleted per run", charted,
                        [(key, label, color, [float(r.count(key)) for r in charted]) for key, label, color in SERIES])
@@ -411,7 +422,7 @@ def report(config_path: Path, output: Path, limit: int) -> None:
         config = load_config(config_path)
         _point_at_stack()
         tables = write_report(config, output, limit)
-    except (ConfigError, ReportError, StackError) as error:
+    except (ConfigError, StackError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     except (GoogleAPICallError, GoogleAuthError) as error:

@@ -178,3 +178,15 @@ def test_report_reads_only_the_runs_it_shows(stack: LocalStack, tmp_path: Path, 
     shown = [(str(run.ledger["run_id"]), run.ledger["status"]) for run in customers.runs]
     assert len(shown) == 2 and shown[0][0] in runs[-1] and shown[0][1] == "applied"
     assert shown[1] == (deleted, "operator-delete")
+
+
+def test_a_report_before_any_load_lists_the_configured_tables(stack: LocalStack, tmp_path: Path,
+                                                              unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_path = tmp_path / "config.yaml"
+    sample_config(stack, config_path, seed=31, suffix=unique_name, tables={"customers": ["customer_id"]})
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(report, ["--config", str(config_path), "--output", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "1 table(s), 0 run(s), 0 failed" in result.output
+    assert 'class="badge bad">never loaded' in page.read_text(encoding="utf-8")

@@ -106,3 +106,24 @@ def test_a_certificate_without_counts_shows_none() -> None:
     run.reconciliation |= {"source_rows": None, "target_rows": None}
     page = render_html(CONFIG, [TableRuns("p-1.ds.customers", [run])], generated=T0)
     assert "unverified" in page and "None" not in page
+
+
+def test_a_later_passing_validation_supersedes_a_failed_one() -> None:
+    run = _run("r1", 1, 0, 0, checks={"row_count": False, "not_null:name": True})
+    later = run.ledger["extracted_at"] + timedelta(hours=1)
+    fixed = Run(run.ledger, run.reconciliation, [*run.validations, {"check_name": "row_count", "passed": True,
+                                                                     "checked_at": later},
+                                                  {"check_name": "not_null:name", "passed": True, "checked_at": later}])
+    assert (run.validation, run.failed_checks) == ("failed", ["row_count"])
+    assert (fixed.validation, fixed.failed_checks, fixed.failed) == ("passed", [], False)
+
+
+def test_a_configured_table_never_loaded_stands_out_and_keeps_under_failures_only() -> None:
+    page = render_html(CONFIG, [TableRuns("p-1.ds.customers", [])], generated=T0)
+    parsed = _Collect()
+    parsed.feed(page)
+    section = next(a for t, a in parsed.tags if t == "section")
+    assert "has-failures" in (section["class"] or "") and "never loaded" in page
+    assert 'class="badge bad">never loaded' in page
+    # the failures-only filter hides rows of the runs tables, never their header rows
+    assert "body.only-failures tbody tr:not(.failed){display:none}" in page
