@@ -317,7 +317,8 @@ def status(config_path: Path) -> None:
     rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
     table = Table(title=f"status {config_path}", title_justify="left")
     for heading, justify in [("table", "left"), ("last applied run", "left"), ("age", "right"), ("rows", "right"),
-                             ("last ledger entry", "left"), ("reconciliation", "left"), ("validation", "left")]:
+                             ("last extraction", "left"), ("last ledger entry", "left"), ("reconciliation", "left"),
+                             ("validation", "left")]:
         table.add_column(heading, justify=justify)  # type: ignore[arg-type]
     for name, row in rows:
         table.add_row(*row, style="bold red" if name in unhealthy else "")

@@ -18,6 +18,7 @@ from shared import bigquery as bq
 from shared import bq_jobs, ledger, results
 from shared.applied import SnapshotGone, latest_snapshot
 from shared.config import Config, TableConfig
+from shared.extractor import outcomes
 from shared.extractor.snapshot import new_run_id
 from shared.identifiers import IdentifierError, bigquery_column_for
 from shared.identifiers import quote_bigquery as q
@@ -244,7 +245,8 @@ PENDING = "pending"
 def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
     """One display row per table, and the tables needing attention (never loaded, last snapshot
     refused, its newest applied run not reconciled or validated yet or not clean, changed by an
-    operator since it was last checked)."""
+    operator since it was last checked, older than its freshness limit, or its last extraction
+    failed after the newest applied run was extracted)."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     last = _last_entries(project, dataset)
     table_ids = {table.name: f"{project}.{dataset}.{table.target_table}" for table in config.tables}
@@ -274,12 +276,41 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
         if checks and outdated(max(c["checked_at"] for c in checks)):
             validation = f"outdated: {validation}"
         rows = f"{int(str(applied['source_rows'] or 0)):,}" if applied else "-"
+        stale = _stale(applied, table_id, now)
+        age = _age(applied and applied["recorded_at"], now) + (" (stale)" if stale else "")
+        extraction = outcomes.read(config.gcs.bucket, config.gcs.prefix, table.target_table)
+        extraction_failed = _failed_since(extraction, applied)
         out.append((table.name, (
-            table.name, str(applied["run_id"]) if applied else "never", _age(applied and applied["recorded_at"], now),
-            rows, f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
+            table.name, str(applied["run_id"]) if applied else "never", age, rows, _extraction_text(extraction, now),
+            f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
         refused = entry is not None and entry["status"] == ledger.REFUSED
-        if (applied is None or failed or refused or unverified_change or pending
+        if (applied is None or failed or refused or unverified_change or pending or stale or extraction_failed
                 or (certificate and certificate["verdict"] in (results.MISMATCH, results.UNVERIFIED))):
             unhealthy.append(table.name)
     return out, unhealthy
+
+
+def _stale(applied: dict[str, object] | None, table_id: str, now: dt.datetime) -> bool:
+    """Older than the table's freshness limit (MATRIX_VALIDATION): the validator checks freshness only
+    when a load arrives, so a table whose extractions stopped is caught here."""
+    recorded = applied and applied["recorded_at"]
+    if not isinstance(recorded, dt.datetime):
+        return False
+    limit = thresholds_for(table_id, os.environ.get(ENV_VARIABLE)).freshness_max_age_s
+    return (now - recorded).total_seconds() > limit
+
+
+def _failed_since(extraction: outcomes.ExtractionOutcome | None, applied: dict[str, object] | None) -> bool:
+    """The table's last extraction failed after its newest applied run was extracted."""
+    if extraction is None or not extraction.failed:
+        return False
+    extracted = applied and applied["extracted_at"]
+    return not isinstance(extracted, dt.datetime) or extraction.at > extracted
+
+
+def _extraction_text(extraction: outcomes.ExtractionOutcome | None, now: dt.datetime) -> str:
+    if extraction is None:
+        return "-"
+    text = f"{extraction.outcome} ({_age(extraction.at, now)} ago)"
+    return f"{text}: {extraction.reason}" if extraction.failed and extraction.reason else text

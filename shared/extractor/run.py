@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from shared import logs
 from shared.config import Config, TableConfig
+from shared.extractor import outcomes
 from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
 from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
 from shared.extractor.source import SourceError, connect, discover, find_duplicated_keys
@@ -87,7 +88,12 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
     chosen = [config.table(name) for name in tables] if tables else config.tables
     holder = new_run_id()
     outcome = Extraction()
-    engine = connect(config.source)
+    try:
+        engine = connect(config.source)
+    except SourceError as error:
+        for table in chosen:
+            _record(config, table, outcomes.FAILED, reason=str(error))
+        raise
     try:
         with logs.labels(lock_holder=holder):
             for table in chosen:
@@ -102,18 +108,24 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                     _skipped(LockedTable(table.name, "lock taken over mid-way by another extraction", "", "", None),
                              outcome, progress)
                 except SourceError as error:
-                    _failed(FailedTable(table.name, str(error)), outcome)
+                    _failed(config, table, FailedTable(table.name, str(error)), outcome)
                 except EVERY_TABLE_ERRORS:
                     raise  # one error for the whole request
                 except Exception as error:  # drivers' and clients' own types: this table fails, the rest go on
-                    _failed(FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}", unexpected=True),
-                            outcome, error)
+                    _failed(config, table, FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}",
+                                                       unexpected=True), outcome, error)
                 else:
+                    _record(config, table, outcomes.EXTRACTED, run_id=result.run_id)
                     progress.table_done(result)
                     outcome.written.append(result)
     finally:
         engine.dispose()
     return outcome
+
+
+def _record(config: Config, table: TableConfig, outcome: str, *, run_id: str | None = None,
+            reason: str | None = None) -> None:
+    outcomes.record(config.gcs.bucket, config.gcs.prefix, table.target_table, outcome, run_id=run_id, reason=reason)
 
 
 def extract_tables(config: Config, tables: list[str] | None = None, progress: ExtractProgress | None = None,
@@ -143,7 +155,9 @@ def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress
     progress.table_locked(locked)
 
 
-def _failed(failed: FailedTable, outcome: Extraction, error: BaseException | None = None) -> None:
+def _failed(config: Config, table: TableConfig, failed: FailedTable, outcome: Extraction,
+            error: BaseException | None = None) -> None:
+    _record(config, table, outcomes.FAILED, reason=failed.reason)
     logs.event(log, f"extraction of {failed.describe()}", logging.ERROR, outcome="failed", table=failed.table,
                reason=failed.reason, unexpected=failed.unexpected, exc_info=error)
     outcome.failed.append(failed)

@@ -3,6 +3,7 @@ without --yes, dry runs, ledger entries, and one-line errors."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_operator_tools_report_refuse_act_and_record(
     assert _count(config, "payments") == 0
     truncated = runner.invoke(status, args)  # the last checks predate the truncate: they no longer hold
     assert truncated.exit_code == 1 and "needs attention: customers, payments" in truncated.output
-    shown = {name: row[4:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    shown = {name: row[5:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
     assert [shown["customers"][1:], shown["payments"][1:]] == [("outdated: match", "failed: row_count"),
                                                                ("outdated: match", "outdated: passed")]
     assert shown["payments"][0].startswith("operator-truncate (")
@@ -115,7 +116,7 @@ def test_operator_tools_report_refuse_act_and_record(
                                       f"_sync_validations` WHERE run_id = '{reports[1].run_id}'")
     lost = runner.invoke(status, args)
     assert lost.exit_code == 1 and "needs attention: payments" in lost.output, lost.output
-    shown = {name: row[5:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    shown = {name: row[6:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
     assert shown == {"customers": ("match", "passed"), "payments": ("match", "pending")}
 
 
@@ -174,3 +175,34 @@ def test_a_key_may_name_the_source_column(stack: LocalStack, unique_name: str) -
     condition, params = parse_key_filters(table, ("Order Date=2024-02-29", "ID=7"))
     assert condition == "`Order_x0020_Date` = @k0 AND `id` = @k1"
     assert [p.value for p in params] == [dt.date(2024, 2, 29), 7]
+
+
+def test_status_flags_a_table_whose_extraction_failed_or_that_went_stale(
+        stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither reaches the ledger: a failed extraction writes no manifest, and the validator checks
+    freshness only when a load arrives."""
+    config_path = tmp_path / "config.yaml"
+    config = sample_config(stack, config_path, seed=43, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "payments": ["account_id", "payment_no"]})
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(stack.root))
+    args = ["--config", str(config_path)]
+    reports = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert all(r.ok for r in reports), reports
+    healthy = CliRunner().invoke(status, args)
+    assert healthy.exit_code == 0 and "extracted (" in healthy.output, healthy.output
+
+    with sqlite3.connect(tmp_path / "matrix.db") as db:
+        db.execute("ALTER TABLE payments RENAME TO payments_archive")
+    assert extract_all(config, tables=["payments"]) == []
+    failed = CliRunner().invoke(status, args)
+    assert failed.exit_code == 1 and "needs attention: payments" in failed.output, failed.output
+    shown = {name: row for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    assert shown["payments"][4].startswith("failed (") and "not found" in shown["payments"][4]
+    assert shown["customers"][4].startswith("extracted (")
+
+    monkeypatch.setenv("MATRIX_VALIDATION", '{"tables": {"customers": {"freshness_max_age_s": 1}}}')
+    time.sleep(1.5)
+    stale = CliRunner().invoke(status, args)
+    assert stale.exit_code == 1 and "needs attention: customers, payments" in stale.output, stale.output
+    shown = {name: row for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    assert shown["customers"][2].endswith("(stale)") and not shown["payments"][2].endswith("(stale)")
