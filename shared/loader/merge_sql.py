@@ -164,6 +164,27 @@ def repeated_keys_query(schema: TableSchema, staging: str) -> str:
     return f"SELECT {keys} FROM {staging} GROUP BY {keys} HAVING COUNT(*) > 1"
 
 
+def held_twice_sql(schema: TableSchema, target: str) -> str:
+    """A condition on target rows `T`: their key is held by more than one row of the target."""
+    keys = ", ".join(q(c.bq_name) for c in schema.key_columns)
+    match = _key_match(schema, "T", "R")
+    return f"EXISTS (SELECT 1 FROM (SELECT {keys} FROM {target} GROUP BY {keys} HAVING COUNT(*) > 1) AS R WHERE {match})"
+
+
+def _replace_held_twice(schema: TableSchema, target: str) -> str:
+    """Before a full snapshot's MERGE: rows of keys the target holds twice (written behind the
+    pipeline's back) are deleted, and the MERGE inserts the snapshot's one row for each. Left in
+    place, every copy would match and stay, the row count check would roll the load back, and no
+    snapshot could ever heal the table."""
+    held_twice = held_twice_sql(schema, target)
+    return (f"  SET v_held_twice = (SELECT COUNT(*) FROM {target} AS T WHERE {held_twice});\n"
+            f"  IF v_held_twice > 0 THEN\n"
+            f"    DELETE FROM {target} AS T WHERE {held_twice};\n"
+            f"    SET v_message = CONCAT(IFNULL(CONCAT(v_message, '; '), ''), 'replaced ', CAST(v_held_twice AS STRING), "
+            f"' row(s) of keys the table held more than once');\n"
+            f"  END IF;\n")
+
+
 def ledger_insert(ledger: str) -> str:
     return (
         f"INSERT INTO {ledger} (table_id, source_table, run_id, sequence, mode, status, manifest_uri, "
@@ -199,7 +220,7 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
     delivery finds the ledger row. The table must end with exactly the manifest's row count, or
     everything is rolled back (`diverged`): a delta applied to a table that is not its base's
-    result must not commit. Staged rows holding a key twice write nothing (`duplicate_keys`).
+    result must not commit. A full snapshot first replaces the rows of keys the table holds twice. Staged rows holding a key twice write nothing (`duplicate_keys`).
     `fault` (tests only) fails the script after the first write. A keyless table is applied by
     multiplicity instead of by key, in the same transaction.
     """
@@ -209,6 +230,7 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     if fault:
         writes.insert(1, "SELECT ERROR('MATRIX_FAULT=during_merge');")
     body = "\n".join(f"  {w}" for w in writes)
+    replace_held_twice = "" if schema.keyless or deleted is not None else _replace_held_twice(schema, target)
     repeated_keys = "" if schema.keyless else (
         f"IF outcome = '{APPLIED}' AND EXISTS ({repeated_keys_query(schema, staging)}) THEN\n"
         f"  SET outcome = '{DUPLICATE_KEYS}';\nEND IF;\n")
@@ -219,10 +241,11 @@ DECLARE v_inserted INT64 DEFAULT 0;
 DECLARE v_updated INT64 DEFAULT 0;
 DECLARE v_deleted INT64 DEFAULT 0;
 DECLARE v_rows_after INT64 DEFAULT NULL;
+DECLARE v_held_twice INT64 DEFAULT 0;
 BEGIN TRANSACTION;
 SET outcome = ({guard_query(ledger, delta=deleted is not None)});
 {repeated_keys}IF outcome = '{APPLIED}' THEN
-{counts}
+{replace_held_twice}{counts}
   {ledger_insert(ledger)};
 {body}
   SET v_rows_after = (SELECT COUNT(*) FROM {target});

@@ -1,0 +1,41 @@
+"""A BigQuery table changed behind the pipeline's back is healed by the next full snapshot."""
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from matrix_sync.cycle import wait_for_chain
+from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
+from shared.extractor.run import extract
+from tests.support import assert_tables_equal, ensure_resources, write_config
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+
+def test_a_full_snapshot_replaces_the_rows_of_a_key_the_table_holds_twice(
+        stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
+    database = tmp_path / "source.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
+        db.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 10) for i in range(1, 31)])
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"orders": ["id"]},
+                          suffix=unique_name)
+    ensure_resources(stack, config)
+    project, dataset = config.bigquery.project, config.bigquery.dataset
+    (first,) = wait_for_chain(config, extract(config, force_full=True).written, timeout_s=120)
+    assert first.ok, first
+    table = f"`{project}.{dataset}.orders`"
+    bq.query(project, f"INSERT INTO {table} (id, amount, _key_hash, _row_hash) "
+                      f"SELECT id, amount + 1, _key_hash, _row_hash FROM {table} WHERE id = 7")
+
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE orders SET amount = -1 WHERE id = 3")
+    (healed,) = wait_for_chain(config, extract(config, force_full=True).written, timeout_s=120)
+    assert (healed.load_status, healed.reconciliation, healed.validation) == ("applied", "match", "passed"), healed
+    assert_tables_equal(config)
+    assert bq.query(project, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 30
+    ledger = bq.query(project, f"SELECT message FROM `{project}.{dataset}._sync_ledger` WHERE run_id = '{healed.run_id}'")
+    assert ledger[0]["message"] == "replaced 2 row(s) of keys the table held more than once"
