@@ -125,11 +125,11 @@ def _target_side(manifest: Manifest, deep: bool) -> str:
     return f"SELECT {keys}, {_readable_key_hash(schema)} AS kh, {q(ROW_HASH_COLUMN)} AS rh FROM {table}"
 
 
-def _readable_key_hash(schema: TableSchema) -> str:
+def _readable_key_hash(schema: TableSchema, stored: str = q(KEY_HASH_COLUMN)) -> str:
     """The stored key hash, or where it is no hash at all (a row written by hand), the key hash
     rebuilt from the row's key (a new key is then extra, a copy of a key duplicate), or failing that
-    a value of its own: NULLs would join nothing and read as missing, and equal junk would group."""
-    stored = q(KEY_HASH_COLUMN)
+    a value of its own: NULLs would join nothing and read as missing, and equal junk would group.
+    `stored`: the stored key hash column as the query names it."""
     rebuilt = key_hash_sql(schema) or "CONCAT('-', GENERATE_UUID())"
     return f"IF(IFNULL(REGEXP_CONTAINS({stored}, r'^[0-9a-f]{{32}}$'), FALSE), {stored}, {rebuilt})"
 
@@ -208,13 +208,27 @@ class Repair:
     restamped: int = 0
 
 
+def _by_stored_key_hash(schema: TableSchema, diff_table: str, delete_kinds: str, by_key: str) -> str:
+    """Target rows `T` a fingerprint diff found extra or duplicated, by the key hash the diff grouped
+    them by: a row carrying another key's hashes (copied by hand) is found under that key's hash,
+    so both copies go and the key is requested again, where deleting by the snapshot's key values
+    would delete the genuine row and keep the copy. A row whose stored hash is no hash and cannot be
+    rebuilt in SQL is found by its key, as the diff took it."""
+    stored = f"T.{q(KEY_HASH_COLUMN)}"
+    readable = _readable_key_hash(schema, stored)
+    by_hash = f"{readable} IN (SELECT D.{q(KEY_HASH_COLUMN)} FROM {diff_table} AS D WHERE D.kind IN ({delete_kinds}))"
+    junk = f"NOT IFNULL(REGEXP_CONTAINS({stored}, r'^[0-9a-f]{{32}}$'), FALSE)"
+    return f"({by_hash} OR ({junk} AND {by_key}))"
+
+
 def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
     target = manifest.target
     table = q(*target.table_id.split("."))
     diff_table = q(*diff.diff_table.split("."))
     match = " AND ".join(f"D.{q(c.bq_name)} = T.{q(c.bq_name)}" for c in manifest.table_schema.key_columns)
     delete_kinds = ", ".join(lit.string(k) for k in TO_DELETE)
-    doomed = f"EXISTS (SELECT 1 FROM {diff_table} AS D WHERE D.kind IN ({delete_kinds}) AND {match})"
+    by_key = f"EXISTS (SELECT 1 FROM {diff_table} AS D WHERE D.kind IN ({delete_kinds}) AND {match})"
+    doomed = by_key if deep else _by_stored_key_hash(manifest.table_schema, diff_table, delete_kinds, by_key)
     restamp = ""
     if manifest.table_schema.keyless:
         doomed = keyless_diff.doomed(table, diff_table, delete_kinds)

@@ -107,3 +107,26 @@ def test_rows_added_by_hand_with_made_up_or_no_hashes_are_found_by_their_key(
     (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
     assert report.reconciliation == "match", report
     assert_tables_equal(config)
+
+
+def test_a_row_carrying_another_keys_hashes_is_deleted_and_the_genuine_key_requested(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """A copy of row 3 under key 9002 with row 3's hash columns groups with row 3 in the fingerprint
+    diff. Deleting the duplicate by the snapshot's key values deleted the genuine row 3, kept the
+    copy, and the next check said `match`."""
+    config, extracted = _synced_customers(stack, tmp_path, unique_name)
+    requests = pull_subscription(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, "extract-requests-intruder")
+    execute(config, "INSERT INTO {t:customers} SELECT * REPLACE (9002 AS customer_id) FROM {t:customers} "
+                    "WHERE customer_id = 3")
+
+    republish_loaded(config, "customers", extracted.run_id, extracted.manifest_uri)
+    certificate = wait_for_rows(config, RECONCILIATION_TABLE, extracted.run_id, 2)[-1]
+    assert (certificate["verdict"], certificate["duplicate_rows"], certificate["rows_deleted"]) == ("mismatch", 1, 2)
+    assert pull_json(requests, lambda body: body.get("run_id") == extracted.run_id)["keys"] == [[3]]
+    assert not bq.query(config.bigquery.project, f"SELECT 1 FROM `{table_id(config, 'customers')}` "
+                                                 "WHERE customer_id IN (3, 9002)")
+
+    (report,) = wait_for_chain(config, extract_all(config), timeout_s=120)
+    assert report.reconciliation == "match", report
+    assert_tables_equal(config)
