@@ -7,8 +7,8 @@ its generation in one request) and, for people, as its JSON body. Every change i
 generation precondition, so of two extractions racing for a table exactly one wins:
 - acquire: create with `if_generation_match=0`; if the object exists and its lease expired or was
   released, overwrite it with `if_generation_match=<the generation read>`;
-- renew (every third of the lease, from a thread) and release: overwrite with the generation this
-  holder wrote last. A failed precondition means another extraction took over an expired lease:
+- renew (every third of the lease, from a thread, and once more when the manifest's sequence is
+  taken) and release: overwrite with the generation this holder wrote last. A failed precondition means another extraction took over an expired lease:
   the holder stops before writing its manifest (`Lease.check`).
 
 Release writes a released lease instead of deleting the object: fake-gcs-server ignores
@@ -121,13 +121,19 @@ class Lease:
         self.bucket, self.name, self.table, self.holder = bucket, name, table, holder
         self.lease_s, self.generation, self._clock, self.sequence = lease_s, generation, clock, sequence
         self._lost = threading.Event()
+        self._writing = threading.Lock()  # the renewer thread and next_sequence both write the lease
 
     def next_sequence(self) -> int:
         """A snapshot sequence past every one issued under this lock before, by any host: the clock's
         microseconds, or one more than the last issued where a clock lags (another host's, or this
         one's stepped back), which would otherwise make the newer snapshot look stale to the loader.
-        Written with the next renewal or the release."""
+
+        Taken right before the manifest is written, so it renews the lease there and then: a holder
+        that was paused past its lease (its renewer not yet aware that another extraction took the
+        table over) gets LeaseLost instead of writing a manifest of older data with a newer sequence;
+        and the sequence is on record before the manifest exists."""
         self.sequence = max(int(self._clock().timestamp() * 1_000_000), self.sequence + 1)
+        self.renew()
         return self.sequence
 
     def renew(self) -> None:
@@ -151,8 +157,9 @@ class Lease:
     def _replace(self, *, released: bool) -> None:
         expires_at = self._clock() if released else self._clock() + timedelta(seconds=self.lease_s)
         try:
-            self.generation = _write(self.bucket, self.name,
-                                     _metadata(self.holder, expires_at, released, self.sequence), self.generation)
+            with self._writing:
+                self.generation = _write(self.bucket, self.name,
+                                         _metadata(self.holder, expires_at, released, self.sequence), self.generation)
         except gexc.PreconditionFailed:
             self._lost.set()
             raise LeaseLost(f"the extraction lock of {self.table} was taken over by another extraction") from None

@@ -101,6 +101,9 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor
 
     new = acquire(bucket, name, TABLE, "new-holder", lease_s=60, clock=lambda: utc_now() + timedelta(seconds=61))
     assert new.generation != old.generation
+    old.check()  # a holder paused past its lease: its renewer has not noticed yet
+    with pytest.raises(LeaseLost):
+        old.next_sequence()  # ... but no manifest sequence is issued to it
     with pytest.raises(LeaseLost):
         old.renew()
     with pytest.raises(LeaseLost):
@@ -194,4 +197,6 @@ def test_snapshot_sequences_keep_rising_when_a_clock_falls_behind(config: Config
     assert second_sequence == first_sequence + 1
     assert read_lease(config.gcs.bucket, lock_of(config)).sequence == second_sequence  # type: ignore[union-attr]
     lease = acquire(config.gcs.bucket, lock_of(config), TABLE, "later", lease_s=60)
-    assert lease.next_sequence() > second_sequence  # on time again: the clock's own
+    issued = lease.next_sequence()
+    assert issued > second_sequence  # on time again: the clock's own
+    assert read_lease(config.gcs.bucket, lock_of(config)).sequence == issued  # type: ignore[union-attr]
