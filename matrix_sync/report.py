@@ -380,12 +380,11 @@ def render_html(config: Config, tables: list[TableRuns], generated: datetime | N
 
 
 def _safe_source(config: Config) -> str:
-    import sqlalchemy as sa
+    """The source URL without any password it holds (user part, query or connection string)."""
+    from shared.secrets import redact, register_url
 
-    try:
-        return sa.engine.make_url(config.source.url).render_as_string(hide_password=True)
-    except (sa.exc.ArgumentError, ValueError):  # an unusual URL is still shown without any credentials
-        return config.source.url.split("@")[-1]
+    register_url(config.source.url)
+    return redact(config.source.url)
 
 
 def write_report(config: Config, output: Path, limit: int = 200) -> list[TableRuns]:

@@ -24,7 +24,7 @@ from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mss
 from shared.mssql.select import MssqlSelect, select_statement
 from shared.schema import Column, TableSchema
 from shared.secret_manager import SecretAccessError
-from shared.secrets import error_line, redact
+from shared.secrets import error_line, redact, register_url
 from shared.source_names import SourceNameError, matched, matched_all, nearest
 from shared.types import TypeMappingError, bigquery_type_for_sqlalchemy, type_parameters
 
@@ -45,11 +45,15 @@ def connect(source: SourceConfig) -> Engine:
         connect_args = {"connect_timeout": source.connect_timeout_s}
     elif source.url.startswith(("mysql", "mariadb")):  # TIMESTAMPs read as UTC (read_types.MysqlUtcTimestamp)
         connect_args = {"connect_timeout": source.connect_timeout_s, "init_command": "SET time_zone = '+00:00'"}
-    shown = sa.engine.make_url(source.url).render_as_string(hide_password=True)
+    register_url(source.url)  # the query's password= too, before any message can quote it
+    shown = redact(source.url)
     try:
         url = _session_settings(sa.engine.make_url(source_url(source)))
     except SecretAccessError as error:
         raise SourceError(f"cannot read the password of source {shown}: {redact(str(error))}") from None
+    if url.host and "@" in url.host:
+        raise SourceError(f"cannot connect to source {shown}: the password holds an '@' that is not "
+                          "percent-encoded; write it as %40")
     missing = _missing_sqlite_file(url)
     if missing:
         raise SourceError(f"cannot connect to source {shown}: database file {missing} does not exist")

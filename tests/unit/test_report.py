@@ -78,6 +78,14 @@ def test_failures_stand_out_and_nothing_is_loaded_from_the_network() -> None:
     assert "@import" not in page and "url(" not in page
 
 
+def test_no_password_of_the_source_url_reaches_the_page() -> None:
+    for url in ("postgresql://reader:s3cret@db.corp/matrix", "mysql+pymysql://reader@db.corp/m?password=s3cret",
+                "mssql+pyodbc://db.corp/m?odbc_connect=DRIVER%3Dx%3BPWD%3Ds3cret"):
+        config = CONFIG.model_copy(update={"source": CONFIG.source.model_copy(update={"url": url})})
+        page = render_html(config, [], generated=T0)
+        assert "s3cret" not in page and "db.corp" in page, url
+
+
 def test_a_bad_config_is_one_line_and_exit_2(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
