@@ -52,6 +52,11 @@ output "scheduler_jobs" {
 }
 
 output "source_url_secret" {
-  description = "Secret Manager secret to which a person adds the source URL with its password."
-  value       = google_secret_manager_secret.secret["source-url"].id
+  description = "Secret Manager secret to which a person adds the source URL with its password (null when the config names source.password_secret)."
+  value       = contains(keys(local.secrets), "source-url") ? google_secret_manager_secret.secret["source-url"].id : null
+}
+
+output "source_password_secret" {
+  description = "Secret Manager secret to which a person adds the source password (null unless the config names source.password_secret)."
+  value       = contains(keys(local.secrets), "source-password") ? google_secret_manager_secret.secret["source-password"].id : null
 }

@@ -136,9 +136,15 @@ locals {
   extractor_secret_env = local.source_password_secret == null ? tomap({
     MATRIX_SOURCE__URL = "source-url"
   }) : tomap({})
+  # Per-table settings documents (shared/table_settings.py), set only where given: unset, the code's
+  # defaults apply.
+  settings_env = {
+    validator  = var.validation_settings == "" ? tomap({}) : tomap({ MATRIX_VALIDATION = var.validation_settings })
+    reconciler = var.reconcile_settings == "" ? tomap({}) : tomap({ MATRIX_RECONCILE = var.reconcile_settings })
+  }
   function_env = {
     for name in keys(local.deployed_functions) :
-    name => merge(local.common_env, name == "extractor" ? local.extractor_env : tomap({}))
+    name => merge(local.common_env, name == "extractor" ? local.extractor_env : tomap({}), lookup(local.settings_env, name, tomap({})))
   }
 
   # Secret Manager secrets (ids: <name_prefix>-<key>); values are added by people (secrets.tf).

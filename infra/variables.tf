@@ -63,6 +63,28 @@ variable "log_level" {
   }
 }
 
+variable "validation_settings" {
+  type        = string
+  description = "MATRIX_VALIDATION of the validator function: per-table thresholds as one JSON object, {\"default\": {...}, \"tables\": {\"<table>\": {...}}} (shared/validator/thresholds.py), e.g. jsonencode({ tables = { payments = { max_quarantined_rows = 5 } } }). Empty: the variable is not set and the code's defaults apply."
+  default     = ""
+
+  validation {
+    condition     = var.validation_settings == "" || alltrue([for key in try(keys(jsondecode(var.validation_settings)), ["not a JSON object"]) : contains(["default", "tables"], key)])
+    error_message = "validation_settings must be empty or a JSON object with \"default\" and/or \"tables\"."
+  }
+}
+
+variable "reconcile_settings" {
+  type        = string
+  description = "MATRIX_RECONCILE of the reconciler function: per-table options as one JSON object, {\"default\": {...}, \"tables\": {\"<table>\": {...}}} (shared/reconciler/options.py), e.g. jsonencode({ default = { max_repair_keys = 5000 }, tables = { customers = { deep = true } } }). Empty: the variable is not set and the code's defaults apply."
+  default     = ""
+
+  validation {
+    condition     = var.reconcile_settings == "" || alltrue([for key in try(keys(jsondecode(var.reconcile_settings)), ["not a JSON object"]) : contains(["default", "tables"], key)])
+    error_message = "reconcile_settings must be empty or a JSON object with \"default\" and/or \"tables\"."
+  }
+}
+
 variable "enable_apis" {
   type        = bool
   description = "Enable the Google APIs the deployment uses (left enabled on destroy)."
