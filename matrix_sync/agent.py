@@ -18,6 +18,7 @@ from shared.config import Config
 from shared.events import EventError, parsed_message
 from shared.extractor.handler import run_request
 from shared.extractor.run import Extraction
+from shared.extractor.source import SourceError
 from shared.pubsub import publish_json
 from shared.topology import EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
 
@@ -34,6 +35,9 @@ PULL_RETRY_S = 60.0
 ACK_EXTENSION_S = 600
 ACK_RENEW_EVERY_S = 60
 OUTAGE_WAIT_S = (5.0, 60.0)  # first and longest wait between pulls while Pub/Sub cannot be reached
+# A request whose source could not be reached (a SQL Server restarting) is handed back to Pub/Sub,
+# to be delivered again this long after, instead of at once in a tight loop.
+SOURCE_RETRY_S = 30
 
 
 def ensure_subscription(config: Config) -> str:
@@ -62,8 +66,10 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
     """Handles requests one at a time; acknowledges each only after its snapshots are written, or
     after its tables were found locked by another extraction (which is writing them). A request a
     table of which failed unexpectedly is not acknowledged, so that it is delivered again. Pub/Sub
-    being unreachable is waited out (with `once`, it is an error); a subscription that disappeared
-    (an emulator restarted) is created again, once per disappearance."""
+    being unreachable is waited out (with `once`, it is an error), and so is the source: a request it
+    could not be reached for is delivered again (with `once`, the SourceError is raised once it is
+    handed back); a subscription that disappeared (an emulator restarted) is created again, once
+    per disappearance."""
     path = ensure_subscription(config)
     handled = 0
     idle_since = time.monotonic()
@@ -91,9 +97,11 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
             if once or (idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s):
                 return handled
             continue
-        _handle(config, path, received, on_results)
+        unreachable = _handle(config, path, received, on_results)
         handled += 1
         idle_since = time.monotonic()
+        if once and unreachable is not None:
+            raise unreachable
         if once:
             return handled
 
@@ -111,30 +119,51 @@ def _pull(path: str) -> object | None:
     return response.received_messages[0] if response.received_messages else None
 
 
-def _handle(config: Config, path: str, received: object, on_results: Callable[[Extraction], None]) -> None:
+def _handle(config: Config, path: str, received: object,
+            on_results: Callable[[Extraction], None]) -> SourceError | None:
     """A request that is not one (not a JSON object, naming no table of the config) is dropped: it
-    would fail the same way on every delivery."""
+    would fail the same way on every delivery. One whose source cannot be reached is handed back to
+    Pub/Sub for another delivery, and its error returned."""
     pubsub_message = received.message  # type: ignore[attr-defined]
     ack_id: str = received.ack_id  # type: ignore[attr-defined]
     message_id = str(pubsub_message.message_id)
-    acknowledged = True
-    with logs.labels(event_id=message_id, stage="agent"), _held(path, ack_id):
-        try:
-            outcome = run_request(config, parsed_message(pubsub_message.data, pubsub_message.attributes, message_id))
-        except EventError as error:
-            log.error("dropped extract request %s: %s", message_id, error)
-        else:
-            on_results(outcome)
-            acknowledged = not outcome.unexpected
+    acknowledged, unreachable = True, None
+    with logs.labels(event_id=message_id, stage="agent"):
+        with _held(path, ack_id):
+            try:
+                outcome = run_request(config, parsed_message(pubsub_message.data, pubsub_message.attributes,
+                                                             message_id))
+            except EventError as error:
+                log.error("dropped extract request %s: %s", message_id, error)
+            except SourceError as error:
+                unreachable = error
+            else:
+                on_results(outcome)
+                acknowledged = not outcome.unexpected
+        if unreachable is not None:  # after _held, so no renewal extends the deadline again
+            _hand_back(path, ack_id, message_id, unreachable)
+            return unreachable
     if not acknowledged:  # Pub/Sub delivers it again once its ack deadline passes
         log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
                   message_id, len(outcome.unexpected))
-        return
+        return None
     try:
         subscriber().acknowledge(subscription=path, ack_ids=[ack_id])
     except TRANSIENT as error:
         log.warning("extract request %s could not be acknowledged (%s): it will be delivered again and its "
                     "tables extracted again", message_id, error)
+    return None
+
+
+def _hand_back(path: str, ack_id: str, message_id: str, error: SourceError) -> None:
+    """Not acknowledged: delivered again once SOURCE_RETRY_S have passed (or, if Pub/Sub cannot be
+    told now, once the ack deadline has)."""
+    log.error("extract request %s left for another delivery in %d s: %s", message_id, SOURCE_RETRY_S, error)
+    try:
+        subscriber().modify_ack_deadline(subscription=path, ack_ids=[ack_id], ack_deadline_seconds=SOURCE_RETRY_S)
+    except gexc.GoogleAPICallError as failed:
+        log.warning("extract request %s could not be handed back (%s): it is delivered again once its ack "
+                    "deadline passes", message_id, failed)
 
 
 @contextmanager

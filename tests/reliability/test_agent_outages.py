@@ -3,6 +3,8 @@ subscription is no error, and a request it works on for longer than the ack dead
 to anyone else meanwhile. Against the reliability stack's Pub/Sub emulator, killed, frozen and restarted."""
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +16,7 @@ from matrix_sync import agent
 from shared.clients import publisher, subscriber
 from shared.config import Config
 from shared.extractor.run import Extraction
+from shared.extractor.source import SourceError
 from shared.topology import EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
 from tests.reliability.harness import FaultStack, create_table
 from tests.support import ensure_resources, write_config
@@ -48,9 +51,13 @@ class RunningAgent:
         return self.outcomes[0]
 
     def join(self, timeout_s: float) -> None:
+        assert self.ended(timeout_s) is None, f"the agent died: {self.error!r}"
+
+    def ended(self, timeout_s: float) -> BaseException | None:
+        """What `serve` raised (None: it returned), once it has ended."""
         self._thread.join(timeout_s)
         assert not self._thread.is_alive(), "the agent did not end after its idle timeout"
-        assert self.error is None, f"the agent died: {self.error!r}"
+        return self.error
 
 
 @pytest.fixture
@@ -163,3 +170,64 @@ def test_a_request_held_past_its_ack_deadline_is_not_delivered_again(
     assert redelivered == []
     assert [r.table for r in outcome.written] == ["items"]
     assert not subscriber().pull(subscription=path, max_messages=1, timeout=5).received_messages
+
+
+def _source_away(config: Config) -> tuple[Path, Path]:
+    """The SQLite source moved aside, as unreachable as a SQL Server restarting; (where, where it went)."""
+    database = Path(config.source.url.removeprefix("sqlite:///"))
+    away = database.with_name(database.name + ".away")
+    database.rename(away)
+    return database, away
+
+
+def _logged_errors(log_stream: io.StringIO, text: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    return [line for line in lines if line["severity"] == "ERROR" and text in str(line["message"])]
+
+
+def test_a_source_that_cannot_be_reached_is_logged_and_its_request_delivered_again(
+    config: Config, quick_agent: None, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
+) -> None:
+    """A SQL Server restart must not end the daemon: the request goes back to Pub/Sub and is
+    extracted once the source is back."""
+    monkeypatch.setattr(agent, "SOURCE_RETRY_S", 2)
+    database, away = _source_away(config)
+    agent.ensure_subscription(config)
+    agent.request_extract(config, ["items"])
+    running = RunningAgent(config, idle_timeout_s=20).start()
+    _until(lambda: bool(_logged_errors(log_stream, "left for another delivery")) or running.error is not None)
+
+    (logged,) = _logged_errors(log_stream, "left for another delivery")
+    assert "cannot connect to source" in str(logged["message"]) and "does not exist" in str(logged["message"])
+    assert logged["logging.googleapis.com/labels"]["stage"] == "agent"  # type: ignore[index]
+    away.rename(database)
+    outcome = running.wait_for_outcome(timeout_s=60)
+
+    assert [r.table for r in outcome.written] == ["items"]
+    running.join(timeout_s=60)
+
+
+def test_with_once_an_unreachable_source_ends_the_agent_with_its_error_and_the_request_kept(
+    config: Config, quick_agent: None, monkeypatch: pytest.MonkeyPatch, log_stream: io.StringIO
+) -> None:
+    monkeypatch.setattr(agent, "SOURCE_RETRY_S", 2)
+    _source_away(config)
+    agent.ensure_subscription(config)
+    agent.request_extract(config, ["items"])
+
+    error = RunningAgent(config, idle_timeout_s=20, once=True).start().ended(timeout_s=60)
+
+    assert isinstance(error, SourceError) and str(error).startswith("cannot connect to source")
+    assert _logged_errors(log_stream, "left for another delivery")
+    path = subscriber().subscription_path(config.pubsub.project, EXTRACTOR_PULL_SUBSCRIPTION)
+    assert len(_pulled_within(path, timeout_s=30)) == 1, "the request was acknowledged, not handed back"
+
+
+def _pulled_within(path: str, timeout_s: float) -> list[object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        received = subscriber().pull(subscription=path, max_messages=1, timeout=5).received_messages
+        if received:
+            return list(received)
+        time.sleep(0.5)
+    return []
