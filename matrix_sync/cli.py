@@ -1,7 +1,9 @@
 """`matrix-sync`: operator commands in the original scripts' vocabulary, plus the local stack."""
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report, styled
 from matrix_sync.environment import local_stack, target_config
-from matrix_sync.errors import one_line_errors
+from matrix_sync.errors import fail, one_line_errors, path_error
 from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.report import report
@@ -38,12 +40,52 @@ EXPECTED_ERRORS = (ConfigError, SourceError, StackError, sample_db.SampleError, 
 friendly_errors = one_line_errors(*EXPECTED_ERRORS)
 
 
-@click.group()
+class _Commands(click.Group):
+    """A file or directory no command could use (`report --output`, say, whose command reports its own
+    errors) is one line too, naming the path and the reason."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            line = path_error(error)
+            if line is None:  # a socket, say: nothing a user gave, so the traceback stays
+                raise
+            fail(line)
+
+
+@click.group(cls=_Commands)
 @click.option("--log-file", type=click.Path(path_type=Path), default=Path(".matrix-sync/logs/matrix-sync.jsonl"),
               show_default=True, help="JSON log lines (Cloud Logging format); warnings also go to stderr.")
 def main(log_file: Path) -> None:
     """Keeps BigQuery an exact, verified copy of the Matrix SQL Server."""
-    logs.configure(log_file=log_file)
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        signal.signal(signal.SIGTERM, _exit_on_terminate)
+    try:
+        logs.configure(log_file=log_file)
+    except OSError as error:
+        fail(_log_file_error(log_file, error))
+
+
+def _exit_on_terminate(signum: int, _frame: object) -> None:
+    """SIGTERM (`systemctl stop`, a container's shutdown) unwinds like an error: Python's default
+    ends the process at once, skipping the `finally` that releases a table's extraction lease, which
+    then locked the table until it expired."""
+    raise SystemExit(128 + signum)
+
+
+def _log_file_error(log_file: Path, error: OSError) -> str:
+    """The default log file is relative: run from a directory one may not write, it is the first thing to fail."""
+    where = "" if error.filename in (None, str(log_file)) else f" ({error.filename})"
+    return (f"cannot write the log file {log_file.absolute()}: {error.strerror or type(error).__name__}{where}; "
+            "--log-file chooses another")
+
+
+def _writable_file(path: Path) -> None:
+    """SQLite tells only "unable to open database file": opening the file first names the path and the reason."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab"):
+        pass
 
 
 @main.group()
@@ -116,7 +158,7 @@ def sample() -> None:
 @friendly_errors
 def sample_create(path: Path, size: str, seed: int) -> None:
     """(Re)creates the sample database."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_file(path)
     counts = sample_db.create_sample(path, int(size) if size.isdigit() else size, seed)
     table = Table(title=f"sample source {path}", title_justify="left")
     table.add_column("table")
@@ -274,6 +316,7 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
     """Stack up, sample source, a full cycle, a batch of changes, a second cycle, and the verdicts."""
     from matrix_sync.demo import run_demo
 
+    _writable_file(workdir / "matrix.db")  # where run_demo creates the sample source
     if not run_demo(size=size, fraction=fraction, workdir=workdir):
         sys.exit(1)
 @main.command()

@@ -259,7 +259,7 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Conf
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(error)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     _refuse_password_in_file(raw, path)
@@ -269,6 +269,20 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Conf
         return Config.model_validate(merged)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error, overridden)}") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """Where and what, in one line: PyYAML's own text spans lines and quotes the offending line."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return f": {' '.join(str(error).split())}"
+    where = f" at line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}"
+    context = ""
+    if error.context and error.context_mark is not None:
+        context = (f" ({error.context} that starts at line {error.context_mark.line + 1}, "
+                   f"column {error.context_mark.column + 1})")
+    elif error.context:
+        context = f" ({error.context})"
+    return f"{where}: {error.problem}{context}"
 
 
 def _refuse_password_in_file(raw: dict[str, Any], path: Path) -> None:

@@ -85,7 +85,8 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
     """One snapshot per table, in config order, each under its table's lock; one source connection
     pool for all of them."""
     progress = progress or ExtractProgress()
-    chosen = [config.table(name) for name in tables] if tables else config.tables
+    # a table named twice (by its source and its BigQuery name, say) is extracted once
+    chosen = list({t.name: t for t in (config.table(name) for name in tables)}.values()) if tables else config.tables
     holder = new_run_id()
     outcome = Extraction()
     try:

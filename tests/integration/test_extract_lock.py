@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -140,6 +141,30 @@ def test_a_crashed_holders_lease_expires(config: Config) -> None:
                            clock=lambda: utc_now() + timedelta(seconds=config.extract.lock_lease_s + 1))
     assert [r.table for r in after_expiry.written] == [TABLE] and after_expiry.locked == []
     assert len(manifests(config)) == 1
+
+
+TERMINATED_HOLDER = """
+import signal, sys, time
+from matrix_sync.cli import _exit_on_terminate
+from shared.extractor.lock import table_lock
+signal.signal(signal.SIGTERM, _exit_on_terminate)  # as `matrix-sync` installs it
+with table_lock(sys.argv[1], sys.argv[2], sys.argv[3], "stopped-holder", 300):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_holder_stopped_by_sigterm_releases_its_lease(config: Config) -> None:
+    """`systemctl stop` of the agent mid-extraction: Python's default SIGTERM skipped the release,
+    and the table stayed locked until the lease expired."""
+    holder = subprocess.Popen([sys.executable, "-c", TERMINATED_HOLDER, config.gcs.bucket, config.gcs.prefix,
+                               config.table(TABLE).target_table], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGTERM)
+    assert holder.wait(timeout=WAIT_S) == 128 + signal.SIGTERM
+    lease = read_lease(config.gcs.bucket, lock_of(config))
+    assert lease is not None and (lease.holder, lease.released) == ("stopped-holder", True)
+    assert [r.table for r in extract(config, [TABLE, TABLE], force_full=True).written] == [TABLE]  # named twice
 
 
 def test_the_lock_is_released_when_the_extraction_fails(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
