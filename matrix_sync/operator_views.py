@@ -173,32 +173,40 @@ def record_operator_action(config: Config, source_table: str, table_id: str, sta
 # --- validate -----------------------------------------------------------------------------------
 
 
+def _table_checks(project: str, dataset: str, table: TableConfig, *, record: bool, stats: bq_jobs.JobStats,
+                  now: dt.datetime) -> list[tuple[str, ...]]:
+    """Check rows of one table against its latest applied snapshot (the checks themselves, or why none ran)."""
+    table_id = f"{project}.{dataset}.{table.target_table}"
+    try:
+        snapshot = latest_snapshot(project, dataset, table_id)
+    except SnapshotGone as gone:
+        return [(table.name, "snapshot", "FAILED", str(gone), "its newest applied snapshot")]
+    if snapshot is None:
+        return [(table.name, "loaded", "FAILED", "no applied snapshot", "one")]
+    checks = run_checks(snapshot.manifest, thresholds_for(table_id, os.environ.get(ENV_VARIABLE)), now=now,
+                        stats=stats)
+    if record:
+        results.write(project, dataset, results.VALIDATION_TABLE, result_rows(snapshot.manifest, checks, now))
+    return [(table.name, c.check_name, _verdict(c), c.observed, c.expected) for c in checks]
+
+
 def validation_rows(config: Config, tables: list[TableConfig], *, record: bool, stats: bq_jobs.JobStats,
                     on_table: Callable[[str], None]) -> tuple[list[tuple[str, ...]], list[str]]:
-    """Check rows for the table display and the names of failed tables."""
+    """Check rows for the table display and the names of failed tables. A table whose validation
+    fails unexpectedly is one failed row naming the error; the other tables are still validated."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     rows: list[tuple[str, ...]] = []
     failed: list[str] = []
     now = dt.datetime.now(dt.UTC)
     for table in tables:
         on_table(table.name)
-        table_id = f"{project}.{dataset}.{table.target_table}"
         try:
-            snapshot = latest_snapshot(project, dataset, table_id)
-        except SnapshotGone as gone:
-            rows.append((table.name, "snapshot", "FAILED", str(gone), "its newest applied snapshot"))
-            failed.append(table.name)
-            continue
-        if snapshot is None:
-            rows.append((table.name, "loaded", "FAILED", "no applied snapshot", "one"))
-            failed.append(table.name)
-            continue
-        checks = run_checks(snapshot.manifest, thresholds_for(table_id, os.environ.get(ENV_VARIABLE)), now=now,
-                            stats=stats)
-        if record:
-            results.write(project, dataset, results.VALIDATION_TABLE, result_rows(snapshot.manifest, checks, now))
-        rows += [(table.name, c.check_name, _verdict(c), c.observed, c.expected) for c in checks]
-        if any(not c.passed for c in checks):
+            found = _table_checks(project, dataset, table, record=record, stats=stats, now=now)
+        except Exception as error:  # noqa: BLE001 - named in the output, and the command exits 1
+            found = [(table.name, "validation", "FAILED", f"error: {type(error).__name__}: {error}"[:1000],
+                      "the checks to run")]
+        rows += found
+        if any(row[2] == "FAILED" for row in found):
             failed.append(table.name)
     return rows, failed
 
@@ -206,6 +214,8 @@ def validation_rows(config: Config, tables: list[TableConfig], *, record: bool, 
 def _verdict(check: CheckResult) -> str:
     if not check.passed:
         return "FAILED"
+    if check.observed.startswith("skipped:"):
+        return "skipped"
     return "warning" if check.severity == "warning" else "passed"
 
 

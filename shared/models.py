@@ -1,7 +1,9 @@
 """Pydantic row models of a source table, as generated source and at runtime, and a fast row check.
 
 A discovered `TableSchema` says what a row may hold; these models say it in Python, so a row can be
-checked before it is hashed and shipped: types, NOT NULL, decimal digits and scale, text length.
+checked before it is hashed and shipped: types, NOT NULL, decimal digits and scale, text length, and,
+given the source's dialect, integer ranges from `shared.validator.type_ranges` (the bounds of the
+validator's `range:` checks, so a row the model accepts passes them).
 Values are checked as the SQLAlchemy driver returns them (lax pydantic mode: a driver's int for a
 bool is fine), in schema column order. Converting values for BigQuery stays the job of
 `shared.types.arrow_value_converter`; these models refuse, they never change a value.
@@ -39,8 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.fields import FieldInfo
 
 from shared.schema import Column, TableSchema
+from shared.validator.type_ranges import integer_range
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+_INT64_BOUNDS = (("ge", INT64_MIN), ("le", INT64_MAX))
 _NUMERIC_SCALE = {"NUMERIC": 9, "BIGNUMERIC": 38}
 MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
@@ -92,7 +96,8 @@ class FieldSpec:
 
     @property
     def is_int64(self) -> bool:
-        return self.py_type is _INT
+        """An integer bounded by INT64 alone (a narrower source type spells its own bounds)."""
+        return self.py_type is _INT and self.constraints == _INT64_BOUNDS
 
     def annotation(self) -> object:
         """The runtime annotation; `annotation_source` spells the same thing."""
@@ -136,10 +141,16 @@ def _python_type(column: Column) -> _PyType:
         raise ValueError(f"no Python type for BigQuery type {column.bq_type!r} ({column.name})") from None
 
 
-def _constraints(column: Column, py_type: _PyType) -> tuple[tuple[str, int], ...]:
+def _integer_bounds(column: Column, dialect: str | None) -> tuple[tuple[str, int], ...]:
+    """The range the source enforces on the column's type (the validator's `range:` bounds), else INT64's."""
+    bounds = integer_range(column.source_type, dialect) if dialect else None
+    return (("ge", bounds[0]), ("le", bounds[1])) if bounds else _INT64_BOUNDS
+
+
+def _constraints(column: Column, py_type: _PyType, dialect: str | None) -> tuple[tuple[str, int], ...]:
     bq_type = column.bq_type.upper()
     if py_type is _INT:
-        return (("ge", INT64_MIN), ("le", INT64_MAX))
+        return _integer_bounds(column, dialect)
     if bq_type in _NUMERIC_SCALE:
         scale = column.scale if column.scale is not None else _NUMERIC_SCALE[bq_type]
         if column.precision is not None:
@@ -178,8 +189,10 @@ def _python_name(column: Column) -> str:
     return candidate
 
 
-def field_specs(schema: TableSchema) -> list[FieldSpec]:
-    """The fields of a table's row model, in column order, with unique Python names."""
+def field_specs(schema: TableSchema, dialect: str | None = None) -> list[FieldSpec]:
+    """The fields of a table's row model, in column order, with unique Python names. With the source's
+    `dialect` (SQLAlchemy's name), integers are bounded as that source bounds its types, as the
+    validator's range checks do; without it, by INT64 only."""
     specs, taken = [], set()
     for column in schema.columns:
         name = base = _python_name(column)
@@ -189,7 +202,8 @@ def field_specs(schema: TableSchema) -> list[FieldSpec]:
         taken.add(name)
         py_type = _python_type(column)
         specs.append(FieldSpec(name=name, alias=None if name == column.name else column.name, py_type=py_type,
-                               constraints=_constraints(column, py_type), nullable=column.nullable, column=column))
+                               constraints=_constraints(column, py_type, dialect), nullable=column.nullable,
+                               column=column))
     return specs
 
 
@@ -214,11 +228,11 @@ def docstring_literal(text: str, indent: str = "") -> str:
     return f'{indent}"""{text}"""'
 
 
-def model_source(schema: TableSchema, class_name: str, source_table: str) -> str:
+def model_source(schema: TableSchema, class_name: str, source_table: str, dialect: str | None = None) -> str:
     """Python source of a module defining the row model of `source_table` (see the module docstring)."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name) or class_name in GENERATED_MODULE_NAMES:
         raise ValueError(f"invalid class name {class_name!r}")
-    specs = field_specs(schema)
+    specs = field_specs(schema, dialect)
     modules = sorted({s.py_type.module for s in specs if s.py_type.module and s.py_type.module != "typing"})
     typing_names = ["Annotated"] if any(s.constraints for s in specs) else []
     if any(s.py_type.runtime is Any for s in specs):
@@ -254,10 +268,11 @@ def model_source(schema: TableSchema, class_name: str, source_table: str) -> str
     return "\n".join(lines) + "\n"
 
 
-def build_model(schema: TableSchema, class_name: str = "Row", source_table: str | None = None) -> type[BaseModel]:
+def build_model(schema: TableSchema, class_name: str = "Row", source_table: str | None = None,
+                dialect: str | None = None) -> type[BaseModel]:
     """The class `model_source` spells, created at runtime (with its docstring when `source_table`
     is given, so even the JSON schemas match)."""
-    fields: dict[str, Any] = {s.name: (s.annotation(), s.field_info()) for s in field_specs(schema)}
+    fields: dict[str, Any] = {s.name: (s.annotation(), s.field_info()) for s in field_specs(schema, dialect)}
     doc = _one_line(f"One row of {source_table}.") if source_table else None
     return create_model(class_name, __config__=MODEL_CONFIG, __doc__=doc, **fields)
 
@@ -277,10 +292,10 @@ def _row_type(specs: list[FieldSpec]) -> object:
     return tuple[tuple(s.annotation() for s in specs)]  # type: ignore[misc]
 
 
-def row_validator(schema: TableSchema) -> Callable[[tuple], str | None]:
+def row_validator(schema: TableSchema, dialect: str | None = None) -> Callable[[tuple], str | None]:
     """A check of one row (driver values in schema column order): None when valid, else a short
     reason naming the first offending column. Same verdicts as `build_model`, without the dict."""
-    specs = field_specs(schema)
+    specs = field_specs(schema, dialect)
     adapter = TypeAdapter(_row_type(specs))
     validate = adapter.validate_python
     width = len(specs)
@@ -297,9 +312,9 @@ def row_validator(schema: TableSchema) -> Callable[[tuple], str | None]:
     return check
 
 
-def chunk_validator(schema: TableSchema) -> Callable[[Sequence[tuple]], dict[int, str]]:
+def chunk_validator(schema: TableSchema, dialect: str | None = None) -> Callable[[Sequence[tuple]], dict[int, str]]:
     """`row_validator` for a whole chunk in one pydantic call: {row index: reason} of the bad rows."""
-    specs = field_specs(schema)
+    specs = field_specs(schema, dialect)
     adapter = TypeAdapter(list[_row_type(specs)])  # type: ignore[misc]
     width = len(specs)
 

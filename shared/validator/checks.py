@@ -22,13 +22,20 @@ check                  passes when
                        stored value, so it needs no check
 ``schema_drift``       the BigQuery table has exactly the snapshot's columns with compatible
                        types (lossless widenings INT64 -> NUMERIC -> BIGNUMERIC allowed); extra
-                       columns are a warning with ``allow_extra_columns``
+                       columns are a warning with ``allow_extra_columns``; a missing table fails
+                       it ("table does not exist")
 ``freshness``          the last applied load is younger than ``freshness_max_age_s``
 ``quarantined_rows``   at most ``max_quarantined_rows`` rows were left out of the snapshot
+``all_skipped``        recorded only when the thresholds skip every check, so the run still shows
+                       as validated
 =====================  ==========================================================================
 
 One profile query computes every per-column count in a single scan, and the duplicated keys in a
-subquery of it.
+subquery of it. The table's columns are read first (`shared.validator.live_schema`): a check whose
+column is missing or retyped in BigQuery, or whose table is gone, is skipped with the reason (it
+passes; ``schema_drift`` fails), and the query reads only the columns that are there. A profile query
+BigQuery still refuses (400, 404) fails its checks with the error, so the result is recorded rather
+than retried forever.
 """
 from __future__ import annotations
 
@@ -36,31 +43,19 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared import bigquery as bq
+from google.api_core import exceptions as gexc
+
 from shared import bq_jobs, ledger
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
-from shared.schema import HASH_COLUMNS, Column
+from shared.schema import Column
+from shared.validator.live_schema import LiveSchema, read_live_schema
 from shared.validator.thresholds import Thresholds
+from shared.validator.type_ranges import date_range, integer_range
 
 ERROR, WARNING = "error", "warning"
-_INT16, _INT32 = (-(2**15), 2**15 - 1), (-(2**31), 2**31 - 1)
-_MYSQL_INTS = {"tinyint": (-128, 127), "smallint": _INT16, "mediumint": (-(2**23), 2**23 - 1), "int": _INT32,
-               "integer": _INT32}
-# The limits each kind of source enforces on its own types (manifest.source_dialect; absent: mssql).
-_INT_RANGES: dict[str, dict[str, tuple[int, int]]] = {
-    "mssql": {"tinyint": (0, 255), "smallint": _INT16, "int": _INT32},
-    "mysql": _MYSQL_INTS,
-    "mariadb": _MYSQL_INTS,
-    "postgresql": {"smallint": _INT16, "integer": _INT32},
-}
-_DATE_RANGES: dict[str, dict[str, tuple[dt.date, dt.date]]] = {
-    "mssql": {"smalldatetime": (dt.date(1900, 1, 1), dt.date(2079, 6, 6)),
-              "datetime": (dt.date(1753, 1, 1), dt.date(9999, 12, 31))},
-}
 _NUMERIC_DIGITS = {"NUMERIC": (29, 9), "BIGNUMERIC": (38, 38)}
-_WIDENINGS = {("INT64", "NUMERIC"), ("INT64", "BIGNUMERIC"), ("NUMERIC", "BIGNUMERIC")}
-_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "DECIMAL": "NUMERIC", "BIGDECIMAL": "BIGNUMERIC"}
+ALL_SKIPPED = "all_skipped"  # the one result of a run whose every check is skipped by the thresholds
 
 
 @dataclass(frozen=True)
@@ -80,14 +75,7 @@ class _Probe:
     name: str
     sql: dict[str, str]
     result: Callable[[dict[str, object]], CheckResult]
-
-
-def _type(name: str) -> str:
-    return _ALIASES.get(name.upper(), name.upper())
-
-
-def _first_word(source_type: str) -> str:
-    return source_type.strip().lower().split("(")[0].split()[0] if source_type.strip() else ""
+    columns: tuple[Column, ...] = ()  # the columns the expressions read
 
 
 def _count_result(name: str, count_alias: str, expected: str = "0 row(s)") -> Callable[[dict[str, object]], CheckResult]:
@@ -99,7 +87,7 @@ def _count_result(name: str, count_alias: str, expected: str = "0 row(s)") -> Ca
 
 def _not_null_probes(columns: list[Column]) -> list[_Probe]:
     return [_Probe(f"not_null:{c.name}", {f"nulls_{i}": f"COUNTIF({q(c.bq_name)} IS NULL)"},
-                   _count_result(f"not_null:{c.name}", f"nulls_{i}")) for i, c in enumerate(columns)]
+                   _count_result(f"not_null:{c.name}", f"nulls_{i}"), (c,)) for i, c in enumerate(columns)]
 
 
 def _length_probe(i: int, column: Column) -> _Probe | None:
@@ -112,7 +100,7 @@ def _length_probe(i: int, column: Column) -> _Probe | None:
         return CheckResult(name, count == 0, f"{count} row(s) longer; longest {longest}",
                            f"at most {column.length} characters")
     return _Probe(name, {f"long_{i}": f"COUNTIF(CHAR_LENGTH({col}) > {column.length})",
-                         f"longest_{i}": f"MAX(CHAR_LENGTH({col}))"}, result)
+                         f"longest_{i}": f"MAX(CHAR_LENGTH({col}))"}, result, (column,))
 
 
 def _decimal_probe(i: int, column: Column) -> _Probe | None:
@@ -132,19 +120,15 @@ def _decimal_probe(i: int, column: Column) -> _Probe | None:
         return None
     name = f"decimal:{column.name}"
     return _Probe(name, {f"dec_{i}": f"COUNTIF({' OR '.join(conditions)})"},
-                  _count_result(name, f"dec_{i}", f"fits DECIMAL({column.precision},{scale})"))
+                  _count_result(name, f"dec_{i}", f"fits DECIMAL({column.precision},{scale})"), (column,))
 
 
 def _bounds(column: Column, dialect: str, thresholds: Thresholds) -> tuple[object, object] | None:
-    bq_type, word = column.bq_type.upper(), _first_word(column.source_type)
-    int_ranges = _INT_RANGES.get(dialect, {})
-    if bq_type == "INT64" and word in int_ranges:
-        low, high = int_ranges[word]
-        if "unsigned" in column.source_type.lower() and low < 0:
-            low, high = 0, 2 * high + 1
-        return low, high
+    bq_type = column.bq_type.upper()
+    if bq_type == "INT64":
+        return integer_range(column.source_type, dialect)
     if bq_type in ("DATE", "DATETIME", "TIMESTAMP"):
-        first, last = _DATE_RANGES.get(dialect, {}).get(word, (None, None))
+        first, last = date_range(column.source_type, dialect) or (None, None)
         if thresholds.date_min and (first is None or thresholds.date_min > first):
             first = thresholds.date_min
         if thresholds.date_max and (last is None or thresholds.date_max < last):
@@ -180,7 +164,7 @@ def _range_probe(i: int, column: Column, dialect: str, thresholds: Thresholds) -
         return CheckResult(name, count == 0, f"{count} row(s) outside; seen {values[f'min_{i}']} .. {values[f'max_{i}']}",
                            f"{low if low is not None else '-'} .. {high if high is not None else '-'}")
     return _Probe(name, {f"out_{i}": f"COUNTIF({' OR '.join(conditions)})", f"min_{i}": f"MIN({col})",
-                         f"max_{i}": f"MAX({col})"}, result)
+                         f"max_{i}": f"MAX({col})"}, result, (column,))
 
 
 def _key_unique_probe(manifest: Manifest) -> _Probe:
@@ -192,7 +176,8 @@ def _key_unique_probe(manifest: Manifest) -> _Probe:
         duplicates = int(values["duplicate_keys"] or 0)  # type: ignore[call-overload]
         return CheckResult("key_unique", duplicates == 0, f"{duplicates} duplicated key(s)", "0")
     return _Probe("key_unique", {"duplicate_keys": f"(SELECT COUNT(*) FROM (SELECT {keys} FROM {table} "
-                                                   f"GROUP BY {keys} HAVING COUNT(*) > 1))"}, result)
+                                                   f"GROUP BY {keys} HAVING COUNT(*) > 1))"}, result,
+                  tuple(manifest.table_schema.key_columns))
 
 
 def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
@@ -209,7 +194,7 @@ def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
     if keys:
         probes.append(_key_unique_probe(manifest))
         probes.append(_Probe("key_not_null", {"key_nulls": f"COUNTIF({' OR '.join(f'{k} IS NULL' for k in keys)})"},
-                             _count_result("key_not_null", "key_nulls")))
+                             _count_result("key_not_null", "key_nulls"), tuple(schema.key_columns)))
     probes += _not_null_probes([c for c in schema.columns if not c.nullable and c.name not in schema.key])
     dialect = manifest.source_dialect or "mssql"
     for i, column in enumerate(schema.columns):
@@ -219,13 +204,47 @@ def _probes(manifest: Manifest, thresholds: Thresholds) -> list[_Probe]:
     return [p for p in probes if not thresholds.skipped(p.name)]
 
 
-def _profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats | None) -> list[CheckResult]:
-    if not probes:  # every check the query would make is skipped
+def _skipped(probe: _Probe, reason: str) -> CheckResult:
+    return CheckResult(probe.name, True, f"skipped: {reason}", "a table holding the column(s) to check",
+                       "see schema_drift")
+
+
+def _unreadable(probe: _Probe, live: LiveSchema) -> str | None:
+    """Why the probe cannot run on the table as it is now (a column gone or retyped); None if it can."""
+    return next((reason for c in probe.columns if (reason := live.why_unreadable(c)) is not None), None)
+
+
+def _query_failed(probe: _Probe, error: gexc.GoogleAPICallError) -> CheckResult:
+    return CheckResult(probe.name, False, "not checked: BigQuery refused the profile query",
+                       "a table the profile query can read", str(error.message or error)[:1000])
+
+
+def _query_profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats | None) -> list[CheckResult]:
+    """One query for every probe. A query BigQuery refuses for good (the table changed between reading
+    its schema and querying it) fails the probes, so the result is recorded instead of retried forever."""
+    if not probes:
         return []
     expressions = ", ".join(f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items())
     table = q(*manifest.target.table_id.split("."))
-    values = dict(bq_jobs.run(manifest.target.project, f"SELECT {expressions} FROM {table}", stats=stats)[0].items())
+    try:
+        rows = bq_jobs.run(manifest.target.project, f"SELECT {expressions} FROM {table}", stats=stats)
+    except (gexc.BadRequest, gexc.NotFound) as error:
+        return [_query_failed(p, error) for p in probes]
+    values = dict(rows[0].items())
     return [p.result(values) for p in probes]
+
+
+def _profile(manifest: Manifest, probes: list[_Probe], live: LiveSchema | None,
+             stats: bq_jobs.JobStats | None) -> list[CheckResult]:
+    """The probes' results in their order; those whose table or columns are gone are skipped, saying why."""
+    if not probes:  # every check the query would make is skipped
+        return []
+    if live is None:
+        return [_skipped(p, "table missing in BigQuery") for p in probes]
+    reasons = {p.name: _unreadable(p, live) for p in probes}
+    measured = _query_profile(manifest, [p for p in probes if reasons[p.name] is None], stats)
+    by_name = {c.check_name: c for c in measured}
+    return [by_name[p.name] if reasons[p.name] is None else _skipped(p, str(reasons[p.name])) for p in probes]
 
 
 def _keyless(check_name: str) -> CheckResult:
@@ -233,22 +252,19 @@ def _keyless(check_name: str) -> CheckResult:
                        "the table has no key: rows are matched by row hash, identical rows by their number of copies")
 
 
-def schema_drift(manifest: Manifest, thresholds: Thresholds) -> CheckResult:
-    table = bq.get_table(manifest.target.table_id)
-    if table is None:
-        return CheckResult("schema_drift", False, "table does not exist", "the snapshot's columns")
-    have = {f.name.lower(): _type(f.field_type) for f in table.schema}
-    wanted = {c.bq_name.lower(): _type(c.bq_type) for c in manifest.table_schema.columns}
-    wanted |= {name: "STRING" for name in HASH_COLUMNS}
-    missing = sorted(name for name in wanted if name not in have)
-    retyped = sorted(f"{n} {wanted[n]}->{have[n]}" for n in wanted
-                     if n in have and have[n] != wanted[n] and (wanted[n], have[n]) not in _WIDENINGS)
-    extra = sorted(name for name in have if name not in wanted)
-    problems = ([f"missing: {', '.join(missing)}"] if missing else []) + (
-        [f"type: {', '.join(retyped)}"] if retyped else []) + ([f"extra: {', '.join(extra)}"] if extra else [])
-    failed = bool(missing or retyped or (extra and not thresholds.allow_extra_columns))
-    severity = WARNING if extra and not failed else ERROR
-    return CheckResult("schema_drift", not failed, "; ".join(problems) or "none", "the snapshot's columns and types",
+def schema_drift(manifest: Manifest, thresholds: Thresholds, live: LiveSchema | None) -> CheckResult:
+    """The table's columns now (`live`; None: the table does not exist) against the snapshot's."""
+    expected = "the snapshot's columns and types"
+    if live is None:
+        return CheckResult("schema_drift", False, "table does not exist", expected,
+                           f"{manifest.target.table_id} is missing in BigQuery")
+    drift = live.drift(manifest.table_schema.columns)
+    problems = ([f"missing: {', '.join(drift.missing)}"] if drift.missing else []) + (
+        [f"type: {', '.join(drift.retyped)}"] if drift.retyped else []) + (
+        [f"extra: {', '.join(drift.extra)}"] if drift.extra else [])
+    failed = bool(drift.missing or drift.retyped or (drift.extra and not thresholds.allow_extra_columns))
+    severity = WARNING if drift.extra and not failed else ERROR
+    return CheckResult("schema_drift", not failed, "; ".join(problems) or "none", expected,
                        "extra columns allowed" if severity == WARNING else "", severity)
 
 
@@ -269,20 +285,33 @@ def quarantine(manifest: Manifest, thresholds: Thresholds) -> CheckResult:
                        f"at most {thresholds.max_quarantined_rows}", "; ".join(manifest.quarantine.uris)[:1000])
 
 
+def _all_skipped(thresholds: Thresholds) -> CheckResult:
+    """The result recorded when the thresholds skip every check, so the run still shows as validated."""
+    return CheckResult(ALL_SKIPPED, True, "skipped: every check", "checks to run",
+                       f"every check is in the table's skip list: {', '.join(thresholds.skip)}"[:1000])
+
+
 def run_checks(manifest: Manifest, thresholds: Thresholds | None = None, *, now: dt.datetime | None = None,
                stats: bq_jobs.JobStats | None = None) -> list[CheckResult]:
-    """Every named check of the table the manifest was loaded into, in a fixed order."""
+    """Every named check of the table the manifest was loaded into, in a fixed order. The table's
+    columns are read first: a missing table or column fails `schema_drift` and skips the checks that
+    need it, the others still run. At least one result, even when the thresholds skip every check."""
     thresholds = thresholds or Thresholds()
     now = now or dt.datetime.now(dt.UTC)
-    checks = _profile(manifest, _probes(manifest, thresholds), stats)
+    probes = _probes(manifest, thresholds)
+    needs_table = bool(probes) or not thresholds.skipped("schema_drift")
+    live = read_live_schema(manifest.target.table_id) if needs_table else None
+    checks = _profile(manifest, probes, live, stats)
     keyless = manifest.table_schema.keyless
     extra: list[tuple[str, Callable[[], CheckResult]]] = [
         *([("key_unique", lambda: _keyless("key_unique")), ("key_not_null", lambda: _keyless("key_not_null"))]
           if keyless else []),
-        ("schema_drift", lambda: schema_drift(manifest, thresholds)),
+        ("schema_drift", lambda: schema_drift(manifest, thresholds, live)),
         ("freshness", lambda: freshness(manifest, thresholds, now)),
         ("quarantined_rows", lambda: quarantine(manifest, thresholds)),
     ]
     checks += [check() for name, check in extra if not thresholds.skipped(name)]
+    if not checks:
+        return [_all_skipped(thresholds)]
     order = {"row_count": 0, "key_unique": 1, "key_not_null": 2}
     return sorted(checks, key=lambda c: order.get(c.check_name, 3))

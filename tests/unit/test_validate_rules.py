@@ -124,4 +124,4 @@ def test_every_check_can_be_skipped_by_its_name_and_skipping_all_leaves_no_query
     names = [p.name for p in checks._probes(manifest(), Thresholds())]
     everything = Thresholds(skip=[*CHECKS, *(f"{kind}:" for kind in COLUMN_CHECKS)])
     assert all(everything.skipped(name) for name in names)
-    assert checks._probes(manifest(), everything) == [] and checks._profile(manifest(), [], None) == []
+    assert checks._probes(manifest(), everything) == [] and checks._profile(manifest(), [], None, None) == []
