@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 from google.api_core.exceptions import GoogleAPIError
+from google.cloud import bigquery
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +34,7 @@ from shared.ddl import create_table_ddl
 from shared.extractor.source import SourceError, connect, discover
 from shared.models import class_name_for, docstring_literal, model_source
 from shared.schema import TableSchema
+from shared.validator.live_schema import standard_type
 
 WRITTEN, UNCHANGED = "written", "unchanged"
 
@@ -57,14 +59,25 @@ def write_if_changed(path: Path, text: str) -> str:
     return WRITTEN
 
 
-def discover_all(config: Config) -> list[tuple[TableConfig, TableSchema]]:
-    """Every configured table with its discovered schema, all before any file is written, so a
-    table missing from the source leaves the generated files as they were."""
+def discover_all(config: Config) -> list[tuple[TableConfig, TableSchema, str]]:
+    """Every configured table with its discovered schema and the source's dialect, all before any
+    file is written, so a table missing from the source leaves the generated files as they were."""
     engine = connect(config.source)
     try:
-        return [(table, discover(engine, table).schema) for table in config.tables]
+        return [(table, found.schema, found.dialect) for table in config.tables
+                for found in (discover(engine, table),)]
     finally:
         engine.dispose()
+
+
+def _existing(table: bigquery.Table, schema: TableSchema) -> str:
+    """What `--apply` says of a table that already exists: CREATE TABLE IF NOT EXISTS leaves it as
+    it is, however it differs from the DDL (the loader applies new columns and widenings)."""
+    have = {f.name.lower(): standard_type(f.field_type) for f in table.schema}
+    differs = [f"{f.name} {standard_type(f.field_type)}" + (f" (is {have[f.name.lower()]})" if f.name.lower() in have
+                                                            else " (missing)")
+               for f in bq.table_fields(schema) if have.get(f.name.lower()) != standard_type(f.field_type)]
+    return f"exists, left as it is; differs: {', '.join(differs)}" if differs else "exists, left as it is"
 
 
 def module_name_for(target_table: str) -> str:
@@ -107,7 +120,8 @@ def create_tables(config_path: Path, out_dir: Path, apply: bool) -> None:
     target = config.bigquery
     rows: list[tuple[str, Path, str]] = []
     statements: list[str] = []
-    for table, schema in discover_all(config):
+    discovered = discover_all(config)
+    for table, schema, _dialect in discovered:
         ddl = create_table_ddl(schema, target.project, target.dataset, table.target_table,
                                source_table=table.name, config_path=config_path.as_posix())
         path = out_dir / f"{table.target_table}.sql"
@@ -117,10 +131,12 @@ def create_tables(config_path: Path, out_dir: Path, apply: bool) -> None:
     if apply:
         where = f" in {target_config(config)}"
         bq.ensure_dataset(target.project, target.dataset, target.location)
-        for i, ddl in enumerate(statements):
-            bq.query(target.project, ddl)
+        for i, (ddl, (table, schema, _dialect)) in enumerate(zip(statements, discovered, strict=True)):
+            existing = bq.get_table(f"{target.project}.{target.dataset}.{table.target_table}")
+            if existing is None:
+                bq.query(target.project, ddl)
             name, path, status = rows[i]
-            rows[i] = (name, path, f"{status}, applied")
+            rows[i] = (name, path, f"{status}, {'applied' if existing is None else _existing(existing, schema)}")
     _report(f"DDL for {target.project}.{target.dataset}{where} ({out_dir})", rows)
 
 
@@ -138,9 +154,10 @@ def generate_models(config_path: Path, out_dir: Path) -> None:
     _unique("module", modules)
     _unique("class", classes)
     rows: list[tuple[str, Path, str]] = []
-    for table, schema in discover_all(config):
+    for table, schema, dialect in discover_all(config):  # the source's own integer and date ranges
         path = out_dir / f"{modules[table.name]}.py"
-        rows.append((table.name, path, write_if_changed(path, model_source(schema, classes[table.name], table.name))))
+        source = model_source(schema, classes[table.name], table.name, dialect)
+        rows.append((table.name, path, write_if_changed(path, source)))
     init = out_dir / "__init__.py"
     rows.append(("(package)", init, write_if_changed(init, _package_init(config_path, modules, classes))))
     _report(f"row models ({out_dir})", rows)

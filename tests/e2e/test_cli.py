@@ -266,9 +266,15 @@ def test_create_tables_apply_creates_them_on_the_running_local_stack(stack: Loca
     assert first.returncode == 0, first.stdout + first.stderr
     assert "2 file(s) written, 0 unchanged" in first.stdout and "local stack" in first.stdout
     assert second.returncode == 0 and "0 file(s) written, 2 unchanged" in second.stdout, second.stdout
+    assert "exists, left as it is" in second.stdout and "applied" not in second.stdout  # IF NOT EXISTS
     for table in ("accounts", "payments"):
         created = bq.get_table(f"{config.bigquery.project}.{config.bigquery.dataset}.{table}")
         assert created is not None and "account_id" in [f.name for f in created.schema]
+    with sqlite3.connect(database) as db:
+        db.execute("ALTER TABLE accounts ADD COLUMN note_text TEXT")
+    drifted = matrix_sync(*args, stack=stack, cwd=tmp_path)
+    assert drifted.returncode == 0, drifted.stdout + drifted.stderr
+    assert all(word in drifted.stdout for word in ("differs:", "note_text", "(missing)")), drifted.stdout
 
 
 @pytest.mark.parametrize("command", [
