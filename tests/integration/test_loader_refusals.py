@@ -83,6 +83,15 @@ def _other_table(raw: Raw, snapshot: Snapshot) -> Raw:
     return _replace_part(snapshot, raw, buffer.getvalue())
 
 
+def _text_for_a_number(raw: Raw, snapshot: Snapshot) -> Raw:
+    """The manifest's columns, in its order, but `amount` written as text: every load job fails on it."""
+    table = pq.read_table(io.BytesIO(gcs.read(*gcs.split_uri(raw["parts"][0]["uri"]))))
+    amount = table.schema.get_field_index("amount")
+    retyped = table.set_column(amount, "amount", pa.array([f"q{i}" for i in range(table.num_rows)]))
+    buffer = io.BytesIO()
+    pq.write_table(retyped, buffer)
+    return _replace_part(snapshot, raw, buffer.getvalue())
+
 
 CASES: dict[str, tuple[Callable[[Raw, Snapshot], Raw], str]] = {
     "format-version": (_version, "unknown manifest format_version 2"),
@@ -93,6 +102,7 @@ CASES: dict[str, tuple[Callable[[Raw, Snapshot], Raw], str]] = {
     "outside-folder": (_outside_folder, "is outside the snapshot folder"),
     "truncated-part": (_truncated, "is not a readable Parquet file"),
     "part-of-another-table": (_other_table, "has the columns ['id', 'something']"),
+    "text-for-a-number": (_text_for_a_number, "holds column(s) of another type than the manifest's schema: amount"),
 }
 SCHEMA_CASES: dict[str, tuple[list[tuple[str, str]], list[str], str]] = {
     "type-family": ([("id", "INT64"), ("name", "INT64"), ("amount", "NUMERIC")], ["id"],
