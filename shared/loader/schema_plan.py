@@ -9,6 +9,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import logs
 from shared.clients import emulated
+from shared.ddl import cluster_columns
 from shared.ledger import Entry
 from shared.loader.errors import RefusedError, SchemaChangeError
 from shared.manifest import Manifest
@@ -123,8 +124,9 @@ def _check_key(existing: bigquery.Table, manifest: Manifest, previous_key: tuple
     if previous_key is not None:
         old, compared = previous_key, new
     elif existing.clustering_fields:
-        # Tables this loader creates are clustered by the key's first (up to four) columns.
-        old, compared = tuple(existing.clustering_fields), new[:len(existing.clustering_fields)]
+        # Tables this loader (or create-tables) creates are clustered by the key's first (up to four)
+        # columns of types BigQuery clusters by.
+        old, compared = tuple(existing.clustering_fields), tuple(cluster_columns(manifest.table_schema))
     else:
         return
     if [k.lower() for k in old] != [k.lower() for k in compared]:
@@ -135,7 +137,9 @@ def _check_key(existing: bigquery.Table, manifest: Manifest, previous_key: tuple
 def apply(manifest: Manifest, schema_plan: SchemaPlan) -> None:
     table_id = manifest.target.table_id
     if schema_plan.create:
-        bq.create_table(table_id, bq.table_fields(manifest.table_schema), clustering=list(key_names(manifest)))
+        # BigQuery refuses to cluster by FLOAT64, BYTES or TIME (a binary(16) key, say): those are left out.
+        bq.create_table(table_id, bq.table_fields(manifest.table_schema),
+                        clustering=cluster_columns(manifest.table_schema) or None)
         return
     if schema_plan.widened:
         bq.widen_columns(table_id, schema_plan.widened)
