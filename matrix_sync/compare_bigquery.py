@@ -26,6 +26,7 @@ from shared.config import Config
 from shared.identifiers import quote_bigquery as q
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import STAGING_DATASET_SUFFIX
+from shared.validator.live_schema import LiveSchema, standard_type
 
 STAGING_TTL = dt.timedelta(hours=6)
 STALE_LIMIT = 10_000
@@ -68,10 +69,12 @@ def check_target(schema: TableSchema, target_id: str) -> int:
     table = bq.get_table(target_id)
     if table is None:
         raise CompareError(f"{target_id} does not exist: run a cycle first")
-    have = {f.name.lower() for f in table.schema}
-    missing = [c.bq_name for c in schema.columns if c.bq_name.lower() not in have]
-    if missing:
-        raise CompareError(f"{target_id} lacks source column(s) {', '.join(missing)}: run a cycle first")
+    live = LiveSchema({f.name.lower(): standard_type(f.field_type) for f in table.schema})
+    unreadable = [reason for reason in map(live.why_unreadable, schema.columns) if reason]
+    if unreadable:
+        raise CompareError(f"{target_id} does not hold the source's columns ({'; '.join(unreadable)}): a cycle "
+                           "applies new columns and widenings; a snapshot it refused names the change in "
+                           "`matrix-sync status`")
     return int(table.num_rows or 0)
 
 
