@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared import identifiers
 from shared.schema import TableSchema
+from shared.topology import PIPELINE_TABLE_PREFIX
 
 FORMAT_VERSION = 1
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\d{6}Z-[0-9a-f]{6}$")
@@ -38,6 +39,9 @@ class Target(_Strict):
         identifiers.gcp_project(self.pubsub_project)
         identifiers.bigquery_dataset(self.dataset)
         identifiers.bigquery_table(self.table)
+        if self.table.lower().startswith(PIPELINE_TABLE_PREFIX):  # the ledger and results tables
+            raise ValueError(f"target table {self.table!r}: names starting with {PIPELINE_TABLE_PREFIX!r} are the "
+                             "pipeline's own")
         return self
 
     @property

@@ -77,6 +77,7 @@ def test_truncated_manifests_are_refused(cut: int) -> None:
     ({"run_id": "../../etc"}, "invalid manifest"),
     ({"target": {**VALID["target"], "table": "x`; DROP TABLE y"}}, "invalid manifest"),
     ({"extra": 1}, "invalid manifest"),
+    ({"target": {**VALID["target"], "table": "_SYNC_ledger"}}, "names starting with '_sync_' are the pipeline's own"),
 ])
 def test_specific_hostile_manifests_are_refused_with_a_reason(change: dict, reason: str) -> None:
     with pytest.raises(ManifestError, match=reason):
