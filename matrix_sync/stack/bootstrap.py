@@ -23,6 +23,7 @@ from shared.loader.staging import STAGING_TTL
 from shared.topology import (
     ALERTS_TOPIC,
     EXTRACT_REQUESTS_TOPIC,
+    EXTRACTOR_PULL_SUBSCRIPTION,
     FUNCTIONS,
     GCS_NOTIFICATIONS_TOPIC,
     RECONCILE_REQUESTS_TOPIC,
@@ -101,6 +102,11 @@ def ensure_resources(endpoints: Endpoints, *, bucket: str, bigquery_project: str
                 ensure_push_subscription(admin, pubsub_project, function, endpoints.functions[function],
                                          subscription=subscription, topic=topic)
         ensure_pull_subscription(admin, pubsub_project, ALERTS_SUBSCRIPTION, ALERTS_TOPIC)
+        # the on-prem agent's, as Terraform makes it: extract requests published before any agent
+        # ran (the reconciler's repairs, say) wait there instead of being dropped by a topic
+        # without subscribers
+        ensure_pull_subscription(admin, pubsub_project, EXTRACTOR_PULL_SUBSCRIPTION, EXTRACT_REQUESTS_TOPIC,
+                                 ack_deadline_s=ACK_DEADLINE_SECONDS)
 
 
 def ensure_topic(admin: PubSubAdmin, project: str, topic: str) -> None:
@@ -110,12 +116,14 @@ def ensure_topic(admin: PubSubAdmin, project: str, topic: str) -> None:
         pass
 
 
-def ensure_pull_subscription(admin: PubSubAdmin, project: str, name: str, topic: str) -> None:
+def ensure_pull_subscription(admin: PubSubAdmin, project: str, name: str, topic: str, *,
+                             ack_deadline_s: int | None = None) -> None:
+    request: dict[str, object] = {"name": SubscriberClient.subscription_path(project, name),
+                                  "topic": PublisherClient.topic_path(project, topic)}
+    if ack_deadline_s is not None:
+        request["ack_deadline_seconds"] = ack_deadline_s
     try:
-        admin.subscriber.create_subscription(
-            request={"name": SubscriberClient.subscription_path(project, name), "topic": PublisherClient.topic_path(project, topic)},
-            retry=_RETRY,
-        )
+        admin.subscriber.create_subscription(request=request, retry=_RETRY)
     except exceptions.AlreadyExists:
         pass
 

@@ -10,9 +10,10 @@ from matrix_sync import sample
 from matrix_sync.agent import ensure_subscription
 from matrix_sync.stack import LocalStack
 from shared.clients import publisher, subscriber
+from shared.pubsub import publish_json
 from shared.topology import EXTRACT_REQUESTS_TOPIC
 from tests.e2e.test_cli import matrix_sync
-from tests.support import assert_tables_equal, wait_for_applied, write_config
+from tests.support import assert_tables_equal, ensure_resources, wait_for_applied, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -77,3 +78,20 @@ def test_a_request_for_a_table_not_in_the_config_is_refused_and_not_published(
     assert requested.returncode == 2, requested.stdout + requested.stderr
     assert requested.stderr.strip() == "error: table 'paymnts' is not in the config (its tables: payments)"
     assert not subscriber().pull(subscription=subscription, max_messages=5, timeout=5).received_messages
+
+
+def test_a_request_published_before_any_agent_ran_waits_for_the_agent(
+    stack: LocalStack, tmp_path: Path, unique_name: str
+) -> None:
+    """The reconciler's repairs reach `extract-requests` whenever they happen; before any agent or
+    `request` had created the agent's subscription, the local stack dropped them."""
+    database = tmp_path / "matrix.db"
+    sample.create_sample(database, "tiny", seed=12)
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"accounts": ["account_id"]},
+                          suffix=unique_name)
+    ensure_resources(stack, config)  # what `run` or a reconciler's first check sets up, no agent yet
+    publish_json(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, {"tables": ["accounts"]})
+
+    served = matrix_sync("agent", "--config", str(tmp_path / "config.yaml"), "--once", stack=stack, cwd=tmp_path)
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert "accounts: full snapshot" in served.stdout

@@ -249,13 +249,14 @@ def test_terraform_subscriptions_match_the_local_stack(local_stack_topology: _Re
             retry = request["retry_policy"]
             assert f"{_seconds(retry['minimum_backoff'])}s" == pubsub["minimum_backoff"]
             assert f"{_seconds(retry['maximum_backoff'])}s" == pubsub["maximum_backoff"]
-        else:
+        elif name != topology.EXTRACTOR_PULL_SUBSCRIPTION:  # locally no extractor function dead-letters
             assert name not in consumers, f"{name} dead-letters in Terraform but not in the local stack"
-    # what Terraform has beyond the local stack: the on-prem agent's pull subscription (the agent
-    # creates it itself locally) and the extractor's dead letters
+    # what Terraform has beyond the local stack: the extractor function's dead letters (locally the
+    # extractor is the on-prem agent, whose pull subscription both create)
     extra = set(terraform_subscriptions) - set(local_stack_topology.subscriptions)
-    assert extra == {topology.EXTRACTOR_PULL_SUBSCRIPTION,
-                     topology.dead_letter_topic("extractor") + bootstrap.DEAD_LETTER_SUBSCRIPTION_SUFFIX}
+    assert extra == {topology.dead_letter_topic("extractor") + bootstrap.DEAD_LETTER_SUBSCRIPTION_SUFFIX}
+    pull = local_stack_topology.subscriptions[topology.EXTRACTOR_PULL_SUBSCRIPTION]
+    assert pull["ack_deadline_seconds"] == pubsub["ack_deadline_seconds"]
 
 
 def test_bootstrap_constants_are_terraform_defaults(evaluate: Evaluate) -> None:
