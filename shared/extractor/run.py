@@ -145,7 +145,7 @@ def _extract_locked(config: Config, engine: Engine, table: TableConfig, lease: L
         progress.rows(table.name, count)
 
     return extract_table(config, engine, source, on_rows=on_rows, force_full=force_full,
-                         next_sequence=lease.next_sequence)
+                         next_sequence=lease.next_sequence, last_issued=lease.sequence)
 
 
 def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress) -> None:

@@ -376,14 +376,21 @@ def clock_sequence() -> int:
 
 def extract_table(config: Config, engine: Engine, source: SourceTable,
                   on_rows: Callable[[int], None] | None = None, *, force_full: bool = False,
-                  next_sequence: Callable[[], int] = clock_sequence) -> ExtractResult:
+                  next_sequence: Callable[[], int] = clock_sequence, last_issued: int = 0) -> ExtractResult:
     """Streams the table into a snapshot, a delta against the last applied one when possible; its
-    manifest's sequence (what orders snapshots for the loader) is `next_sequence()`.
+    manifest's sequence (what orders snapshots for the loader) is `next_sequence()`. `last_issued`:
+    the sequence of the table's last snapshot written by anyone (its lease says): past the last
+    applied one, a newer snapshot is still on its way, and a delta on the older base would be refused
+    once that one is applied, so a full snapshot is taken instead.
 
     A failure before the manifest leaves no manifest behind, so nothing is loaded and the run
     can simply be repeated.
     """
     base = None if force_full else _delta_base(config, source)
+    if base is not None and last_issued > base.manifest.sequence:
+        log.info("a snapshot of %s newer than the last applied one was written and is not applied yet: "
+                 "full snapshot", source.config.name)
+        base = None
     if base is None and config.extract.parallel_ranges > 1:
         bounds = key_boundaries(engine, source, config.extract.parallel_ranges, min_rows=config.extract.chunk_rows)
         if bounds:
