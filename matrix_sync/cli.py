@@ -282,8 +282,9 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | N
 
     config = load_config(config_path)
     target_config(config)
-    # the config's tables, not every table of the dataset: another config may share it
-    names = list(tables) or [t.target_table for t in config.tables]
+    # the config's tables, not every table of the dataset: another config may share it; a name not
+    # in the config is refused as every command refuses it
+    names = [config.table(name).target_table for name in tables] or [t.target_table for t in config.tables]
     request = new_request(project=config.bigquery.project, dataset=config.bigquery.dataset,
                           pubsub_project=config.pubsub.project, tables=names, deep=deep,
                           requested_by="operator")

@@ -127,5 +127,7 @@ def test_the_tables_own_settings_decide_unless_told_and_a_broken_document_is_ref
     assert "│ fingerprint " in told.stdout, told.stdout + told.stderr
     typed_wrong = matrix_sync("reconcile", "--config", str(path), "--table", "custmers", "--publish", stack=stack,
                               cwd=tmp_path)
-    assert typed_wrong.returncode == 1 and "no applied snapshot of: custmers" in typed_wrong.stderr
+    assert typed_wrong.returncode == 2 and "table 'custmers' is not in the config" in typed_wrong.stderr
     assert "published" not in typed_wrong.stdout
+    unpublished = matrix_sync("reconcile", "--config", str(path), "--table", "custmers", stack=stack, cwd=tmp_path)
+    assert unpublished.returncode == 2 and "is not in the config" in unpublished.stderr, unpublished.stderr
