@@ -17,12 +17,14 @@ CONFIG_VARIABLE = "MATRIX_CONFIG"
 
 
 def requested_tables(config: Config, message: Message) -> list[str]:
-    """`{"tables": [...]}` (Cloud Scheduler), `{"table": ...}` (a repair request), or `{}` for all.
-    A table is named by its source name or its target table. Names not in this extractor's config
-    (a schedule updated before the config) are logged and left out; a request left with none is an
-    EventError."""
+    """`{"tables": [...]}` (Cloud Scheduler), `{"table": ...}` (a repair request), `{"group": ...}`
+    for a group's tables, or `{}` for all. A table is named by its source name or its target table.
+    Names not in this extractor's config (a schedule updated before the config) are logged and left
+    out; a request left with none is an EventError."""
     data = message.data
-    names = data.get("tables") or ([data["table"]] if data.get("table") else [t.name for t in config.tables])
+    group = data.get("group") if isinstance(data.get("group"), str) else None
+    everything = [t.name for t in config.tables if group is None or t.group == group]
+    names = data.get("tables") or ([data["table"]] if data.get("table") else everything)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise EventError(f"extract request names no tables: {data!r}"[:300])
     known, unknown = [], []
