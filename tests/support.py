@@ -1,6 +1,7 @@
 """Helpers for tests that compare BigQuery with the source row by row."""
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def ensure_resources(stack: LocalStack, config: Config) -> None:
     """The config's bucket, datasets, topics and subscriptions, created in `stack`."""
     stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
                            dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
+
+
+def orders_config(stack: LocalStack, tmp_path: Path, suffix: str, rows: int) -> tuple[Path, Config]:
+    """A SQLite source of one table, orders(id INTEGER PRIMARY KEY, amount INTEGER) holding ids 1..rows
+    with amount id * 10, and its config with what it names created in `stack`."""
+    database = tmp_path / "source.db"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
+        db.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 10) for i in range(1, rows + 1)])
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"orders": ["id"]},
+                          suffix=suffix)
+    ensure_resources(stack, config)
+    return database, config
 
 
 def sample_config(stack: LocalStack, path: Path, *, seed: int, tables: dict[str, list[str]], suffix: str) -> Config:

@@ -12,20 +12,14 @@ from matrix_sync.cycle import wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared.extractor.lock import acquire, lock_name
 from shared.extractor.run import extract
-from tests.support import assert_tables_equal, ensure_resources, write_config
+from tests.support import assert_tables_equal, orders_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 
 def test_a_snapshot_issued_after_the_last_applied_one_makes_the_next_one_full(
         stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
-    database = tmp_path / "source.db"
-    with sqlite3.connect(database) as db:
-        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
-        db.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 10) for i in range(1, 41)])
-    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"orders": ["id"]},
-                          suffix=unique_name)
-    ensure_resources(stack, config)
+    database, config = orders_config(stack, tmp_path, unique_name, rows=40)
     (first,) = wait_for_chain(config, extract(config).written, timeout_s=120)
     assert first.ok, first
 

@@ -13,7 +13,7 @@ from matrix_sync.cycle import TableReport, extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from shared.config import Config
-from tests.support import assert_tables_equal, ensure_resources, write_config
+from tests.support import assert_tables_equal, ensure_resources, orders_config, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -65,13 +65,7 @@ def test_columns_that_swap_names_are_rewritten_in_bigquery(stack: LocalStack, tm
 
 def test_a_column_added_in_bigquery_is_kept_and_only_flagged_by_the_validator(
         stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
-    database = tmp_path / "source.db"
-    with sqlite3.connect(database) as db:
-        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
-        db.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 10) for i in range(1, 21)])
-    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"orders": ["id"]},
-                          suffix=unique_name)
-    ensure_resources(stack, config)
+    database, config = orders_config(stack, tmp_path, unique_name, rows=20)
     assert _cycle(config)["orders"].load_status == "applied"
     table = f"`{config.bigquery.project}.{config.bigquery.dataset}.orders`"
     bq.add_columns(f"{config.bigquery.project}.{config.bigquery.dataset}.orders",

@@ -10,20 +10,14 @@ from matrix_sync.cycle import wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
 from shared.extractor.run import extract
-from tests.support import assert_tables_equal, ensure_resources, write_config
+from tests.support import assert_tables_equal, orders_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
 
 def test_a_full_snapshot_replaces_the_rows_of_a_key_the_table_holds_twice(
         stack: LocalStack, tmp_path: Path, unique_name: str) -> None:
-    database = tmp_path / "source.db"
-    with sqlite3.connect(database) as db:
-        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)")
-        db.executemany("INSERT INTO orders VALUES (?, ?)", [(i, i * 10) for i in range(1, 31)])
-    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"orders": ["id"]},
-                          suffix=unique_name)
-    ensure_resources(stack, config)
+    database, config = orders_config(stack, tmp_path, unique_name, rows=30)
     project, dataset = config.bigquery.project, config.bigquery.dataset
     (first,) = wait_for_chain(config, extract(config, force_full=True).written, timeout_s=120)
     assert first.ok, first

@@ -10,14 +10,8 @@ import pytest
 from shared.config import load_config
 from shared.extractor.source import SourceError, connect
 from shared.secrets import redact, register_url, url_passwords
+from tests.unit.test_secrets import CONFIG
 
-CONFIG = """
-source: {url: 'sqlite:///x.db'}
-tables: [{name: t, key: [id]}]
-gcs: {bucket: b-bucket}
-bigquery: {project: acme-dwh, dataset: d}
-pubsub: {project: acme-dwh}
-"""
 UNREACHABLE = "127.0.0.1:1/test"  # nothing listens on port 1: refused at once
 
 
