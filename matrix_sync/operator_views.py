@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 from rich.table import Table
 
@@ -202,6 +203,8 @@ def validation_rows(config: Config, tables: list[TableConfig], *, record: bool, 
         on_table(table.name)
         try:
             found = _table_checks(project, dataset, table, record=record, stats=stats, now=now)
+        except GoogleAuthError:
+            raise  # every table would meet it: one line for the command (no credentials, no stack)
         except Exception as error:  # noqa: BLE001 - named in the output, and the command exits 1
             found = [(table.name, "validation", "FAILED", f"error: {type(error).__name__}: {error}"[:1000],
                       "the checks to run")]
