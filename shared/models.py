@@ -2,7 +2,7 @@
 
 A discovered `TableSchema` says what a row may hold; these models say it in Python, so a row can be
 checked before it is hashed and shipped: types, NOT NULL, decimal digits and scale, text length, and,
-given the source's dialect, integer ranges from `shared.validator.type_ranges` (the bounds of the
+given the source's dialect, integer ranges from `shared.type_ranges` (the bounds of the
 validator's `range:` checks, so a row the model accepts passes them).
 Values are checked as the SQLAlchemy driver returns them (lax pydantic mode: a driver's int for a
 bool is fine), in schema column order. Converting values for BigQuery stays the job of
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.fields import FieldInfo
 
 from shared.schema import Column, TableSchema
-from shared.validator.type_ranges import integer_range
+from shared.type_ranges import integer_range
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 _INT64_BOUNDS = (("ge", INT64_MIN), ("le", INT64_MAX))

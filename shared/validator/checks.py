@@ -49,9 +49,9 @@ from shared import bq_jobs, ledger
 from shared.identifiers import quote_bigquery as q
 from shared.manifest import Manifest
 from shared.schema import Column
+from shared.type_ranges import date_range, integer_range
 from shared.validator.live_schema import LiveSchema, read_live_schema
 from shared.validator.thresholds import Thresholds
-from shared.validator.type_ranges import date_range, integer_range
 
 ERROR, WARNING = "error", "warning"
 _NUMERIC_DIGITS = {"NUMERIC": (29, 9), "BIGNUMERIC": (38, 38)}
