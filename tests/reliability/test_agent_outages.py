@@ -67,6 +67,10 @@ def config(fault_stack: FaultStack, tmp_path: Path, unique_name: str) -> Config:
     made = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"items": ["id"]},
                         suffix=unique_name)
     ensure_resources(fault_stack.stack, made)
+    # the stack creates the agent's subscription too; these tests watch the agent create it (its
+    # appearance says the agent is serving) and set its deadline themselves
+    subscriber().delete_subscription(
+        subscription=subscriber().subscription_path(made.pubsub.project, EXTRACTOR_PULL_SUBSCRIPTION))
     return made
 
 
