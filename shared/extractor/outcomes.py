@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from google.api_core import exceptions as gexc
 
 from shared import gcs, logs
-from shared.clients import storage_client
 
 log = logs.get(__name__)
 OUTCOME_FOLDER = "_extractions"
@@ -53,7 +52,7 @@ def record(bucket: str, prefix: str, target_table: str, outcome: str, *, run_id:
 def read(bucket: str, prefix: str, target_table: str) -> ExtractionOutcome | None:
     """The table's last recorded outcome; None when none was recorded (or it cannot be read)."""
     try:
-        raw = json.loads(storage_client().bucket(bucket).blob(outcome_name(prefix, target_table)).download_as_bytes())
+        raw = json.loads(gcs.read(bucket, outcome_name(prefix, target_table)))
         return ExtractionOutcome(str(raw["outcome"]), datetime.fromisoformat(raw["at"]), raw.get("run_id"),
                                  raw.get("reason"))
     except gexc.NotFound:
