@@ -6,7 +6,7 @@
 #
 # Files by concern: topology.tf (names, functions, subscriptions, service accounts and their
 # roles, as data), storage.tf (snapshot and sources buckets, notification), pubsub.tf (topics,
-# subscriptions, dead letters), functions.tf, bigquery.tf, scheduler.tf, iam.tf (the grants of
+# subscriptions, dead letters and the alert policy on them), functions.tf, bigquery.tf, scheduler.tf, iam.tf (the grants of
 # topology.tf applied), secrets.tf, network.tf.
 
 data "google_project" "this" {
@@ -25,6 +25,7 @@ locals {
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",

@@ -123,3 +123,48 @@ resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_agent
 }
+
+# People hear of a message waiting in a dead-letter subscription (Pub/Sub gave up on it: run
+# `matrix-sync dead-letters`, and `--replay` once the cause is fixed) or in the alerts one (a refused
+# snapshot, a mismatch, a failed check) through var.alert_notification_channels.
+resource "google_monitoring_alert_policy" "waiting_for_people" {
+  display_name = "${var.name_prefix}: messages waiting for people"
+  combiner     = "OR"
+
+  conditions {
+    display_name = "a message was dead-lettered"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.label.subscription_id = one_of(${join(", ", [for s in google_pubsub_subscription.dead_letter : jsonencode(s.name)])})"
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  conditions {
+    display_name = "an alert was raised"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.label.subscription_id = \"${google_pubsub_subscription.alerts.name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = 0
+      duration        = "0s"
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = "Dead letters: `matrix-sync dead-letters --config FILE` lists them; fix the cause, then `--replay`. Alerts: pull `${google_pubsub_subscription.alerts.name}`; `matrix-sync status --config FILE` names the tables that need attention."
+  }
+
+  notification_channels = var.alert_notification_channels
+
+  depends_on = [google_project_service.api]
+}

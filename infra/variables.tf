@@ -63,6 +63,17 @@ variable "log_level" {
   }
 }
 
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) told when a message waits in a dead-letter or the alerts subscription. Empty: the alert policy still opens incidents in the console, but tells nobody."
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.alert_notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", c))])
+    error_message = "alert_notification_channels must be names like projects/P/notificationChannels/ID."
+  }
+}
+
 variable "validation_settings" {
   type        = string
   description = "MATRIX_VALIDATION of the validator function: per-table thresholds as one JSON object, {\"default\": {...}, \"tables\": {\"<table>\": {...}}} (shared/validator/thresholds.py), e.g. jsonencode({ tables = { payments = { max_quarantined_rows = 5 } } }). Empty: the variable is not set and the code's defaults apply."

@@ -15,6 +15,7 @@ from rich.text import Text
 from matrix_sync import sample as sample_db
 from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report, styled
+from matrix_sync.dead_letters_command import dead_letters
 from matrix_sync.environment import local_stack, target_config
 from matrix_sync.errors import fail, one_line_errors, path_error
 from matrix_sync.generate import create_tables, generate_models
@@ -362,6 +363,7 @@ def loadtest(tables: int, max_rows: int, cycles: int, workers: int, mode: str, t
 main.add_command(create_tables)
 main.add_command(generate_models)
 main.add_command(report)
+main.add_command(dead_letters)
 for _operator_command in OPERATOR_COMMANDS:  # they report their own errors, one line, exit 2
     main.add_command(_operator_command)
 

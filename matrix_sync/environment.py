@@ -45,3 +45,10 @@ def target_config(config: Config) -> str:
     stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
                            dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
     return f"local stack in {stack.root}"
+
+
+def notifications_project(config: Config) -> str:
+    """The project the bucket's notifications go to: the config's, as Terraform deploys it; on the
+    local stack, the stack's own (the GCS emulator publishes to one project)."""
+    stack = running_stack()
+    return config.pubsub.project if stack is None else stack.project

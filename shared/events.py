@@ -18,6 +18,9 @@ from shared.topology import MANIFEST_NAME
 
 PUBSUB_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+# Set on a dead letter sent again (`matrix-sync dead-letters --replay`) to the function it was meant
+# for: its topic may feed others too (table-loaded feeds reconciler and validator).
+REPLAY_FOR_ATTRIBUTE = "matrix_replay_for"
 
 
 class EventError(ValueError):
@@ -46,6 +49,14 @@ class Message:
 
 def event_id(event: CloudEvent) -> str:
     return str(event["id"])
+
+
+def meant_for_another(event: CloudEvent, function: str) -> bool:
+    """Whether the event is a dead letter sent again for some other function than `function`."""
+    data = event.data if isinstance(event.data, dict) else {}
+    attributes = (data.get("message") or {}).get("attributes") or {}
+    replay_for = attributes.get(REPLAY_FOR_ATTRIBUTE)
+    return replay_for is not None and replay_for != function
 
 
 def pubsub_message(event: CloudEvent) -> Message:

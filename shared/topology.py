@@ -10,6 +10,7 @@ TABLE_LOADED_TOPIC = "table-loaded"
 RECONCILE_REQUESTS_TOPIC = "reconcile-requests"  # scheduled (and operators') deep reconciliations
 ALERTS_TOPIC = "alerts"
 DEAD_LETTER_SUFFIX = "-dead-letter"
+DEAD_LETTER_SUBSCRIPTION_SUFFIX = "-sub"
 
 SNAPSHOT_PREFIX = "snapshots"
 MANIFEST_NAME = "_manifest.json"
@@ -42,6 +43,11 @@ def subscription_name(function: str) -> str:
 
 def dead_letter_topic(function: str) -> str:
     return f"{function}{DEAD_LETTER_SUFFIX}"
+
+
+def dead_letter_subscription(function: str) -> str:
+    """The pull subscription people read a function's dead letters from."""
+    return f"{dead_letter_topic(function)}{DEAD_LETTER_SUBSCRIPTION_SUFFIX}"
 
 # The on-prem extractor agent pulls extract requests instead of receiving pushes.
 EXTRACTOR_PULL_SUBSCRIPTION = "extractor-pull"

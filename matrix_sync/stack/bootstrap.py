@@ -22,6 +22,7 @@ from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransp
 from shared.loader.staging import STAGING_TTL
 from shared.topology import (
     ALERTS_TOPIC,
+    DEAD_LETTER_SUBSCRIPTION_SUFFIX,
     EXTRACT_REQUESTS_TOPIC,
     EXTRACTOR_PULL_SUBSCRIPTION,
     FUNCTIONS,
@@ -39,7 +40,6 @@ MAX_DELIVERY_ATTEMPTS = 5
 MIN_BACKOFF_SECONDS = 1
 MAX_BACKOFF_SECONDS = 10
 ALERTS_SUBSCRIPTION = "alerts-sub"
-DEAD_LETTER_SUBSCRIPTION_SUFFIX = "-sub"
 # A freshly started emulator can refuse the first calls for a moment.
 _RETRY = Retry(
     predicate=if_exception_type(exceptions.ServiceUnavailable, exceptions.DeadlineExceeded),

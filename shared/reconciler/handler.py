@@ -16,7 +16,7 @@ from __future__ import annotations
 from cloudevents.http import CloudEvent
 
 from shared import logs, results
-from shared.events import EventError, Message, event_id, pubsub_message
+from shared.events import EventError, Message, event_id, meant_for_another, pubsub_message
 from shared.loaded_event import loaded_snapshot
 from shared.manifest import ManifestError
 from shared.reconciler.certificate import Certificate
@@ -31,6 +31,9 @@ log = logs.get(__name__)
 
 def handle_table_loaded(event: CloudEvent, options: ReconcileOptions | None = None) -> str | None:
     with logs.labels(event_id=event_id(event), stage="reconciler"):
+        if meant_for_another(event, "reconciler"):
+            log.info("ignored a dead letter sent again for another function")
+            return None
         try:
             message = pubsub_message(event)
         except EventError as error:

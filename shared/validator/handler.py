@@ -12,7 +12,7 @@ from cloudevents.http import CloudEvent
 
 from shared import logs, results
 from shared.alerts import raise_alert
-from shared.events import EventError, event_id
+from shared.events import EventError, event_id, meant_for_another
 from shared.loaded_event import loaded_snapshot
 from shared.manifest import Manifest, ManifestError
 from shared.topology import VALIDATION_TABLE
@@ -39,6 +39,9 @@ def _thresholds(table_id: str) -> Thresholds:
 
 def handle_table_loaded(event: CloudEvent, thresholds: Thresholds | None = None) -> list[CheckResult] | None:
     with logs.labels(event_id=event_id(event), stage="validator"):
+        if meant_for_another(event, "validator"):
+            log.info("ignored a dead letter sent again for another function")
+            return None
         try:
             loaded = loaded_snapshot(event)
         except (EventError, ManifestError) as error:
