@@ -159,3 +159,19 @@ def test_the_example_tfvars_fit_the_variables(tmp_path: Path, evaluate: Evaluate
     assert evaluate("var.config_path", var_file=var_file) == "environments/dev/matrix-sync.yaml"
     assert evaluate("var.project_id", var_file=var_file) == EXAMPLE_PROJECT
     assert evaluate("local.extractor_account", var_file=var_file) == "agent"
+
+
+def test_people_are_told_when_a_message_waits_for_them(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    policy = terraform.resource("google_monitoring_alert_policy", "waiting_for_people")
+    assert policy["combiner"] == "OR"
+    filters = [hcl.one(c["condition_threshold"])["filter"] for c in policy["conditions"]]
+    assert any("google_pubsub_subscription.dead_letter" in f and "num_undelivered_messages" in f for f in filters)
+    assert any("google_pubsub_subscription.alerts.name" in f and "num_undelivered_messages" in f for f in filters)
+    for condition in policy["conditions"]:
+        threshold = hcl.one(condition["condition_threshold"])
+        assert (threshold["comparison"], threshold["threshold_value"]) == ("COMPARISON_GT", 0)
+    assert hcl.expression(policy["notification_channels"]) == "var.alert_notification_channels"
+    assert "matrix-sync dead-letters" in hcl.one(policy["documentation"])["content"]
+    assert "monitoring.googleapis.com" in (INFRA / "main.tf").read_text()
+    with pytest.raises(TerraformError, match="notificationChannels"):
+        evaluate("var.alert_notification_channels", alert_notification_channels=["pager"])
