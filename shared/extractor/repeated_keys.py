@@ -3,7 +3,9 @@ two source rows, so a repeated key would let the first load through and refuse e
 
 The source's own query leaves repeated keys out where it can count them (`find_duplicated_keys`);
 SQL Server is not counted, and a row can be inserted between the count and the read. Rows arrive
-in key order, so a repeat is two neighbours with the same key hash, within a chunk or across two.
+in key order, so a repeat is two neighbours with the same key hash, within a chunk or across two,
+whose key values are equal too: text keys that differ only in their Unicode normalisation share a
+key hash (NFC) while the source, and BigQuery's MERGE, tell them apart.
 """
 from __future__ import annotations
 
@@ -20,21 +22,25 @@ class RepeatedKeyCheck:
     def __init__(self, table: str, schema: TableSchema) -> None:
         self._table = table
         self._schema = schema
-        self._last: str | None = None  # the previous chunk's last key hash
+        self._last: tuple[str, tuple[object, ...]] | None = None  # the previous chunk's last key hash and key
 
     def check(self, rows: pa.Table) -> None:
         if self._schema.keyless or not len(rows):
             return
         hashes = rows.column(KEY_HASH_COLUMN).combine_chunks()
-        if self._last is not None and hashes[0].as_py() == self._last:
-            self._refuse(rows, 0)
-        repeats = pc.equal(hashes.slice(1), hashes.slice(0, len(hashes) - 1))
-        if pc.any(repeats).as_py():
-            self._refuse(rows, pc.index(repeats, True).as_py() + 1)
-        self._last = hashes[-1].as_py()
+        if self._last is not None and (hashes[0].as_py(), self._key(rows, 0)) == self._last:
+            self._refuse(self._last[1])
+        same_hash = pc.equal(hashes.slice(1), hashes.slice(0, len(hashes) - 1))
+        if pc.any(same_hash).as_py():
+            for at in pc.indices_nonzero(same_hash).to_pylist():
+                if self._key(rows, at) == self._key(rows, at + 1):
+                    self._refuse(self._key(rows, at))
+        self._last = (hashes[-1].as_py(), self._key(rows, len(rows) - 1))
 
-    def _refuse(self, rows: pa.Table, at: int) -> None:
-        key = tuple(rows.column(p)[at].as_py() for p in self._schema.key_positions)
+    def _key(self, rows: pa.Table, at: int) -> tuple[object, ...]:
+        return tuple(rows.column(p)[at].as_py() for p in self._schema.key_positions)
+
+    def _refuse(self, key: tuple[object, ...]) -> None:
         raise SourceError(f"table {self._table!r}: key {key!r} is held by more than one row of the source; "
                           f"nothing was shipped. Make {self._schema.key} unique in the source (a primary key "
                           "or unique index), or configure a key that is")
