@@ -95,7 +95,7 @@ _NUMBER_KINDS = ("INT64", "INTEGER", "NUMERIC", "BIGNUMERIC", "FLOAT64", "FLOAT"
 def _typed(bq_type: str, text: str) -> object:
     kind = bq_type.upper()
     if kind in _NUMBER_KINDS and (not text.isascii() or "_" in text):  # Python reads '2_0' and '٢٠' as 20
-        raise OperatorError(f"{text!r} is not a {kind} value")
+        raise OperatorError(f"{text!r} is not a valid {kind} value")
     try:
         if kind in ("INT64", "INTEGER"):
             number = int(text)
@@ -120,7 +120,7 @@ def _typed(bq_type: str, text: str) -> object:
         if kind == "BYTES":
             return bytes.fromhex(text)
     except (ValueError, decimal.InvalidOperation):
-        raise OperatorError(f"{text!r} is not a {kind} value") from None
+        raise OperatorError(f"{text!r} is not a valid {kind} value") from None
     return text
 
 

@@ -41,6 +41,7 @@ from shared.secrets import error_line
 
 log = logs.get(__name__)
 READER_ENV = "MATRIX_SOURCE_READER"  # "dbapi" turns this reader off
+READER_CHOICES = ("", "arrow", "dbapi")
 _RESTARTS = 3
 _OVERSIZED = 4  # a batch this many times extract.chunk_bytes is read by the DBAPI reader instead
 _PG_BATCH_BYTES = 4 << 20
@@ -127,7 +128,13 @@ class ArrowReader:
 def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
     """The ADBC reader of this table, or None where the DBAPI reader is the one (no key to resume
     after, no ADBC driver installed, a source or column type not mapped exactly here)."""
-    if os.environ.get(READER_ENV, "").lower() == "dbapi" or not schema.key or schema.keyless:
+    choice = os.environ.get(READER_ENV, "").strip().lower()
+    if choice not in READER_CHOICES:
+        from shared.extractor.source import SourceError  # source imports this module
+
+        raise SourceError(f"{READER_ENV}={choice!r} is not a reader: use arrow (the default where one applies) or "
+                          "dbapi, or leave it unset")
+    if choice == "dbapi" or not schema.key or schema.keyless:
         return None
     dialect = connection.dialect
     if dialect.name == "sqlite" and dialect.driver == "pysqlite" and _installed("adbc_driver_sqlite"):

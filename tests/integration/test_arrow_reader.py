@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from shared.config import SourceConfig, TableConfig
 from shared.extractor.arrow_stream import READER_ENV
 from shared.extractor.prepare import ChunkPreparer
-from shared.extractor.source import connect, discover, stream_rows
+from shared.extractor.source import SourceError, connect, discover, stream_rows
 from tests.unit.test_hostile_values import HOSTILE
 
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -281,3 +281,9 @@ def test_postgresql_connection_terminated_mid_stream_resumes_after_the_last_key(
     assert keys == list(range(1, rows + 1))  # every row exactly once, in key order
     assert kinds == {"ArrowChunk"}
     assert "Arrow stream interrupted" in caplog.text and "resuming after the last key" in caplog.text
+
+
+def test_a_reader_name_not_known_is_refused_not_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = _sqlite(tmp_path / "s.db", SQLITE_DDL, list(_sqlite_rows()))
+    with pytest.raises(SourceError, match="MATRIX_SOURCE_READER='dbpai' is not a reader: use arrow"):
+        _read(url, "t", 7, "dbpai", monkeypatch)
