@@ -318,6 +318,7 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
     """Stack up, sample source, a full cycle, a batch of changes, a second cycle, and the verdicts."""
     from matrix_sync.demo import run_demo
 
+    sample_db.customer_count(size)  # a size not known is refused before anything starts
     _writable_file(workdir / "matrix.db")  # where run_demo creates the sample source
     if not run_demo(size=size, fraction=fraction, workdir=workdir):
         sys.exit(1)

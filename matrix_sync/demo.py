@@ -29,12 +29,13 @@ def write_demo_config(path: Path, database: Path) -> Path:
 
 
 def run_demo(size: str, fraction: float, workdir: Path) -> bool:
+    customers = sample.customer_count(size)
     workdir.mkdir(parents=True, exist_ok=True)
     console.rule("local stack")
     local_stack().up(progress=lambda message: console.print(f"  {message}"))
     console.rule("sample Matrix source")
     database = workdir / "matrix.db"
-    counts = sample.create_sample(database, int(size) if size.isdigit() else size)
+    counts = sample.create_sample(database, customers)
     console.print(f"  {database}: " + ", ".join(f"{t} {n:,}" for t, n in counts.items()))
     config_path = write_demo_config(workdir / "matrix-sync.yaml", database)
     config = load_config(config_path)

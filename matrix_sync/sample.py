@@ -351,7 +351,10 @@ def _count(conn: sqlite3.Connection, table: str) -> int:
 # --- create -------------------------------------------------------------------------------
 
 
-def _customer_count(size: str | int) -> int:
+def customer_count(size: str | int) -> int:
+    """Customers of a sample of `size` (a SIZES name or a positive count, also as digits); SampleError otherwise."""
+    if isinstance(size, str) and size.isdigit():
+        size = int(size)
     if isinstance(size, str):
         if size not in SIZES:
             expected = ", ".join(SIZES)
@@ -441,7 +444,7 @@ def create_sample(path: Path, size: str | int = "small", seed: int = 7) -> dict[
     """(Re)create the sample database at `path` for `size` (a SIZES name or a customer count),
     filled deterministically from `seed`; returns the row count per table."""
     path = Path(path)
-    customers = _customer_count(size)
+    customers = customer_count(size)
     _clear_path(path)
     conn = sqlite3.connect(path, isolation_level=None)
     try:

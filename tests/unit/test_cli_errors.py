@@ -117,3 +117,11 @@ def test_a_config_that_is_not_yaml_names_the_problem_and_where(text: str, expect
     path.write_text(text)
     line = one_error_line(cli("run", "--config", str(path), log_file=tmp_path / "log.jsonl"))
     assert line == f"error: {path}: {expected}"
+
+
+def test_a_demo_size_not_known_is_refused_before_the_stack_starts(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MATRIX_STACK_DIR", str(tmp_path / "stack"))
+    line = one_error_line(cli("demo", "--size", "huge", "--dir", str(tmp_path / "demo"), log_file=tmp_path / "l.jsonl"))
+    assert line.startswith("error: unknown size 'huge': expected one of tiny, small, medium, large")
+    assert not (tmp_path / "stack").exists() and not (tmp_path / "demo").exists()
