@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -119,6 +120,10 @@ def source_topic(letter: DeadLetter) -> str:
     return FUNCTIONS[letter.function][1]
 
 
+def _emulator() -> bool:
+    return bool(os.environ.get("PUBSUB_EMULATOR_HOST"))
+
+
 def readable(project: str, function: str) -> bool:
     """Whether the function has a dead-letter subscription (an extractor run as the on-prem agent has none)."""
     try:
@@ -134,8 +139,10 @@ def pulled(project: str, function: str) -> Iterator[list[DeadLetter]]:
     path = subscriber().subscription_path(project, dead_letter_subscription(function))
     while True:
         try:
+            # Pub/Sub may answer a return_immediately pull empty while messages wait; the emulator
+            # would hold a waiting pull until its timeout
             response = subscriber().pull(request={"subscription": path, "max_messages": _PULL_BATCH,
-                                                  "return_immediately": True}, timeout=_PULL_TIMEOUT_S)
+                                                  "return_immediately": _emulator()}, timeout=_PULL_TIMEOUT_S)
         except gexc.NotFound:
             raise DeadLetterError(f"no subscription {dead_letter_subscription(function)} in project {project}: "
                                   f"is the deployment (or `matrix-sync stack up`) in place?") from None
