@@ -14,8 +14,8 @@ SQL Server rules worth knowing:
   same rule. Two source values that differ only in that digit therefore land, and hash, equal.
 * ``datetimeoffset`` lands in TIMESTAMP: the instant is kept, the offset is dropped.
 * ``hierarchyid`` and ``geometry`` land as STRING, ``geography`` as GEOGRAPHY, all as text: the
-  extractor must select them with ``ToString()`` / ``STAsText()``, since drivers otherwise return
-  their binary CLR serialisation. ``sql_variant`` lands as STRING (the value's canonical text).
+  extractor selects them as text (``ToString()``, EWKT from ``AsTextZM()``, ``STAsText()``; see
+  ``shared.mssql.select``), since drivers otherwise return their binary CLR serialisation. ``sql_variant`` lands as STRING (the value's canonical text).
 """
 from __future__ import annotations
 

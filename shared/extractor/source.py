@@ -21,7 +21,7 @@ from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_db
 from shared.extractor.read_types import PgText, read_as
 from shared.identifiers import IdentifierError
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
-from shared.mssql.select import MssqlSelect, select_statement
+from shared.mssql.select import MssqlSelect, count_statement, select_statement
 from shared.schema import Column, TableSchema
 from shared.secret_manager import SecretAccessError
 from shared.secrets import error_line, redact, register_url
@@ -343,7 +343,7 @@ def key_boundaries(engine: Engine, source: SourceTable, ranges: int, min_rows: i
         return []
     with engine.connect() as connection:
         table = source.table
-        total = connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+        total = connection.execute(_row_count(engine, source)).scalar_one()
         ranges = min(ranges, max(1, total // max(min_rows, 1)))
         bounds: list[tuple] = []
         for k in range(1, ranges):
@@ -363,6 +363,13 @@ def key_boundaries(engine: Engine, source: SourceTable, ranges: int, min_rows: i
             if bound is not None and (not bounds or bound != bounds[-1]):
                 bounds.append(bound)
         return bounds
+
+
+def _row_count(engine: Engine, source: SourceTable) -> sa.Executable:
+    """Every row of the table, named as its SELECT names it."""
+    if engine.dialect.name == "mssql":
+        return count_statement(source.table.schema, source.table.name).clause()
+    return sa.select(sa.func.count()).select_from(source.table)
 
 
 def _discover_mssql(engine: Engine, table: TableConfig) -> SourceTable:
@@ -389,10 +396,18 @@ def _binary_order(column: sa.Column, dialect: str) -> sa.ColumnElement:
         as_text = isinstance(column.type, (PgText, sa.Enum, sa.dialects.postgresql.CITEXT))
         return (sa.cast(column, sa.Text()) if as_text else column).collate("C")
     if dialect in ("mysql", "mariadb"):
-        return sa.cast(column, sa.dialects.mysql.BINARY())
+        return _utf8_bytes(column)
     if dialect == "sqlite":  # a column declared COLLATE NOCASE would sort 'a' before 'B'
         return column.collate("BINARY")
     return column
+
+
+def _utf8_bytes(column: sa.Column) -> sa.ColumnElement:
+    """The text's UTF-8 bytes, whatever the column's character set: the order of code points, and
+    the bytes pymysql sends a bound str as (a latin1 column's own bytes sort '€' (0x80) first and
+    compare with bounds in another encoding, so key ranges overlapped)."""
+    utf8 = sa.func.convert(column.op("USING")(sa.literal_column("utf8mb4")))
+    return sa.cast(utf8, sa.dialects.mysql.BINARY())
 
 
 def _type_name(sa_type: sa.types.TypeEngine, engine: Engine) -> str:

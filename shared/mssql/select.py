@@ -3,9 +3,12 @@
 Each column is projected so the driver returns a value the Arrow converters of `shared.types` take
 exactly, whatever the driver or TDS version:
 
-* ``hierarchyid`` -> ``col.ToString()`` ('/1/2/'), ``geometry``/``geography`` -> ``col.STAsText()``
-  (WKT; geography in longitude-latitude order, as BigQuery's GEOGRAPHY expects). Unprojected,
-  drivers return the CLR binary serialisation.
+* ``hierarchyid`` -> ``col.ToString()`` ('/1/2/'). Unprojected, drivers return the CLR binary
+  serialisation of these and the spatial types.
+* ``geometry`` (lands in STRING) -> EWKT ``'SRID=n;' + col.AsTextZM()``: Z and M values and the SRID
+  are part of the value, so a change in any of them is a change (``STAsText()`` drops all three).
+* ``geography`` (lands in GEOGRAPHY) -> ``col.STAsText()``: 2-D WKT in longitude-latitude order, what
+  BigQuery's GEOGRAPHY (a point set on WGS84, no Z, M or SRID) holds; Z, M and the SRID are not kept.
 * ``xml`` -> ``nvarchar(max)``: the document as text.
 * ``datetimeoffset`` -> text ``'yyyy-mm-dd hh:mi:ss.fffffff+hh:mm'``, built from the local wall
   clock (``CAST(col AS datetime2(7))``, style 121) and ``DATENAME(TZOFFSET, col)``. The offset is
@@ -13,11 +16,12 @@ exactly, whatever the driver or TDS version:
   space before the offset), so the TIMESTAMP converter lands the exact UTC instant (7th fractional
   digit truncated, as everywhere). Not left to the driver: pymssql returns an aware datetime only
   over TDS 7.3+, and other drivers fail on the type.
-* ``sql_variant`` -> ``nvarchar(4000)`` text, by base type so nothing is silently rounded: date and
-  time bases in ISO order with every fractional digit (style 121; a plain CONVERT of a datetime
-  gives 'Jan  1 2024 12:00AM'), float/real in 16-digit scientific notation (style 2; a plain
-  CONVERT keeps 6 digits), money via ``decimal(19,4)`` (a plain CONVERT keeps 2 decimals), binary
-  as ``0x...`` hex (style 1).
+* ``sql_variant`` -> ``nvarchar(max)`` text (a varchar variant holds up to 8,000 characters, a binary
+  one 16,002 in hex), by base type so nothing is silently rounded: date and time bases in ISO order
+  with every fractional digit (style 121; a plain CONVERT of a datetime gives 'Jan  1 2024
+  12:00AM'), float/real in 17-digit scientific notation (style 3, SQL Server 2016+: every distinct
+  float a distinct text; a plain CONVERT keeps 6 digits), money via ``decimal(19,4)`` (a plain
+  CONVERT keeps 2 decimals), binary as ``0x...`` hex (style 1).
 * everything else as is (``uniqueidentifier`` arrives as ``uuid.UUID``, ``money`` as Decimal).
 
 Rows come in the order Python compares the converted key values in, because delta snapshots merge
@@ -38,10 +42,15 @@ The key range is exclusive below and inclusive above, ``lower < key <= upper``, 
 ranges ``(None, k1], (k1, k2], (k2, None)`` cover a table exactly once. A composite key compares as
 a row value, expanded because T-SQL has no row-value comparison:
 ``(a > :lo_0) OR (a = :lo_0 AND b > :lo_1)``. Rows with a NULL key fall in no range; the validator
-refuses NULL keys anyway. Bounds are bind parameters, never literals.
+refuses NULL keys anyway. Bounds are bind parameters, never literals. A date or time bound is sent as
+ISO 8601 text and converted to the key's own type in an explicit style (``CONVERT(datetime, :lo_0,
+126)``): pymssql would send a datetime as ``'2024-01-02 03:04:05.123'``, which ``datetime`` and
+``smalldatetime`` read under the session's DATEFORMAT (a dmy login swaps day and month) and which
+drops a ``datetime2``'s microseconds; a ``datetimeoffset`` bound keeps its offset and 7 digits.
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -53,6 +62,10 @@ from shared.schema import Column
 TABLE_ALIAS = "src"
 BINARY_COLLATION = "Latin1_General_100_BIN2"
 _NVARCHAR_MAX_LENGTH = 4000
+_FRACTIONAL_SECONDS = ("time", "datetime2", "datetimeoffset")
+# ISO 8601 input styles: 126 yyyy-mm-ddThh:mi:ss[.f...], 127 the same with its offset, 23 yyyy-mm-dd.
+_ISO_STYLES = {"datetime": 126, "smalldatetime": 126, "datetime2": 126, "datetimeoffset": 127, "date": 23}
+_TIMESPECS = {"datetime": "milliseconds", "smalldatetime": "seconds"}  # the digits the type takes from text
 
 _VARIANT_DATETIME = ("datetime", "smalldatetime", "datetime2")
 _VARIANT_FLOAT = ("float", "real")
@@ -103,14 +116,21 @@ def _variant_text(ref: str) -> str:
     return (
         f"CASE WHEN {ref} IS NULL THEN NULL"
         f" WHEN {kind} = N'datetimeoffset' THEN {_offset_text(offset)}"
-        f" WHEN {kind} IN ({_in(_VARIANT_DATETIME)}) THEN CONVERT(nvarchar(4000), CAST({ref} AS datetime2(7)), 121)"
-        f" WHEN {kind} = N'date' THEN CONVERT(nvarchar(4000), CAST({ref} AS date), 121)"
-        f" WHEN {kind} = N'time' THEN CONVERT(nvarchar(4000), CAST({ref} AS time(7)), 121)"
-        f" WHEN {kind} IN ({_in(_VARIANT_FLOAT)}) THEN CONVERT(nvarchar(4000), CAST({ref} AS float), 2)"
-        f" WHEN {kind} IN ({_in(_VARIANT_MONEY)}) THEN CONVERT(nvarchar(4000), CAST({ref} AS decimal(19, 4)))"
-        f" WHEN {kind} IN ({_in(_VARIANT_BINARY)}) THEN CONVERT(nvarchar(4000), CAST({ref} AS varbinary(8000)), 1)"
-        f" ELSE CONVERT(nvarchar(4000), {ref}) END"
+        f" WHEN {kind} IN ({_in(_VARIANT_DATETIME)}) THEN CONVERT(nvarchar(max), CAST({ref} AS datetime2(7)), 121)"
+        f" WHEN {kind} = N'date' THEN CONVERT(nvarchar(max), CAST({ref} AS date), 121)"
+        f" WHEN {kind} = N'time' THEN CONVERT(nvarchar(max), CAST({ref} AS time(7)), 121)"
+        f" WHEN {kind} IN ({_in(_VARIANT_FLOAT)}) THEN CONVERT(nvarchar(max), CAST({ref} AS float), 3)"
+        f" WHEN {kind} IN ({_in(_VARIANT_MONEY)}) THEN CONVERT(nvarchar(max), CAST({ref} AS decimal(19, 4)))"
+        f" WHEN {kind} IN ({_in(_VARIANT_BINARY)}) THEN CONVERT(varchar(max), CAST({ref} AS varbinary(8000)), 1)"
+        f" ELSE CONVERT(nvarchar(max), {ref}) END"
     )
+
+
+def _geometry_text(ref: str) -> str:
+    """EWKT 'SRID=n;POINT (1 2 3 4)'; NULL stays NULL (explicitly: CONCAT_NULL_YIELDS_NULL is a
+    session setting)."""
+    return (f"CASE WHEN {ref} IS NULL THEN NULL ELSE N'SRID=' + CAST({ref}.STSrid AS nvarchar(11)) + N';'"
+            f" + {ref}.AsTextZM() END")
 
 
 def projection(column: Column, quote: Quote = quote_mssql) -> str:
@@ -119,7 +139,9 @@ def projection(column: Column, quote: Quote = quote_mssql) -> str:
     kind = base_type(column)
     if kind == "hierarchyid":
         expression = f"{ref}.ToString()"
-    elif kind in ("geography", "geometry"):
+    elif kind == "geometry":
+        expression = _geometry_text(ref)
+    elif kind == "geography":
         expression = f"{ref}.STAsText()"
     elif kind == "xml":
         expression = f"CONVERT(nvarchar(max), {ref})"
@@ -148,13 +170,30 @@ def order_expression(column: Column, quote: Quote = quote_mssql) -> str:
     return ref
 
 
-def _range_condition(key_refs: list[str], names: list[str], strict: str, last: str) -> str:
+def _temporal_type(column: Column) -> str:
+    """The key's date or time type, from the catalog's name and precision (no catalog text)."""
+    kind = base_type(column)
+    return f"{kind}({column.precision})" if kind in _FRACTIONAL_SECONDS and column.precision is not None else kind
+
+
+def _bound_ref(column: Column, name: str) -> str:
+    """The placeholder of a bound as the key's type: a date or time from ISO 8601 text (see the
+    module docstring); a time's text means the same in every language, so a plain CAST."""
+    kind = base_type(column)
+    if kind == "time":
+        return f"CAST(:{name} AS {_temporal_type(column)})"
+    if kind in _ISO_STYLES:
+        return f"CONVERT({_temporal_type(column)}, :{name}, {_ISO_STYLES[kind]})"
+    return f":{name}"
+
+
+def _range_condition(key_refs: list[str], bounds: list[str], strict: str, last: str) -> str:
     """Row-value comparison expanded: for each position i, the earlier parts equal and part i
     compared with `strict`, the last part with `last` (``>``/``>`` below, ``<``/``<=`` above)."""
     terms = []
     for i, ref in enumerate(key_refs):
-        parts = [f"{key_refs[j]} = :{names[j]}" for j in range(i)]
-        parts.append(f"{ref} {last if i == len(key_refs) - 1 else strict} :{names[i]}")
+        parts = [f"{key_refs[j]} = {bounds[j]}" for j in range(i)]
+        parts.append(f"{ref} {last if i == len(key_refs) - 1 else strict} {bounds[i]}")
         terms.append("(" + " AND ".join(parts) + ")")
     return "(" + " OR ".join(terms) + ")"
 
@@ -173,21 +212,48 @@ def _bounds(key: list[str], lower: tuple | None, upper: tuple | None) -> dict[st
 
 
 def _bound_value(column: Column, value: object) -> object:
-    """A GUID bound as the uppercase text its key sorts by (``CAST(guid AS nchar(36))``)."""
-    return str(value).upper() if base_type(column) == "uniqueidentifier" else value
+    """A GUID bound as the uppercase text its key sorts by (``CAST(guid AS nchar(36))``), a date or
+    time bound as the ISO 8601 text `_bound_ref` converts."""
+    kind = base_type(column)
+    if kind == "uniqueidentifier":
+        return str(value).upper()
+    if kind in _ISO_STYLES or kind == "time":
+        return _iso_text(kind, value)
+    return value
+
+
+def _iso_text(kind: str, value: object) -> object:
+    """'2024-01-02T03:04:05.123456[+05:30]' ('.123' for datetime, no fraction for smalldatetime,
+    which take no more digits from text); a text bound (a datetimeoffset key's projected text) with
+    its date and time joined by 'T', every digit and the offset kept."""
+    if isinstance(value, dt.datetime) and kind != "date":
+        return value.isoformat(timespec=_TIMESPECS.get(kind, "microseconds"))
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, str) and kind != "time":
+        return value.strip().replace(" ", "T", 1)
+    return value
+
+
+def _table_name(schema_name: str | None, table: str, quote: Quote) -> str:
+    return f"{quote(schema_name)}.{quote(table)}" if schema_name else quote(table)
 
 
 def _render(schema_name: str | None, table: str, columns: list[Column], key: list[str],
             lower: tuple | None, upper: tuple | None, quote: Quote) -> str:
-    source = f"{quote(schema_name)}.{quote(table)}" if schema_name else quote(table)
+    source = _table_name(schema_name, table, quote)
     select_list = ",\n    ".join(projection(c, quote) for c in columns)
     by_name = {c.name: c for c in columns}
     key_refs = [order_expression(by_name[k], quote) for k in key]
     conditions = []
     if lower is not None:
-        conditions.append(_range_condition(key_refs, [f"lo_{i}" for i in range(len(key))], ">", ">"))
+        lows = [_bound_ref(by_name[k], f"lo_{i}") for i, k in enumerate(key)]
+        conditions.append(_range_condition(key_refs, lows, ">", ">"))
     if upper is not None:
-        conditions.append(_range_condition(key_refs, [f"hi_{i}" for i in range(len(key))], "<", "<="))
+        highs = [_bound_ref(by_name[k], f"hi_{i}") for i, k in enumerate(key)]
+        conditions.append(_range_condition(key_refs, highs, "<", "<="))
     where = f"\nWHERE {' AND '.join(conditions)}" if conditions else ""
     # Qualified ORDER BY: a bare name could resolve to a projected alias of the same name
     # (a datetimeoffset key would then sort as text).
@@ -216,3 +282,11 @@ def select_statement(schema_name: str | None, table: str, columns: list[Column],
         params=params,
         escaped_sql=_render(schema_name, table, columns, key, lower, upper, quote_mssql_escaped),
     )
+
+
+def count_statement(schema_name: str | None, table: str) -> MssqlSelect:
+    """The table's row count, the table named as `select_statement` names it (SQLAlchemy's own
+    statement reads a schema named 'sales.eu' as database 'sales', schema 'eu')."""
+    def render(quote: Quote) -> str:
+        return f"SELECT COUNT_BIG(*)\nFROM {_table_name(schema_name, table, quote)}"
+    return MssqlSelect(sql=render(quote_mssql), escaped_sql=render(quote_mssql_escaped))

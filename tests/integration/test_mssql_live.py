@@ -78,7 +78,7 @@ TYPES: dict[str, tuple[str, str, object, str, str]] = {
     "c_hierarchy": ("hierarchyid", "CAST('/1/2/' AS hierarchyid)", "/1/2/", "hierarchyid", "STRING"),
     "c_geography": ("geography", "geography::Point(47.65, -122.34, 4326)", "POINT (-122.34 47.65)", "geography",
                     "GEOGRAPHY"),
-    "c_geometry": ("geometry", "geometry::STGeomFromText('LINESTRING (0 0, 1 1)', 0)", "LINESTRING (0 0, 1 1)",
+    "c_geometry": ("geometry", "geometry::STGeomFromText('LINESTRING (0 0, 1 1)', 0)", "SRID=0;LINESTRING (0 0, 1 1)",
                    "geometry", "STRING"),
 }
 # sql_variant holding other base types: (literal, check of the converted text)

@@ -29,7 +29,7 @@ from shared.extractor import source as source_module
 from shared.identifiers import IdentifierError
 from shared.mssql.catalog import COLUMNS_SQL, MssqlCatalogError, discover_mssql, schema_from_catalog
 from shared.mssql.quoting import quote_mssql
-from shared.mssql.select import BINARY_COLLATION, projection, select_statement
+from shared.mssql.select import BINARY_COLLATION, count_statement, projection, select_statement
 from shared.schema import Column
 from shared.types import arrow_value_converter
 
@@ -209,7 +209,7 @@ def test_select_of_every_type_parses_and_projects_clr_and_offset_types() -> None
     assert isinstance(parsed, exp.Select) and len(parsed.expressions) == len(schema.columns)
     by_type = {c.source_type: projection(c) for c in schema.columns}
     assert by_type["hierarchyid"].endswith(".ToString() AS [c_hierarchyid_35]")
-    assert ".STAsText()" in by_type["geography"] and ".STAsText()" in by_type["geometry"]
+    assert ".STAsText()" in by_type["geography"] and ".AsTextZM()" in by_type["geometry"]
     assert by_type["xml"].startswith("CONVERT(nvarchar(max), ")
     assert "DATENAME(TZOFFSET, [src].[c_datetimeoffset_20])" in by_type["datetimeoffset(7)"]
     assert "SQL_VARIANT_PROPERTY([src].[c_sql_variant_34], 'BaseType')" in by_type["sql_variant"]
@@ -250,6 +250,35 @@ def test_text_keys_sort_in_binary_collation_and_guid_bounds_match_their_text() -
     nvarchar_key = select_statement(None, "T", columns, ["Name"])
     assert nvarchar_key.sql.endswith(f"ORDER BY [src].[Name] COLLATE {BINARY_COLLATION}")
     assert "FROM [T] AS [src]" in nvarchar_key.sql
+
+
+def _parsed_projection(column: Column) -> exp.Expression:
+    (parsed,) = parse_tsql(f"SELECT {projection(column)} FROM [T] AS [src]")
+    return parsed.expressions[0]
+
+
+def test_geometry_keeps_z_m_and_srid_and_geography_is_the_2d_wkt_bigquery_takes() -> None:
+    """STAsText() drops Z, M and the SRID: a geometry changed in only those would not change."""
+    geometry = _parsed_projection(Column(name="Shape", bq_name="Shape", source_type="geometry", bq_type="STRING"))
+    text = geometry.sql("tsql")
+    assert "STASTEXT" not in text.upper()
+    assert "[src].[Shape].AsTextZM()" in text and "CAST([src].[Shape].STSrid AS NVARCHAR(11))" in text
+    assert text.startswith("CASE WHEN [src].[Shape] IS NULL THEN NULL ELSE N'SRID=' + ")  # EWKT, NULL kept
+    assert geometry.alias == "Shape"
+    geography = projection(Column(name="Where", bq_name="Where", source_type="geography", bq_type="GEOGRAPHY"))
+    assert geography == "[src].[Where].STAsText() AS [Where]"
+
+
+def test_sql_variant_text_is_neither_truncated_nor_rounded() -> None:
+    """A varchar variant holds 8,000 characters and a binary one 16,002 hex characters: nvarchar(4000)
+    cut both. Floats take style 3 (17 digits, every distinct float a distinct text), not 2 (16)."""
+    variant = _parsed_projection(Column(name="V", bq_name="V", source_type="sql_variant", bq_type="STRING"))
+    converts = {c.sql("tsql") for c in variant.find_all(exp.Convert) if c.args["this"].sql("tsql") != "VARCHAR(27)"}
+    assert all(c.startswith(("CONVERT(NVARCHAR(MAX), ", "CONVERT(VARCHAR(MAX), ")) for c in converts), converts
+    assert "CONVERT(NVARCHAR(MAX), [src].[V])" in converts  # varchar, nvarchar and every other base type
+    assert "CONVERT(VARCHAR(MAX), CAST([src].[V] AS VARBINARY(8000)), 1)" in converts
+    assert "CONVERT(NVARCHAR(MAX), CAST([src].[V] AS FLOAT), 3)" in converts
+    assert "4000" not in variant.sql("tsql")
 
 
 # --- hostile identifiers --------------------------------------------------------------------------
@@ -423,3 +452,94 @@ def test_catalog_errors_become_source_errors(monkeypatch: pytest.MonkeyPatch) ->
     engine = FakeMssqlEngine([])
     with pytest.raises(source_module.SourceError, match=r"table 'sales.Gone': table sales.Gone not found"):
         source_module.discover(engine, TableConfig(name="sales.Gone", key=["id"]))  # type: ignore[arg-type]
+
+
+# --- date and time key bounds, as pymssql sends them ---------------------------------------------
+
+def _as_pymssql_sends(statement: object) -> str:
+    """The statement text after pymssql substitutes its parameters (what the server receives)."""
+    mssql = pytest.importorskip("pymssql._mssql")
+    compiled = statement.clause().compile(dialect=PYMSSQL)  # type: ignore[attr-defined]
+    return mssql.substitute_params(compiled.string, compiled.params).decode()
+
+
+_UTC_0530 = dt.timezone(dt.timedelta(hours=5, minutes=30))
+# (source type, fractional-second precision, lower bound as pymssql returns the key, what the server reads)
+TEMPORAL_BOUNDS = [
+    ("datetime", None, dt.datetime(2024, 1, 2, 3, 4, 5, 123000), "CONVERT(datetime, N'2024-01-02T03:04:05.123', 126)"),
+    ("datetime", None, dt.datetime(2024, 1, 13, 0, 0, 0, 6667), "CONVERT(datetime, N'2024-01-13T00:00:00.006', 126)"),
+    ("smalldatetime", None, dt.datetime(2024, 1, 13, 23, 59), "CONVERT(smalldatetime, N'2024-01-13T23:59:00', 126)"),
+    ("datetime2", 7, dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+     "CONVERT(datetime2(7), N'2024-01-02T03:04:05.123456', 126)"),
+    ("date", None, dt.date(2024, 1, 13), "CONVERT(date, N'2024-01-13', 23)"),
+    ("time", 7, dt.time(3, 4, 5, 123456), "CAST(N'03:04:05.123456' AS time(7))"),
+    ("datetimeoffset", 7, "2024-01-02 03:04:05.1234567+05:30",  # the key's projected text
+     "CONVERT(datetimeoffset(7), N'2024-01-02T03:04:05.1234567+05:30', 127)"),
+    ("datetimeoffset", 3, dt.datetime(2024, 1, 2, 3, 4, 5, 123000, tzinfo=_UTC_0530),
+     "CONVERT(datetimeoffset(3), N'2024-01-02T03:04:05.123000+05:30', 127)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "precision", "bound", "read"), TEMPORAL_BOUNDS,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(TEMPORAL_BOUNDS)])
+def test_date_and_time_bounds_are_iso_8601_whatever_the_sessions_dateformat(
+        kind: str, precision: int | None, bound: object, read: str) -> None:
+    """pymssql sent '2024-01-02 03:04:05.123', which datetime and smalldatetime read under the
+    login's DATEFORMAT (dmy: 2 January became 1 February, the 13th no date at all) and which cut a
+    datetime2 bound to milliseconds. ISO 8601 text in an explicit style means one instant anywhere."""
+    source_type = f"{kind}({precision})" if kind in ("time", "datetime2", "datetimeoffset") else kind
+    columns = [Column(name="At", bq_name="At", source_type=source_type, bq_type="DATETIME", nullable=False,
+                      precision=precision), *int_columns(["v"])]
+    sent = _as_pymssql_sends(select_statement("dbo", "T", columns, ["At"], lower=(bound,), upper=(bound,)))
+    (parsed,) = parse_tsql(sent)
+    assert isinstance(parsed, exp.Select)
+    assert f"([src].[At] > {read})" in sent and f"([src].[At] <= {read})" in sent
+    literal = re.search(r"N'([^']*)'", read).group(1)  # type: ignore[union-attr]
+    if isinstance(bound, dt.datetime) and kind in ("datetime2", "datetimeoffset"):
+        assert dt.datetime.fromisoformat(literal) == bound  # every microsecond and the offset kept
+
+
+def test_a_composite_key_converts_only_its_temporal_bounds() -> None:
+    columns = [Column(name="Day", bq_name="Day", source_type="datetime", bq_type="DATETIME", nullable=False),
+               *int_columns(["n"])]
+    sent = _as_pymssql_sends(select_statement("dbo", "T", columns, ["Day", "n"], lower=(dt.datetime(2024, 3, 4), 7)))
+    parse_tsql(sent)
+    day = "CONVERT(datetime, N'2024-03-04T00:00:00.000', 126)"
+    assert f"(([src].[Day] > {day}) OR ([src].[Day] = {day} AND [src].[n] > 7))" in sent
+
+
+# --- parallel key ranges --------------------------------------------------------------------------
+
+class CountingMssqlEngine(FakeMssqlEngine):
+    """Answers key_boundaries' count and OFFSET queries from its rows."""
+
+    def execute(self, query: object, params: object = None) -> SimpleNamespace:
+        self.executed.append(query)
+        text = getattr(query, "text", "")
+        offset = re.search(r"OFFSET (\d+) ROWS", text)
+        row = self._rows[int(offset.group(1))] if offset else None
+        return SimpleNamespace(scalar_one=lambda: len(self._rows), first=lambda: row)
+
+
+def test_key_boundaries_counts_the_table_the_select_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLAlchemy's count named a schema 'sales.eu' as sales.eu.[T] (database sales, schema eu)."""
+    monkeypatch.setattr(source_module, "discover_mssql", lambda _c, schema, table, key: schema_from_catalog(
+        [KEY_ROW, catalog_row("Name", 2, "nvarchar", max_length=40)], schema, table, key))
+    engine = CountingMssqlEngine([(i, f"n{i}") for i in range(1, 9)])
+    table = source_module.discover(engine, TableConfig(name="[sales.eu].[T]", key=["id"]))  # type: ignore[arg-type]
+    assert source_module.key_boundaries(engine, table, 4) == [(2,), (4,), (6,)]  # type: ignore[arg-type]
+    queries: list[sa.TextClause] = engine.executed  # type: ignore[assignment]
+    count, *offsets = queries
+    assert count.compile(dialect=PYMSSQL).string == "SELECT COUNT_BIG(*)\nFROM [sales.eu].[T]"
+    tables = {(t.db, t.name) for query in queries for t in parse_tsql(query.text)[0].find_all(exp.Table)}
+    assert tables == {("sales.eu", "T")}
+    assert len(offsets) == 3
+
+
+def test_the_count_quotes_any_name_as_the_select_does() -> None:
+    for schema, table in [("sales.eu", "T"), ("a:b", "x]y"), (None, "T")]:
+        statement = count_statement(schema, table)
+        (parsed,) = parse_tsql(statement.sql)
+        assert {(t.db, t.name) for t in parsed.find_all(exp.Table)} == {(schema or "", table)}
+        assert statement.clause().compile(dialect=PYMSSQL).string == statement.sql
+        assert statement.sql.split("FROM ")[1] in select_statement(schema, table, int_columns(["k"]), ["k"]).sql
