@@ -319,7 +319,8 @@ def status(config_path: Path) -> None:
     for heading, justify in [("table", "left"), ("last applied run", "left"), ("age", "right"), ("rows", "right"),
                              ("last extraction", "left"), ("last ledger entry", "left"), ("reconciliation", "left"),
                              ("validation", "left")]:
-        table.add_column(heading, justify=justify)  # type: ignore[arg-type]
+        # a run id is copied from here into other commands: never cut or wrapped, whatever the width
+        table.add_column(heading, justify=justify, no_wrap=heading == "last applied run")  # type: ignore[arg-type]
     for name, row in rows:
         table.add_row(*row, style="bold red" if name in unhealthy else "")
     console.print(table)

@@ -228,7 +228,7 @@ def _verdict(check: CheckResult) -> str:
 def _age(moment: object, now: dt.datetime) -> str:
     if not isinstance(moment, dt.datetime):
         return "-"
-    seconds = (now - moment).total_seconds()
+    seconds = max(0.0, (now - moment).total_seconds())  # written while the command ran: just now
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"

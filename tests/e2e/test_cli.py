@@ -13,6 +13,7 @@ from matrix_sync import sample
 from matrix_sync.errors import NO_CREDENTIALS
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
+from shared import ledger
 from tests.support import assert_tables_equal, bigquery_rows, wait_for_applied, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -152,6 +153,9 @@ def test_run_says_why_a_snapshot_was_refused(stack: LocalStack, tmp_path: Path, 
     status = matrix_sync("status", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
     assert status.returncode == 1 and "│ refused (" in status.stdout, status.stdout + status.stderr
     assert status.stderr.strip() == "needs attention: customers"
+    applied = ledger.latest_applied(config.bigquery.project, config.bigquery.dataset,
+                                    f"{config.bigquery.project}.{config.bigquery.dataset}.customers")
+    assert applied and str(applied["run_id"]) in status.stdout, "a run id is shown whole, even piped"
 
     bq.drop_table(f"{config.bigquery.project}.{config.bigquery.dataset}.customers")  # what the refusal says to do
     third = matrix_sync("run", "--config", str(tmp_path / "config.yaml"), stack=stack, cwd=tmp_path)
