@@ -308,14 +308,8 @@ def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> No
 # --- status -------------------------------------------------------------------------------------
 
 
-@click.command("status")
-@_CONFIG
-@expected_errors
-def status(config_path: Path) -> None:
-    """Last runs per table from the ledger with their reconciliation and validation verdicts."""
-    config = _config(config_path)
-    rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
-    table = Table(title=f"status {config_path}", title_justify="left")
+def status_table(title: str, rows: list[tuple[str, tuple[str, ...]]], unhealthy: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
     for heading, justify in [("table", "left"), ("last applied run", "left"), ("age", "right"), ("rows", "right"),
                              ("last extraction", "left"), ("last ledger entry", "left"), ("reconciliation", "left"),
                              ("validation", "left")]:
@@ -323,6 +317,17 @@ def status(config_path: Path) -> None:
         table.add_column(heading, justify=justify, no_wrap=heading == "last applied run")  # type: ignore[arg-type]
     for name, row in rows:
         table.add_row(*row, style="bold red" if name in unhealthy else "")
+    return table
+
+
+@click.command("status")
+@_CONFIG
+@expected_errors
+def status(config_path: Path) -> None:
+    """Last runs per table from the ledger with their reconciliation and validation verdicts."""
+    config = _config(config_path)
+    rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
+    table = status_table(f"status {config_path}", rows, unhealthy)
     console.print(table)
     if unhealthy:
         errors.print(styled("needs attention:", "bold red", f" {', '.join(unhealthy)}"), highlight=False)
