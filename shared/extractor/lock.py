@@ -2,7 +2,7 @@
 a lease object in GCS, `<prefix>/_locks/<target table>.json`, next to the snapshot folders but in
 none of them (the loader acts on `_manifest.json` objects only and ignores it).
 
-The lease holds the holder's id, host, pid and expiry in the object's metadata (read together with
+The lease holds the holder's id, host, boot id, pid and expiry in the object's metadata (read together with
 its generation in one request) and, for people, as its JSON body. Every change is an upload with a
 generation precondition, so of two extractions racing for a table exactly one wins:
 - acquire: create with `if_generation_match=0`; if the object exists and its lease expired or was
@@ -10,6 +10,11 @@ generation precondition, so of two extractions racing for a table exactly one wi
 - renew (every third of the lease, from a thread, and once more when the manifest's sequence is
   taken) and release: overwrite with the generation this holder wrote last. A failed precondition means another extraction took over an expired lease:
   the holder stops before writing its manifest (`Lease.check`).
+
+A lease whose holder ran on this very machine (same host name and kernel boot id) in a process
+that is gone (killed, crashed) is free at once: waiting out its expiry would skip, and acknowledge,
+every request for the table meanwhile. A holder on another machine cannot be seen, so its lease
+expires as before.
 
 Release writes a released lease instead of deleting the object: fake-gcs-server ignores
 preconditions on deletes, and an unconditional delete could remove a lease a taker has just won.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,6 +36,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Self
 
 from google.api_core import exceptions as gexc
@@ -44,6 +51,32 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _boot_id() -> str:
+    """This machine's kernel boot id (Linux); '' where there is none, so no lease is freed early."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+BOOT_ID = _boot_id()
+
+
+def process_gone(pid: int) -> bool:
+    """No process `pid` runs on this machine (a zombie counts as gone: it has exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: another user's process
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def lock_name(prefix: str, target_table: str) -> str:
@@ -61,9 +94,15 @@ class LeaseRecord:
     released: bool
     generation: int
     sequence: int = 0  # the last snapshot sequence issued under this lock (0: none recorded)
+    boot: str = ""  # the holder machine's boot id ('' when unknown)
 
     def free(self, now: datetime) -> bool:
-        return self.released or self.expires_at <= now
+        return self.released or self.expires_at <= now or self.holder_gone()
+
+    def holder_gone(self) -> bool:
+        """Held by a process of this machine that no longer runs."""
+        return (bool(self.boot) and self.boot == BOOT_ID and self.host == socket.gethostname() and self.pid > 0
+                and process_gone(self.pid))
 
     def describe(self) -> str:
         return f"extraction {self.holder} on {self.host} (pid {self.pid}) until {self.expires_at.isoformat()}"
@@ -83,7 +122,7 @@ class LeaseLost(RuntimeError):
 
 
 def _metadata(holder: str, expires_at: datetime, released: bool, sequence: int) -> dict[str, str]:
-    return {"holder": holder, "host": socket.gethostname(), "pid": str(os.getpid()),
+    return {"holder": holder, "host": socket.gethostname(), "boot": BOOT_ID, "pid": str(os.getpid()),
             "expires_at": expires_at.isoformat(), "released": "true" if released else "false",
             "sequence": str(sequence)}
 
@@ -107,7 +146,7 @@ def read_lease(bucket: str, name: str) -> LeaseRecord | None:
         return LeaseRecord(holder=fields["holder"], host=fields["host"], pid=int(fields["pid"]),
                            expires_at=datetime.fromisoformat(fields["expires_at"]),
                            released=fields["released"] == "true", generation=int(blob.generation),
-                           sequence=int(fields.get("sequence", 0)))
+                           sequence=int(fields.get("sequence", 0)), boot=fields.get("boot", ""))
     except (KeyError, ValueError):  # not written by this module: nobody holds it, take it over
         log.warning("lock object gs://%s/%s has no readable lease; treating it as expired", bucket, name)
         return LeaseRecord("unknown", "unknown", 0, datetime.min.replace(tzinfo=UTC), True, int(blob.generation))
@@ -180,8 +219,10 @@ def acquire(bucket: str, name: str, table: str, holder: str, lease_s: int, clock
         except gexc.PreconditionFailed:
             continue
         if current is not None and not current.released:
-            logs.event(log, f"took over the expired extraction lock of {table} from {current.describe()}",
-                       lock="taken_over", previous_holder=current.holder, previous_host=current.host)
+            why = "whose process is gone" if current.expires_at > clock() else "expired"
+            logs.event(log, f"took over the extraction lock of {table} from {current.describe()}: {why}",
+                       level=logging.WARNING, lock="taken_over", previous_holder=current.holder,
+                       previous_host=current.host)
         return Lease(bucket, name, table, holder, lease_s, generation, clock, sequence)
     current = read_lease(bucket, name)
     if current is None:

@@ -1,6 +1,7 @@
 """One extraction per table at a time, against fake-gcs-server: a second extraction of a locked table
-is skipped and reported, an expired lease is taken over, a crashed holder's lease expires, a
-failed extraction releases its lock, and snapshot sequences rise under the lock whatever the clocks."""
+is skipped and reported, an expired lease is taken over, a crashed holder's lease is taken over at
+once on its own machine and expires elsewhere, a failed extraction releases its lock, and snapshot
+sequences rise under the lock whatever the clocks."""
 from __future__ import annotations
 
 import io
@@ -128,11 +129,32 @@ with table_lock(sys.argv[1], sys.argv[2], sys.argv[3], "crashed-holder", 300):
 """
 
 
-def test_a_crashed_holders_lease_expires(config: Config) -> None:
+def crash_holding_the_lease(config: Config) -> None:
     done = subprocess.run([sys.executable, "-c", CRASHING_HOLDER, config.gcs.bucket, config.gcs.prefix,
                            config.table(TABLE).target_table], cwd=ROOT, capture_output=True, text=True,
                           timeout=WAIT_S, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_crashed_holder_on_this_machine_is_taken_over_at_once(config: Config,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Waiting out the lease of a process known dead would skip, and acknowledge, every request for
+    the table meanwhile (5 minutes by default)."""
+    crash_holding_the_lease(config)
+    lease = read_lease(config.gcs.bucket, lock_of(config))
+    assert lease is not None and not lease.released and lease.expires_at > utc_now() and lease.holder_gone()
+    outcome = extract(config, [TABLE], force_full=True)
+    assert [r.table for r in outcome.written] == [TABLE] and outcome.locked == []
+    assert "took over the extraction lock of customers from extraction crashed-holder" in caplog.text
+    assert "whose process is gone" in caplog.text
+
+
+def test_a_crashed_holders_lease_on_another_machine_expires(config: Config) -> None:
+    crash_holding_the_lease(config)
+    blob = storage_client().bucket(config.gcs.bucket).get_blob(lock_of(config))
+    assert blob is not None
+    blob.metadata = {**(blob.metadata or {}), "host": "etl02.corp"}  # a holder whose process cannot be seen
+    blob.patch()
     while_held = extract(config, [TABLE], force_full=True)
     assert while_held.written == [] and while_held.locked[0].holder == "crashed-holder"
     assert manifests(config) == []
