@@ -128,13 +128,7 @@ class ArrowReader:
 def arrow_reader(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> ArrowReader | None:
     """The ADBC reader of this table, or None where the DBAPI reader is the one (no key to resume
     after, no ADBC driver installed, a source or column type not mapped exactly here)."""
-    choice = os.environ.get(READER_ENV, "").strip().lower()
-    if choice not in READER_CHOICES:
-        from shared.extractor.source import SourceError  # source imports this module
-
-        raise SourceError(f"{READER_ENV}={choice!r} is not a reader: use arrow (the default where one applies) or "
-                          "dbapi, or leave it unset")
-    if choice == "dbapi" or not schema.key or schema.keyless:
+    if os.environ.get(READER_ENV, "").strip().lower() == "dbapi" or not schema.key or schema.keyless:
         return None
     dialect = connection.dialect
     if dialect.name == "sqlite" and dialect.driver == "pysqlite" and _installed("adbc_driver_sqlite"):

@@ -1,6 +1,7 @@
 """Reading a source table: its schema from the catalog, its rows as a bounded stream of chunks."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from shared import identifiers, logs
 from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
 from shared.extractor import engines, pg_domains, sqlite_types
-from shared.extractor.arrow_stream import arrow_reader, stream_arrow
+from shared.extractor.arrow_stream import READER_CHOICES, READER_ENV, arrow_reader, stream_arrow
 from shared.extractor.chunk_size import FETCH_ROWS, gathered, long_value_positions, row_bytes
 from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
 from shared.extractor.read_types import PgText, read_as
@@ -242,6 +243,13 @@ def _generic_select(source: SourceTable, lower: KeyBound = None, upper: KeyBound
     return query
 
 
+def _check_reader_choice() -> None:
+    choice = os.environ.get(READER_ENV, "").strip().lower()
+    if choice not in READER_CHOICES:
+        raise SourceError(f"{READER_ENV}={choice!r} is not a reader: use arrow (the default where one applies) or "
+                          "dbapi, or leave it unset")
+
+
 def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: KeyBound = None,
                 upper: KeyBound = None, *, chunk_bytes: int | None = None) -> Iterator[Sequence[tuple]]:
     """Rows ordered by key (lower < key <= upper when bounds are given), at most chunk_rows of them
@@ -249,6 +257,7 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
     Arrow columns where ADBC maps their types exactly (`ArrowChunk`s, shared.extractor.arrow_stream);
     the rest of them and MySQL/MariaDB (pymysql) from the DBAPI cursor, without a SQLAlchemy Row per
     row, as `SourceChunk`s; other drivers (pymssql) through SQLAlchemy."""
+    _check_reader_choice()
     if engine.dialect.name == "mssql":
         query: sa.Executable = _mssql_select(source, lower, upper).clause()
     else:
