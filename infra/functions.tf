@@ -73,10 +73,12 @@ resource "google_cloudfunctions2_function" "function" {
     vpc_connector_egress_settings = each.key == "extractor" && local.vpc_connector != null ? "PRIVATE_RANGES_ONLY" : null
   }
 
+  # the config file's secret version must exist before a revision that mounts its latest version
   depends_on = [
     google_project_service.api,
     google_project_iam_member.grant,
     google_storage_bucket_iam_member.grant,
     google_secret_manager_secret_iam_member.grant,
+    google_secret_manager_secret_version.config,
   ]
 }

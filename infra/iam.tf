@@ -10,10 +10,10 @@ locals {
       description = "Objects under the snapshot prefix and nothing else in the bucket"
       expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/\")"
     }
-    extraction-locks-only = {
-      title       = "extraction-locks-only"
-      description = "The per-table extraction lock objects, which the extractor overwrites"
-      expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_locks/\")"
+    extraction-state-only = {
+      title       = "extraction-state-only"
+      description = "The per-table extraction locks and outcome records, which the extractor overwrites"
+      expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_locks/\") || resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_extractions/\")"
     }
     function-source-buckets-only = {
       title       = "function-source-buckets-only"

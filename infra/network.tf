@@ -13,7 +13,7 @@ locals {
 resource "google_vpc_access_connector" "extractor" {
   count = local.create_connector ? 1 : 0
 
-  name          = "${var.name_prefix}-extractor"
+  name          = local.vpc_connector_name
   region        = var.region
   network       = var.network.network
   ip_cidr_range = var.network.ip_cidr_range

@@ -33,6 +33,18 @@ locals {
     [for g in keys(local.table_groups) : "table group ${jsonencode(g)} must be lowercase letters, digits and hyphens (it names a Cloud Scheduler job)" if !can(regex("^[a-z][a-z0-9-]{0,40}$", g))],
     [for g in keys(var.scheduler.groups) : "scheduler.groups names ${jsonencode(g)}, a group no table of the config is in" if !contains(keys(local.table_groups), g)],
     [for name, f in var.functions : "functions.${name}.timeout_seconds exceeds pubsub.ack_deadline_seconds: Pub/Sub would redeliver events still running" if f.timeout_seconds > var.pubsub.ack_deadline_seconds],
+    local.bucket_loadable ? [] :
+    ["snapshot_bucket.location ${var.snapshot_bucket.location} is not one BigQuery loads into a dataset in ${local.bigquery_location} (bigquery.location) from: put the bucket in ${local.bigquery_location}${lower(local.bigquery_location) == "eu" ? " or a European region" : ""}"],
+    !var.extractor.deploy_as_function || local.source_password_secret != null || var.extractor.source_url_secret_ready ? [] :
+    # (the resource address is text for people, spelled with format(): this file references no resource)
+    [format("the extractor function starts only once the secret ${var.name_prefix}-source-url, which Terraform creates empty, holds a version (MATRIX_SOURCE__URL is its latest version): create it first (terraform apply -target='%s.secret[\"source-url\"]'), add the URL (gcloud secrets versions add ${var.name_prefix}-source-url --data-file=-), then set extractor.source_url_secret_ready = true", "google_secret_manager_secret")],
+  )
+  # BigQuery loads from a bucket in the dataset's own location or inside its multi-region (for EU: a
+  # European region or dual-region); a dataset in the US multi-region loads from any location.
+  bucket_loadable = (
+    upper(local.bigquery_location) == "US" ||
+    lower(var.snapshot_bucket.location) == lower(local.bigquery_location) ||
+    (upper(local.bigquery_location) == "EU" && can(regex("^(europe-[a-z]+[0-9]+|eur[0-9]+)$", lower(var.snapshot_bucket.location))))
   )
 
   # shared/topology.py, spelled out.
@@ -77,6 +89,8 @@ locals {
     if name != "extractor" || var.extractor.deploy_as_function
   }
   extractor_account = var.extractor.deploy_as_function ? "extractor" : "agent"
+  # A Serverless VPC Access connector's name is at most 25 characters; name_prefix may be 18.
+  vpc_connector_name = substr("${var.name_prefix}-extractor", 0, 25)
 
   # consumer subscription -> the function (or agent) it feeds, its topic and how it delivers
   consumer_subscriptions = merge(
@@ -200,8 +214,9 @@ locals {
       # extractor (function or agent): write snapshots, read the last one back (delta), read the ledger
       { account = local.extractor_account, role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
       { account = local.extractor_account, role = "roles/storage.objectViewer", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
-      # overwriting a lock object is a delete in GCS: only the lock objects may be overwritten
-      { account = local.extractor_account, role = "roles/storage.objectUser", scope = "bucket:snapshots", condition = "extraction-locks-only" },
+      # overwriting an object is a delete in GCS: only each table's lock and last-outcome record
+      # (<prefix>/_locks/, <prefix>/_extractions/) may be overwritten
+      { account = local.extractor_account, role = "roles/storage.objectUser", scope = "bucket:snapshots", condition = "extraction-state-only" },
       { account = local.extractor_account, role = "roles/bigquery.jobUser", scope = "project" },
       { account = local.extractor_account, role = "roles/bigquery.dataViewer", scope = "dataset:target" },
       # ... and read the source's credentials: that one secret, not the project's secrets

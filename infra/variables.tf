@@ -224,8 +224,9 @@ variable "functions" {
 
 variable "extractor" {
   type = object({
-    deploy_as_function = optional(bool, false)
-    agent_principals   = optional(list(string), [])
+    deploy_as_function      = optional(bool, false)
+    agent_principals        = optional(list(string), [])
+    source_url_secret_ready = optional(bool, false)
   })
   description = <<-EOT
     Where the extractor runs. deploy_as_function = false (default): the on-prem agent (`matrix-sync
@@ -234,6 +235,10 @@ variable "extractor" {
     Federation, e.g. "principalSet://iam.googleapis.com/projects/NUMBER/locations/global/workloadIdentityPools/POOL/attribute.host/matrix-etl01".
     deploy_as_function = true: the extractor runs as a Cloud Function pushed to by extractor-push,
     reaching the SQL Server through the VPC access connector (var.network).
+    source_url_secret_ready: a function reading the whole URL (no source.password_secret) gets it from
+    the latest version of the source-url secret when it starts, and cannot start while that secret
+    has none; the plan refuses to create it until this is true, i.e. until the URL was added
+    (infra/README.md, "Secrets").
   EOT
   default     = {}
 

@@ -1,10 +1,12 @@
 """Builds each Cloud Function's deployable source, reproducibly: `dist/<function>.zip`.
 
-A zip holds the function's `main.py`, the whole `shared/` package and a `requirements.txt` that
-pins only the runtime distributions the function imports (found by following its imports through
-`shared/`), with the versions of the repository's `requirements.txt`. Files are stored in sorted
-order with a fixed timestamp and mode, so the same sources give the same bytes, and Terraform's
-content-hash object name changes only when the code does.
+A zip holds the function's `main.py`, the Python sources of `shared/` and a `requirements.txt` that
+locks the whole runtime: the distributions the function imports (found by following its imports
+through `shared/`, each pinned by the repository's `requirements.txt`), the SQLAlchemy drivers it
+loads by name, and every distribution those require, transitively, each at the version installed
+in the environment that builds it (the one the tests ran in). Files are stored in sorted order with
+a fixed timestamp and mode, so the same sources give the same bytes, and Terraform's content-hash
+object name changes only when the code or a locked version does.
 
     python -m matrix_sync.package [--out dist] [--function loader ...]
 """
@@ -23,12 +25,26 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from packaging.markers import default_environment
+from packaging.requirements import InvalidRequirement, Requirement
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can store
 FILE_MODE = 0o644 << 16
 SHARED = "shared"
-# Distributions loaded by name at run time rather than imported: SQLAlchemy's dialect drivers.
-RUNTIME_EXTRAS: dict[str, tuple[str, ...]] = {"extractor": ("pymssql",)}
+# Distributions loaded by name at run time rather than imported: SQLAlchemy's dialect drivers, one
+# per source kind source.url may name (SQL Server, PostgreSQL, MySQL/MariaDB).
+RUNTIME_EXTRAS: dict[str, tuple[str, ...]] = {"extractor": ("pymssql", "psycopg2-binary", "PyMySQL")}
+# Files pinning versions: the runtime's, and the test suite's, which pins the PostgreSQL and MySQL drivers.
+PIN_FILES = ("requirements.txt", "requirements-dev.txt")
+# Installers, never a runtime dependency worth pinning (the runtime brings its own).
+NOT_LOCKED = frozenset({"pip", "setuptools", "wheel"})
+# Where the archives run, for environment markers: Cloud Functions' python312 runtime.
+RUNTIME_MARKERS = {"os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                   "platform_machine": "x86_64", "implementation_name": "cpython",
+                   "platform_python_implementation": "CPython", "python_version": "3.12"}
+# What shared/ holds that the runtime needs: its Python sources (it reads no data file of its own).
+SOURCE_SUFFIXES = (".py",)
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)")
 
 
@@ -69,20 +85,34 @@ def build(function: str, out: Path, root: Path = ROOT) -> Package:
 
 
 def runtime_requirements(function: str, root: Path = ROOT) -> tuple[str, ...]:
-    """`name==version` for every distribution the function needs, in the repository's pins."""
+    """`name==version` for every distribution the function needs, transitively, as installed here."""
     pins = pinned_requirements(root / "requirements.txt")
-    needed = {_canonical(d) for d in RUNTIME_EXTRAS.get(function, ())}
+    imported = _imported_distributions(function, root)
+    missing = sorted(imported - pins.keys() - set(_closure(imported & pins.keys())))
+    if missing:
+        raise PackagingError(f"{function} needs {', '.join(missing)}, which requirements.txt does not pin")
+    lock = _closure(imported | {_canonical(d) for d in RUNTIME_EXTRAS.get(function, ())})
+    _check_pins(lock, root)
+    return tuple(f"{lock[name].metadata['Name']}=={lock[name].version}" for name in sorted(lock))
+
+
+def _imported_distributions(function: str, root: Path) -> set[str]:
+    found = set()
     for module in third_party_imports(root / "functions" / function / "main.py", root):
         distribution = distribution_of(module)
         if distribution is None:
             raise PackagingError(f"{function}: cannot tell which distribution provides {module!r}")
-        needed.add(distribution)
-    missing = sorted(needed - pins.keys() - _dependencies_of(needed & pins.keys()))
-    if missing:
-        raise PackagingError(f"{function} needs {', '.join(missing)}, which requirements.txt does not pin")
-    # imported directly but installed as a dependency of a pinned distribution (google-api-core, ...):
-    # pip resolves it from the pinned distribution's own requirements
-    return tuple(f"{pins[name][0]}=={pins[name][1]}" for name in sorted(needed & pins.keys()))
+        found.add(distribution)
+    return found
+
+
+def _check_pins(lock: dict[str, importlib.metadata.Distribution], root: Path) -> None:
+    """A locked distribution the repository pins must be installed at that pin: the lock is what was tested."""
+    for file in (f for f in PIN_FILES if (root / f).is_file()):
+        for name, (written, version) in pinned_requirements(root / file).items():
+            if name in lock and lock[name].version != version:
+                raise PackagingError(f"{written} {lock[name].version} is installed, {file} pins {version}: "
+                                     "reinstall the environment (make setup) and run the tests again")
 
 
 def pinned_requirements(path: Path) -> dict[str, tuple[str, str]]:
@@ -158,24 +188,41 @@ def _shared_files(module: str, root: Path) -> list[Path]:
     return files
 
 
-def _dependencies_of(distributions: set[str]) -> set[str]:
-    """Every distribution the installed `distributions` require, transitively (extras left out)."""
-    found: set[str] = set()
-    pending = list(distributions)
+def _closure(roots: set[str]) -> dict[str, importlib.metadata.Distribution]:
+    """canonical name -> installed distribution, for `roots` and everything they require on the
+    runtime (environment markers and extras evaluated for it), transitively; installers left out."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    extras_seen: dict[str, set[str]] = {}
+    pending: list[tuple[str, frozenset[str]]] = [(name, frozenset()) for name in roots]
     while pending:
-        try:
-            requires = importlib.metadata.distribution(pending.pop()).requires or []
-        except importlib.metadata.PackageNotFoundError:
+        name, extras = pending.pop()
+        if name in NOT_LOCKED or (name in found and extras <= extras_seen[name]):
             continue
-        for requirement in requires:
-            if "extra ==" in requirement.replace("extra==", "extra =="):
-                continue
-            match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
-            name = _canonical(match[0]) if match else ""
-            if name and name not in found:
-                found.add(name)
-                pending.append(name)
+        distribution = found[name] if name in found else _installed(name)
+        found[name] = distribution
+        extras_seen.setdefault(name, set()).update(extras)
+        pending.extend((_canonical(r.name), frozenset(r.extras)) for r in _requires(distribution, extras))
     return found
+
+
+def _installed(name: str) -> importlib.metadata.Distribution:
+    try:
+        return importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        raise PackagingError(f"{name} is needed at run time but not installed here, so its tested version is "
+                             "unknown: install the requirements (make setup)") from None
+
+
+def _requires(distribution: importlib.metadata.Distribution, extras: frozenset[str]) -> Iterator[Requirement]:
+    """What `distribution` (with `extras`) requires on the runtime."""
+    environments = [{**default_environment(), **RUNTIME_MARKERS, "extra": extra} for extra in {"", *extras}]
+    for line in distribution.requires or ():
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as error:
+            raise PackagingError(f"{distribution.metadata['Name']}: unreadable requirement {line!r}: {error}") from None
+        if requirement.marker is None or any(requirement.marker.evaluate(env) for env in environments):
+            yield requirement
 
 
 @cache
@@ -194,9 +241,11 @@ def _canonical(name: str) -> str:
 
 
 def _package_files(directory: Path) -> list[Path]:
+    """The sources under `directory`: no hidden file or folder (.env, .matrix-sync/), no cache, no data."""
     return sorted(
         (p for p in directory.rglob("*")
-         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")),
+         if p.is_file() and p.suffix in SOURCE_SUFFIXES
+         and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(directory).parts)),
         key=lambda p: p.as_posix(),
     )
 

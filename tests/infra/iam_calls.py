@@ -2,12 +2,16 @@
 
 From a function's entry point, every function it can call is followed by name through the `shared`
 modules its package ships (matrix_sync.package.reachable_files); the Google client methods those
-bodies call, and the SQL they send, are turned into the IAM permissions those calls require."""
+bodies call, and the SQL they send, are turned into the IAM permissions those calls require. An
+upload that replaces an existing object (generation-matched, or to a name fixed per table without a
+create-only precondition) needs storage.objects.delete too: overwritten_objects names those objects,
+so the tests can check that the condition on that permission covers them."""
 from __future__ import annotations
 
 import ast
 import re
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 from matrix_sync.package import reachable_files
@@ -48,6 +52,8 @@ CALL_PERMISSIONS: dict[str, frozenset[str]] = {name: frozenset(perms) for name, 
     "access_secret_version": {"secretmanager.versions.access"},
 }.items()}
 OVERWRITE = "upload_from_* replacing a live object"
+# Parameters of a builder whose object name is the same for every extraction of a table.
+TABLE_PARAMETERS = frozenset({"prefix", "target_table", "table"})
 CALL_PERMISSIONS[OVERWRITE] = frozenset({"storage.objects.create", "storage.objects.delete"})
 # SQL the code sends in queries and scripts -> table permissions
 _SQL_WRITE = re.compile(r"\b(MERGE\s|INSERT\s+(INTO\s)?|UPDATE\s+`|DELETE\s+FROM\s|TRUNCATE\s+TABLE)", re.I)
@@ -64,7 +70,7 @@ def _definitions(files: set[Path]) -> dict[str, list[Function]]:
     """Every function and method of the files, by name (calls are resolved by name: over-approximate)."""
     found: dict[str, list[Function]] = {}
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parsed(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 found.setdefault(node.name, []).append(node)
             elif isinstance(node, ast.ClassDef):  # constructing a class runs its dunder methods
@@ -72,6 +78,11 @@ def _definitions(files: set[Path]) -> dict[str, list[Function]]:
                     n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                     and n.name.startswith("__"))
     return found
+
+
+@cache
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
 
 
 def _names_used(body: Function) -> Iterator[str]:
@@ -97,12 +108,82 @@ def _best_effort_calls(body: Function) -> set[str]:
     return tolerated
 
 
-def _overwrites(body: Function) -> bool:
-    """An upload conditioned on a generation read before replaces a live object (needs delete in GCS)."""
-    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-               and node.func.attr.startswith("upload_from")
-               and any(k.arg == "if_generation_match" and isinstance(k.value, ast.Name) for k in node.keywords)
-               for node in ast.walk(body))
+def _string_constants(files: set[Path]) -> dict[str, str]:
+    """Module-level `NAME = "text"` assignments of the files (LOCK_FOLDER, OUTCOME_FOLDER, ...)."""
+    return {target.id: node.value.value for path in files for node in _parsed(path).body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str) for target in node.targets if isinstance(target, ast.Name)}
+
+
+def _name_template(builder: Function, constants: dict[str, str]) -> str | None:
+    """`{prefix}/_locks/{target_table}.json` for a builder that returns one object name per table: an
+    f-string of nothing but string constants and its TABLE_PARAMETERS. None for any other function."""
+    body = [s for s in builder.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    parameters = {a.arg for a in builder.args.args}
+    if len(body) != 1 or not isinstance(body[0], ast.Return) or not isinstance(body[0].value, ast.JoinedStr) \
+            or not parameters or not parameters <= TABLE_PARAMETERS:
+        return None
+    text = ""
+    for part in body[0].value.values:
+        if isinstance(part, ast.Constant):
+            text += str(part.value)
+        elif isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name) and part.format_spec is None:
+            name = part.value.id
+            if name in parameters:
+                text += f"{{{name}}}"
+            elif name in constants:
+                text += constants[name]
+            else:
+                return None
+        else:
+            return None
+    return text
+
+
+def _object_name(call: ast.Call) -> ast.expr | None:
+    """The object-name argument of gcs.upload(bucket, name, ...) or of blob(name).upload_from_*(...)."""
+    if not isinstance(call.func, ast.Attribute):
+        return None
+    if call.func.attr == "upload":
+        named = [k.value for k in call.keywords if k.arg == "name"]
+        return named[0] if named else (call.args[1] if len(call.args) > 1 else None)
+    receiver = call.func.value
+    if call.func.attr.startswith("upload_from") and isinstance(receiver, ast.Call) \
+            and isinstance(receiver.func, ast.Attribute) and receiver.func.attr == "blob" and receiver.args:
+        return receiver.args[0]
+    return None
+
+
+def _create_only(call: ast.Call) -> bool:
+    """Sent with a precondition that the object does not exist yet: a create, never a replacement."""
+    return any((k.arg == "only_if_new" and isinstance(k.value, ast.Constant) and k.value.value is True)
+               or (k.arg == "if_generation_match" and isinstance(k.value, ast.Constant) and k.value.value == 0)
+               for k in call.keywords)
+
+
+def _overwrites(body: Function, templates: dict[str, str], own_templates: set[str]) -> set[str]:
+    """The objects `body` replaces when they exist (a replacement needs storage.objects.delete in GCS):
+    - an upload conditioned on a generation read before: the objects of its own module's name builders
+      (`templates`: builder -> name template; `own_templates`: those of body's module), or "?" if none;
+    - an upload to a fixed name (a builder's: the same object every time for a table) without a
+      create-only precondition: that builder's object."""
+    found: set[str] = set()
+    assigned = {n.targets[0].id: n.value for n in ast.walk(body)  # name = outcome_name(...); upload(b, name)
+                if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
+    for node in ast.walk(body):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and (node.func.attr == "upload" or node.func.attr.startswith("upload_from"))):
+            continue
+        if any(k.arg == "if_generation_match" and isinstance(k.value, ast.Name) for k in node.keywords):
+            found |= own_templates or {f"? (a generation-matched upload in {body.name})"}
+        name = _object_name(node)
+        if isinstance(name, ast.Name):
+            name = assigned.get(name.id)
+        if isinstance(name, ast.Call) and not _create_only(node):
+            builder = name.func.id if isinstance(name.func, ast.Name) else getattr(name.func, "attr", None)
+            if builder in templates:
+                found.add(templates[builder])
+    return found
 
 
 def _strings(body: Function) -> Iterator[str]:
@@ -114,26 +195,57 @@ def _strings(body: Function) -> Iterator[str]:
 
 def reached(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[str]]:
     """(names called or referenced by every function reachable from the entry points, their strings)."""
-    definitions = _definitions(reachable_files(entry_file))
+    names, strings, _overwritten = _reach(entry_file, entry_points)
+    return names, strings
+
+
+def overwritten_objects(entry_file: Path, entry_points: list[str]) -> set[str]:
+    """Name templates (`{prefix}/_locks/{target_table}.json`) of the objects the code replaces."""
+    return _reach(entry_file, entry_points)[2]
+
+
+def _reach(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[str], set[str]]:
+    files = reachable_files(entry_file)
+    definitions = _definitions(files)
+    constants = _string_constants(files)
+    templates, by_module = _builders(files, constants)
+    module_of = {id(node): path for path in files for node in ast.walk(_parsed(path))
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     pending = [body for name in entry_points for body in definitions[name]]
     seen: set[int] = set()
     names: set[str] = set()
     tolerated: set[str] = set()
     strings: list[str] = []
+    overwritten: set[str] = set()
     while pending:
         body = pending.pop()
         if id(body) in seen:
             continue
         seen.add(id(body))
         strings.extend(_strings(body))
-        if _overwrites(body):
+        replaced = _overwrites(body, templates, by_module.get(module_of[id(body)], set()))
+        if replaced:
             names.add(OVERWRITE)
+            overwritten |= replaced
         tolerated |= _best_effort_calls(body)
         for name in _names_used(body):
             names.add(name)
             if name not in LOCAL_STACK_ONLY:
                 pending.extend(definitions.get(name, []))
-    return names - (tolerated - _called_outside(definitions, seen, tolerated)), strings
+    return names - (tolerated - _called_outside(definitions, seen, tolerated)), strings, overwritten
+
+
+def _builders(files: set[Path], constants: dict[str, str]) -> tuple[dict[str, str], dict[Path, set[str]]]:
+    """(builder name -> its name template, module -> the templates of its builders)."""
+    templates: dict[str, str] = {}
+    by_module: dict[Path, set[str]] = {}
+    for path in files:
+        for node in _parsed(path).body:
+            template = _name_template(node, constants) if isinstance(node, ast.FunctionDef) else None
+            if template is not None:
+                templates[node.name] = template
+                by_module.setdefault(path, set()).add(template)
+    return templates, by_module
 
 
 def _called_outside(definitions: dict[str, list[Function]], seen: set[int], names: set[str]) -> set[str]:

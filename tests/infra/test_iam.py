@@ -15,7 +15,7 @@ SNAPSHOTS_ONLY = "snapshot-objects-only"
 EXTRACTOR = {
     ("roles/storage.objectCreator", "bucket:snapshots", SNAPSHOTS_ONLY),
     ("roles/storage.objectViewer", "bucket:snapshots", SNAPSHOTS_ONLY),
-    ("roles/storage.objectUser", "bucket:snapshots", "extraction-locks-only"),
+    ("roles/storage.objectUser", "bucket:snapshots", "extraction-state-only"),  # locks, outcome records
     ("roles/bigquery.jobUser", "project", None),
     ("roles/bigquery.dataViewer", "dataset:target", None),
     ("roles/secretmanager.secretAccessor", "secret:source-url", None),

@@ -4,10 +4,15 @@
 Which resource each role is scoped to is test_iam.py's business."""
 from __future__ import annotations
 
+import ast
+import re
+import textwrap
+
 import pytest
 
+from tests.infra import hcl
 from tests.infra.conftest import ROOT, Evaluate
-from tests.infra.iam_calls import permissions_needed
+from tests.infra.iam_calls import _overwrites, overwritten_objects, permissions_needed
 
 _VIEWER = {"bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.list"}
 # The permissions of each predefined role that matter to the calls the code makes (Google's IAM reference).
@@ -97,3 +102,76 @@ def test_local_stack_only_functions_are_called_only_behind_the_emulator_check() 
                       for n in ast.walk(node) if isinstance(n, ast.Call)}
             if called & LOCAL_STACK_ONLY:
                 assert "emulated" in called, f"{path}:{node.name} calls {called & LOCAL_STACK_ONLY} unguarded"
+
+
+LOCKS = "{prefix}/_locks/{target_table}.json"
+OUTCOMES = "{prefix}/_extractions/{target_table}.json"
+
+
+def test_the_call_graph_finds_every_object_the_extractor_replaces() -> None:
+    """The lease (generation-matched) and the last-outcome record (rewritten on every extraction)."""
+    for account in ("agent", "extractor"):
+        _mode, code, entries = CODE[account]
+        assert overwritten_objects(ROOT / code, entries) == {LOCKS, OUTCOMES}, account
+    for account in ("loader", "reconciler", "validator"):  # create-only: new names, or only_if_new
+        _mode, code, entries = CODE[account]
+        assert overwritten_objects(ROOT / code, entries) == set(), account
+
+
+def _body(source: str) -> ast.FunctionDef:
+    node = ast.parse(textwrap.dedent(source)).body[0]
+    assert isinstance(node, ast.FunctionDef)
+    return node
+
+
+@pytest.mark.parametrize("source, replaced", [
+    ("def f(b, p, t):\n    gcs.upload(b, outcome_name(p, t), data, 'application/json')", {OUTCOMES}),
+    ("def f(b, p, t):\n    gcs.upload(b, name=outcome_name(p, t), data=d, content_type='x')", {OUTCOMES}),
+    ("def f(b, p, t):\n    client.bucket(b).blob(outcome_name(p, t)).upload_from_string(d)", {OUTCOMES}),
+    ("def f(b, p, t):\n    name = outcome_name(p, t)\n    gcs.upload(b, name, d, 'x')", {OUTCOMES}),
+    ("def f(b, p, t):\n    name = outcome_name(p, t)\n    gcs.upload(b, name, d, 'x', only_if_new=True)", set()),
+    ("def f(b, p, t):\n    blob.upload_from_string(d, if_generation_match=generation)",
+     {"? (a generation-matched upload in f)"}),  # no builder in its module: the test names it, unresolved
+    ("def f(b, p, t):\n    gcs.upload(b, outcome_name(p, t), d, 'x', only_if_new=True)", set()),
+    ("def f(b, p, t):\n    client.bucket(b).blob(outcome_name(p, t)).upload_from_string(d, if_generation_match=0)",
+     set()),
+    ("def f(self, name):\n    gcs.upload(self.bucket, f'{self.folder}/{name}', d, 'x')", set()),
+    ("def f(b, prefix, parts):\n    gcs.upload(b, f'{prefix}{len(parts):05d}.parquet', d, 'x')", set()),
+    ("def f(b, folder):\n    gcs.upload(b, snapshot_folder(c, t, run_id), d, 'x')", set()),
+])
+def test_an_upload_replaces_an_object_only_when_its_name_is_fixed_and_unguarded(source: str,
+                                                                              replaced: set[str]) -> None:
+    templates = {"outcome_name": OUTCOMES}  # snapshot_folder takes a run id: no builder of a fixed name
+    assert _overwrites(_body(source), templates, set()) == replaced
+
+
+def _admits(expression: str, resource: str) -> bool:
+    """An IAM condition made of `resource.name.startsWith("...")` clauses joined by ||, applied."""
+    clauses = expression.split(" || ")
+    prefixes = [re.fullmatch(r'resource\.name\.startsWith\("([^"]+)"\)', c.strip()) for c in clauses]
+    assert all(prefixes), f"not a disjunction of startsWith clauses: {expression}"
+    return any(resource.startswith(match[1]) for match in prefixes if match)
+
+
+@pytest.mark.parametrize("account", ["agent", "extractor"])
+def test_each_object_the_code_replaces_is_one_its_delete_permission_covers(
+        account: str, terraform: hcl.Module, evaluate: Evaluate) -> None:
+    """Replacing an object needs storage.objects.delete on it, which the extractor holds only through
+    objectUser under a condition: every object the code replaces must be inside that condition."""
+    mode, code, entries = CODE[account]
+    variables = {"extractor": MODES[mode]}
+    bucket, prefix = evaluate("local.snapshot_bucket", **variables), evaluate("local.snapshot_prefix", **variables)
+    conditions = terraform.locals()["conditions"]
+    deleting = [g for g in evaluate("local.grant_list", **variables) if g["account"] == account
+                and "storage.objects.delete" in ROLE_PERMISSIONS[g["role"]] and g["scope"] == "bucket:snapshots"]
+    assert deleting and all(g.get("condition") for g in deleting), "delete only under a condition"
+    expressions = [hcl.expression(conditions[g["condition"]]["expression"])
+                   .replace("${local.snapshot_bucket}", bucket).replace("${local.snapshot_prefix}", prefix)
+                   for g in deleting]
+    for template in overwritten_objects(ROOT / code, entries):
+        name = template.format(prefix=prefix, target_table="customers", table="customers")
+        resource = f"projects/_/buckets/{bucket}/objects/{name}"
+        assert any(_admits(e, resource) for e in expressions), f"{account} replaces {name}, may not delete it"
+    run = "20260101T000000000000Z-abcdef"
+    snapshot = f"projects/_/buckets/{bucket}/objects/{prefix}/customers/{run}/part-00000.parquet"
+    assert not any(_admits(e, snapshot) for e in expressions), "snapshots themselves must stay undeletable"

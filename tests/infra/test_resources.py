@@ -2,6 +2,7 @@
 they are derived from (the same file the code reads)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from shared.config import load_config
 from shared.events import Message
 from shared.extractor.handler import requested_tables
 from tests.infra import hcl
-from tests.infra.conftest import EXAMPLE_CONFIG, EXAMPLE_PROJECT, INFRA, Evaluate, TerraformError
+from tests.infra.conftest import EXAMPLE_CONFIG, EXAMPLE_PROJECT, INFRA, ROOT, Evaluate, TerraformError
 
 
 def test_snapshot_bucket_is_private_versioned_and_cleans_up(terraform: hcl.Module) -> None:
@@ -175,3 +176,80 @@ def test_people_are_told_when_a_message_waits_for_them(terraform: hcl.Module, ev
     assert "monitoring.googleapis.com" in (INFRA / "main.tf").read_text()
     with pytest.raises(TerraformError, match="notificationChannels"):
         evaluate("var.alert_notification_channels", alert_notification_channels=["pager"])
+
+
+def _config(tmp_path: Path, **sections: dict[str, Any]) -> str:
+    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    path = tmp_path / "matrix-sync.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.mark.parametrize("dataset, bucket, loadable", [
+    ("US", "US", True), ("US", "us-east1", True), ("us", "US-CENTRAL1", True), ("US", "NAM4", True),
+    ("US", "EU", True),  # BigQuery's US multi-region loads from a bucket in any location
+    ("EU", "EU", True), ("EU", "europe-west1", True), ("eu", "EUROPE-NORTH1", True), ("EU", "EUR4", True),
+    ("EU", "US", False), ("EU", "us-central1", False), ("EU", "asia-northeast1", False),
+    ("europe-west3", "europe-west3", True), ("europe-west3", "EU", False), ("europe-west3", "europe-west1", False),
+    ("asia-northeast1", "ASIA-NORTHEAST1", True), ("asia-northeast1", "ASIA", False),
+])
+def test_the_snapshot_bucket_is_one_bigquery_can_load_the_dataset_from(
+        dataset: str, bucket: str, loadable: bool, tmp_path: Path, evaluate: Evaluate) -> None:
+    problems = evaluate("local.config_problems", config_path=_config(tmp_path, bigquery={"location": dataset}),
+                        snapshot_bucket={"location": bucket})
+    if loadable:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and f"snapshot_bucket.location {bucket}" in problems[0], problems
+
+
+def test_the_extractor_function_is_created_only_once_its_source_url_secret_holds_a_version(
+        tmp_path: Path, evaluate: Evaluate) -> None:
+    """Its revision reads MATRIX_SOURCE__URL from versions/latest at start: with none, it cannot start."""
+    problems = evaluate("local.config_problems", extractor={"deploy_as_function": True})
+    assert len(problems) == 1 and "source_url_secret_ready" in problems[0], problems
+    assert "-target='google_secret_manager_secret.secret[\"source-url\"]'" in problems[0]
+    assert "gcloud secrets versions add matrix-sync-source-url" in problems[0]
+    assert evaluate("local.config_problems", extractor={"deploy_as_function": True,
+                                                        "source_url_secret_ready": True}) == []
+    assert evaluate("local.config_problems", extractor={"deploy_as_function": False}) == [], "the agent reads it itself"
+    secret = f"projects/{EXAMPLE_PROJECT}/secrets/matrix-sync-source-password/versions/latest"
+    with_password_secret = _config(tmp_path, source={"password_secret": secret})
+    assert evaluate("local.config_problems", config_path=with_password_secret,
+                    extractor={"deploy_as_function": True}) == [], "read when connecting, not at start"
+    readme = (INFRA / "README.md").read_text()
+    assert "source_url_secret_ready" in readme and "-target='google_secret_manager_secret.secret[\"source-url\"]'" \
+        in readme
+
+
+def test_the_extractor_function_waits_for_the_config_secret_version(terraform: hcl.Module) -> None:
+    """It mounts the config secret's latest version, which must exist when the revision starts."""
+    function = terraform.resource("google_cloudfunctions2_function", "function")
+    assert "${google_secret_manager_secret_version.config}" in function["depends_on"]
+    volume = hcl.dynamic(hcl.one(function["service_config"]), "secret_volumes")
+    assert hcl.one(hcl.one(volume["content"])["versions"])["version"] == "latest"
+
+
+def test_the_resource_manager_api_is_enabled_and_a_documented_prerequisite(terraform: hcl.Module) -> None:
+    """data.google_project and the project IAM grants call it, before Terraform could enable it."""
+    assert "cloudresourcemanager.googleapis.com" in hcl.expression(terraform.locals()["required_apis"])
+    assert terraform.resource("google_project_service", "api")
+    command = "gcloud services enable cloudresourcemanager.googleapis.com"
+    assert command in (INFRA / "README.md").read_text()
+    assert command in (ROOT / "README.md").read_text()
+
+
+CONNECTOR_NAME = re.compile(r"[a-z][-a-z0-9]{0,23}[a-z0-9]")  # Serverless VPC Access: at most 25 characters
+
+
+def test_the_vpc_connector_name_fits_with_the_longest_name_prefix(terraform: hcl.Module, evaluate: Evaluate) -> None:
+    connector = terraform.resource("google_vpc_access_connector", "extractor")
+    assert hcl.expression(connector["name"]) == "local.vpc_connector_name"
+    assert evaluate("local.vpc_connector_name") == "matrix-sync-extractor", "existing connectors keep their name"
+    for prefix in ("a" * 18, "a" * 15, "a" * 16, "abcdefghijklmnop-", "m"):
+        name = evaluate("local.vpc_connector_name", name_prefix=prefix)
+        assert CONNECTOR_NAME.fullmatch(name) and name.startswith(prefix), name
+    with pytest.raises(TerraformError, match="name_prefix"):
+        evaluate("local.vpc_connector_name", name_prefix="a" * 19)
