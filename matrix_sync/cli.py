@@ -329,32 +329,51 @@ def demo(size: str, fraction: float, workdir: Path) -> None:
 @click.option("--cycles", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True, help="tables extracted at once")
 @click.option("--mode", type=click.Choice(["delta", "full"]), default="delta", show_default=True)
-@click.option("--time-limit", type=float, default=1800, show_default=True, help="seconds; no new cycle starts after")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=1800, show_default=True,
+              help="seconds from the first cycle's start; no new cycle starts after it (one started runs to its end)")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--dir", "workdir", type=click.Path(path_type=Path), default=Path(".matrix-sync/loadtest"), show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="also write the report as JSON")
+@click.option("--keep", is_flag=True, help="keep the run's dataset, bucket and files (removed at the end by default)")
 @friendly_errors
 def loadtest(tables: int, max_rows: int, cycles: int, workers: int, mode: str, time_limit: float, seed: int,
-             workdir: Path, json_path: Path | None) -> None:
-    """Many tables synced concurrently through the local stack for several change cycles."""
+             workdir: Path, json_path: Path | None, keep: bool) -> None:
+    """Many tables synced concurrently through the local stack for several change cycles, in a dataset,
+    bucket and files of their own. A stack this command starts is stopped at the end."""
     from matrix_sync import loadtest as load
+    from matrix_sync.loadtest_process import stack_for_run
 
     stack_ = local_stack()
-    stack_.up()
-    pids = {s.name: s.pid for s in stack_.status() if s.pid}
-    report = load.run_load(workdir, tables=tables, max_rows=max_rows, cycles=cycles, workers=workers, mode=mode,
-                           time_limit_s=time_limit, seed=seed, service_pids=pids, project="matrix-load")
-    table = Table(title=f"load test: {report.tables} tables, {report.total_rows:,} rows", title_justify="left")
-    for heading in ("cycle", "rows", "shipped", "seconds", "rows/s", "slowest table", "latency s", "failures"):
+    with stack_for_run(stack_) as started_here:
+        pids = {s.name: s.pid for s in stack_.status() if s.pid}
+        report = load.run_load(workdir, tables=tables, max_rows=max_rows, cycles=cycles, workers=workers, mode=mode,
+                               time_limit_s=time_limit, seed=seed, service_pids=pids, project="matrix-load", keep=keep)
+    table = Table(title=f"load test {report.run}: {report.tables} tables, {report.total_rows:,} rows",
+                  title_justify="left", caption="latency: from each table's own manifest to its verdict (polled every "
+                  f"{load.POLL_S:g} s); rows/s: rows over the cycle's seconds", caption_justify="left")
+    for heading in ("cycle", "source rows", "shipped rows", "seconds", "source rows/s", "shipped rows/s",
+                    "slowest table", "latency s", "failures"):
         table.add_column(heading, justify="left" if heading in ("slowest table", "failures") else "right")
     for c in report.cycles:
+        latency = "-" if c.slowest_latency_s is None else f"{c.slowest_latency_s:.1f}"
         table.add_row(str(c.cycle), f"{c.rows:,}", f"{c.shipped_rows:,}", f"{c.seconds:.1f}",
-                      f"{c.rows / c.seconds:,.0f}", c.slowest_table, f"{c.slowest_latency_s:.1f}",
+                      f"{c.source_rows_per_s:,.0f}", f"{c.shipped_rows_per_s:,.0f}", c.slowest_table, latency,
                       "; ".join(c.failures)[:80] or "-", style="bold red" if c.failures else "")
     console.print(table)
-    console.print("peak memory (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in report.peak_memory_mb.items()))
+    console.print("peak memory MB (at start in brackets): " + ", ".join(
+        f"{k} {v:,.0f} ({report.memory_at_start_mb.get(k, 0):,.0f})" for k, v in report.peak_memory_mb.items()))
+    console.print(f"  measured: {report.memory_measured}", style="dim")
+    if report.stop_reason:
+        console.print(styled("stopped early: ", "bold yellow", f"{report.stop_reason} (a time limit is no failure)"))
     if report.duplicate_or_lost_runs:
         errors.print(styled("ledger anomalies:", "bold red", f" {report.duplicate_or_lost_runs[:5]}"), highlight=False)
+    done = "kept" if report.kept else "removed"
+    console.print(f"{done}: dataset {report.dataset} (and its staging dataset), bucket {report.bucket}, "
+                  f"{workdir}/load-{report.run}.db and .yaml")
+    for problem in report.cleanup_problems:
+        errors.print(styled("not removed: ", "bold yellow", problem), highlight=False)
+    if started_here:
+        console.print("stopped the local stack this load test started")
     if json_path:
         json_path.write_text(load.report_json(report))
     if not report.ok:
