@@ -11,8 +11,11 @@ from bench.datagen import size_label
 TARGETS = {
     "initial": "ours >= 2x dlt rows/s",
     "change": "delta cycle <= 0.5x dlt merge rerun, shipping <= 3% of full bytes",
+    "reconcile": "0 differences no slower than reladiff, 100 differences <= 0.35x reladiff",
     "memory": "10M peak within 1.2x of 100k",
 }
+COMPETITOR_SIDES = {"dlt": ("dlt", "dlt-merge"), "reladiff": ("reladiff",)}
+RECONCILE_MODES = (("ours", "stored hashes"), ("ours-keys", "compare-keys"))
 
 
 def _columnar_rate(m: dict[str, Any]) -> str:
@@ -39,8 +42,21 @@ def _n(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _mb(value: float | None) -> str:
-    return "–" if value is None else f"{value / 1e6:,.1f} MB"
+def _bytes(value: float | None) -> str:
+    """In the unit that shows the value: a delta's 12.7 kB is not 0.0 MB."""
+    if value is None:
+        return "–"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:,.1f} {unit}"
+    return f"{value:,.0f} B"
+
+
+def _competitor(summary: dict[str, Any], name: str) -> str:
+    """`dlt 1.31.0`, or `dlt not run` when no measurement of it is in the summary."""
+    ran = any(m["side"] in COMPETITOR_SIDES[name] for m in summary["measurements"])
+    version = summary["versions"].get(name)
+    return f"{name} {version or 'version unknown'}" if ran else f"{name} not run"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -72,8 +88,8 @@ def render(summary: dict[str, Any]) -> str:
     g = Groups(summary["measurements"])
     out: list[str] = [f"# matrix-sync benchmarks — {summary['finished']}", ""]
     out.append(f"`{summary['command']}` · sizes {', '.join(size_label(s) for s in summary['sizes'])} · "
-               f"{summary['repeats']} repeat(s), sides interleaved · medians shown · dlt {summary['versions'].get('dlt')}, "
-               f"reladiff {summary['versions'].get('reladiff')} · git {_head(summary['git']['head'])}"
+               f"{summary['repeats']} repeat(s), sides interleaved · medians shown · {_competitor(summary, 'dlt')}, "
+               f"{_competitor(summary, 'reladiff')} · git {_head(summary['git']['head'])}"
                f"{' + ' + str(summary['git']['uncommitted_files']) + ' uncommitted files' if summary['git']['uncommitted_files'] else ''}")
     out.append("")
     verdicts: list[str] = []
@@ -98,8 +114,8 @@ def render(summary: dict[str, Any]) -> str:
                 if local and dlt:
                     ratios.append(local / dlt)
                 out.append(f"| {size_label(size)} | {source} | {_n(local)} | {_n(gcs)} | {_n(dlt)} | {_ratio(local, dlt)} | "
-                           f"{_ratio(gcs, dlt)} | {_mb(g.get('initial', size, 'ours-local', 'bytes', source))} | "
-                           f"{_mb(g.get('initial', size, 'dlt', 'bytes', source))} |")
+                           f"{_ratio(gcs, dlt)} | {_bytes(g.get('initial', size, 'ours-local', 'bytes', source))} | "
+                           f"{_bytes(g.get('initial', size, 'dlt', 'bytes', source))} |")
         if ratios:
             verdicts.append(f"(1) {TARGETS['initial']}: ours-local/dlt = {min(ratios):.2f}x–{max(ratios):.2f}x → "
                             f"{'MET' if min(ratios) >= 2 else 'NOT MET'}")
@@ -123,15 +139,15 @@ def render(summary: dict[str, Any]) -> str:
                     continue
                 if side == "dlt-merge":
                     out.append(f"| {size_label(size)} | dlt merge | {_n(e2e, 2)} | {_n(e2e, 2)} | "
-                               f"{_n(g.get('change', size, side, 'rows_written'))} | {_mb(g.get('change', size, side, 'bytes'))} | "
-                               f"{_mb(g.get('change', size, side, 'bytes'))} | – | – | {_n(g.get('change', size, side, 'dest_rows'))} "
+                               f"{_n(g.get('change', size, side, 'rows_written'))} | {_bytes(g.get('change', size, side, 'bytes'))} | "
+                               f"{_bytes(g.get('change', size, side, 'bytes'))} | – | – | {_n(g.get('change', size, side, 'dest_rows'))} "
                                f"(source: {_n(g.get('change', size, side, 'source_rows'))}) |")
                     continue
                 shipped = (g.get("change", size, side, "rows_shipped") or 0) + (g.get("change", size, side, "deleted_keys_shipped") or 0)
                 out.append(f"| {size_label(size)} | {side.replace('-', ' ')} | {_n(g.get('change', size, side, 'extract_s'), 2)} | "
-                           f"{_n(e2e, 2)} | {_n(shipped)} | {_mb(g.get('change', size, side, 'bytes_data'))} | "
-                           f"{_mb(g.get('change', size, side, 'bytes_all'))} | "
-                           f"{_mb(g.get('change', size, side, 'bytes_compacted_index')) if side == 'ours-delta' else '–'} | "
+                           f"{_n(e2e, 2)} | {_n(shipped)} | {_bytes(g.get('change', size, side, 'bytes_data'))} | "
+                           f"{_bytes(g.get('change', size, side, 'bytes_all'))} | "
+                           f"{_bytes(g.get('change', size, side, 'bytes_compacted_index')) if side == 'ours-delta' else '–'} | "
                            f"{_n(g.get('change', size, side, 'rows_inserted'))}/{_n(g.get('change', size, side, 'rows_updated'))}/"
                            f"{_n(g.get('change', size, side, 'rows_deleted'))} | {_n(g.get('change', size, side, 'dest_rows'))} |")
         out.append("")
@@ -187,6 +203,7 @@ def render(summary: dict[str, Any]) -> str:
                 out.append(f"- {size_label(size)}: reading and hashing the source took {_n(keys_source, 1)} s of compare-keys "
                            f"(the BigQuery side runs meanwhile; the rest is what outlasts it) and {_n(print_source, 1)} s "
                            "of stored hashes (the rest is what outlasts it: its GROUP BY, deeper levels and fetch).")
+            verdicts.append(_reconcile_verdict(g, size))
         out.append("")
 
     memory = [(size, _peak(g, size, "ours-local"), _peak(g, size, "dlt")) for size in
@@ -233,6 +250,22 @@ def render(summary: dict[str, Any]) -> str:
             f"((max−min)/median): {spread:.0%}."), ""]
     out += [f"- {note}" for note in summary.get("notes", [])]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _reconcile_verdict(g: Groups, size: int) -> str:
+    """Both modes of ours against reladiff, with 0 and with 100 planted differences."""
+    head = f"(3) {size_label(size)}: {TARGETS['reconcile']}:"
+    theirs = [g.get("reconcile", size, "reladiff", "seconds", planted=p) for p in (0, 100)]
+    if not all(theirs):
+        return f"{head} reladiff not run → not judged"
+    judged = []
+    for side, name in RECONCILE_MODES:
+        ours = [g.get("reconcile", size, side, "seconds", planted=p) for p in (0, 100)]
+        if None in ours:
+            continue
+        clean, planted = (o / t for o, t in zip(ours, theirs, strict=True))
+        judged.append(f"{name} {clean:.2f}x / {planted:.2f}x → {'MET' if clean <= 1 and planted <= 0.35 else 'NOT MET'}")
+    return f"{head} {'; '.join(judged) or 'ours not run → not judged'}"
 
 
 def _peak(g: Groups, size: int, side: str) -> float | None:

@@ -292,9 +292,9 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
         stale = _stale(applied, table_id, now)
         age = _age(applied and applied["recorded_at"], now) + (" (stale)" if stale else "")
         extraction = outcomes.read(config.gcs.bucket, config.gcs.prefix, table.target_table)
-        extraction_failed = _failed_since(extraction, applied)
+        extraction_failed = failed_since(extraction, applied)
         out.append((table.name, (
-            table.name, str(applied["run_id"]) if applied else "never", age, rows, _extraction_text(extraction, now),
+            table.name, str(applied["run_id"]) if applied else "never", age, rows, extraction_text(extraction, now),
             f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
         refused = entry is not None and entry["status"] == ledger.REFUSED
@@ -314,7 +314,7 @@ def _stale(applied: dict[str, object] | None, table_id: str, now: dt.datetime) -
     return (now - recorded).total_seconds() > limit
 
 
-def _failed_since(extraction: outcomes.ExtractionOutcome | None, applied: dict[str, object] | None) -> bool:
+def failed_since(extraction: outcomes.ExtractionOutcome | None, applied: dict[str, object] | None) -> bool:
     """The table's last extraction failed after its newest applied run was extracted."""
     if extraction is None or not extraction.failed:
         return False
@@ -322,7 +322,7 @@ def _failed_since(extraction: outcomes.ExtractionOutcome | None, applied: dict[s
     return not isinstance(extracted, dt.datetime) or extraction.at > extracted
 
 
-def _extraction_text(extraction: outcomes.ExtractionOutcome | None, now: dt.datetime) -> str:
+def extraction_text(extraction: outcomes.ExtractionOutcome | None, now: dt.datetime) -> str:
     if extraction is None:
         return "-"
     text = f"{extraction.outcome} ({_age(extraction.at, now)} ago)"

@@ -1,19 +1,18 @@
 """`matrix-sync report`: one self-contained HTML page of what the chain did, table by table.
 
 Reads the ledger (`_sync_ledger`) and the results tables (`_sync_reconciliations`,
-`_sync_validations`) of the config's dataset and writes a single HTML file: inline CSS, a few lines
-of inline JavaScript (a "failures only" filter and a render check), and charts as inline SVG
-generated here, so it opens anywhere without a network. Per table: rows inserted, updated and
+`_sync_validations`) of the config's dataset, and each configured table's last extraction outcome
+(what `status` reads), and writes a single HTML file: inline CSS, a few lines of inline JavaScript
+(a "failures only" filter and a render check), and charts as inline SVG (report_charts), so it
+opens anywhere without a network. Per table: its last extraction, rows inserted, updated and
 deleted per run, durations and bytes per run, the reconciliation and validation verdicts, and a
 table of runs. Anything that failed is red.
 """
 from __future__ import annotations
 
-import html
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +21,14 @@ from typing import Any
 import click
 from google.cloud import bigquery
 
+from matrix_sync.operator_views import extraction_text, failed_since
+from matrix_sync.report_charts import CHART_CSS, RunMark, Series, bar_chart, fmt, raw
+from matrix_sync.report_charts import escape as _e
 from shared import bigquery as bq
+from shared import ledger as ledger_rows
 from shared.clients import reset_clients
 from shared.config import Config, ConfigError, load_config
+from shared.extractor import outcomes
 from shared.identifiers import quote_bigquery
 from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
 
@@ -32,7 +36,6 @@ FAILED_STATUSES = {"refused"}
 OK_STATUSES = {"applied", "duplicate"}
 SERIES = (("rows_inserted", "inserted", "#2e7d32"), ("rows_updated", "updated", "#1565c0"),
           ("rows_deleted", "deleted", "#ef6c00"))
-FAIL = "#c62828"
 # "superseded": a newer snapshot was applied before this one could be checked (not a failure).
 NEUTRAL_VERDICTS = {"match", "pending", "–", "superseded"}
 DIFFERENCE_KINDS = (("missing_rows", "missing"), ("extra_rows", "extra"), ("changed_rows", "changed"),
@@ -116,14 +119,26 @@ class Run:
 class TableRuns:
     table_id: str
     runs: list[Run]
+    extraction: outcomes.ExtractionOutcome | None = None  # a configured table's last one, as `status` reads it
 
     @property
     def name(self) -> str:
         return self.table_id.rsplit(".", 1)[-1]
 
     @property
+    def newest_applied(self) -> dict[str, Any] | None:
+        applied = [r.ledger for r in self.runs if r.status == ledger_rows.APPLIED]
+        return applied[-1] if applied else None
+
+    @property
+    def extraction_failed(self) -> bool:
+        """Its last extraction failed after its newest applied run was extracted (`status` flags it too)."""
+        return failed_since(self.extraction, self.newest_applied)
+
+    @property
     def failures(self) -> int:
-        return sum(r.failed for r in self.runs)
+        """Failed runs, and a failed last extraction (which leaves no run in the ledger)."""
+        return sum(r.failed for r in self.runs) + self.extraction_failed
 
 
 def _latest_runs(ledger: str) -> str:
@@ -140,8 +155,8 @@ def _results_of_latest_runs(results: str, ledger: str) -> str:
 
 
 def collect(config: Config, limit: int = 200) -> list[TableRuns]:
-    """The config's tables (those never loaded with no runs), then every other table in the dataset's
-    ledger, its last `limit` runs each;
+    """The config's tables (those never loaded with no runs), each with its last extraction outcome,
+    then every other table in the dataset's ledger, its last `limit` runs each;
     only those runs and their results are read, so the page costs the same after a year of runs."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     params = [bigquery.ScalarQueryParameter("limit", "INT64", limit)]
@@ -170,80 +185,10 @@ def collect(config: Config, limit: int = 200) -> list[TableRuns]:
         by_table[row["table_id"]].append(Run(row, reconciliations.get(key) if verdicts else None,
                                              validations.get(key, []) if verdicts else [],
                                              first_reconciled.get(key) if verdicts else None))
-    configured = [f"{project}.{dataset}.{t.target_table}" for t in config.tables]
-    order = configured + sorted(t for t in by_table if t not in configured)  # never-loaded ones too
-    return [TableRuns(t, by_table.get(t, [])) for t in order]
-
-
-# --- SVG -----------------------------------------------------------------------------------------
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1) if value >= 1 else 1
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10 * magnitude
-
-
-def _fmt(value: float, unit: str = "") -> str:
-    if unit == "B":
-        for name, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-            if value >= size:
-                return f"{value / size:.1f} {name}"
-        return f"{value:.0f} B"
-    if unit == "s":
-        return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
-    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-
-
-def bar_chart(chart_id: str, title: str, runs: Sequence[Run], series: Sequence[tuple[str, str, str, list[float | None]]],
-              unit: str = "") -> str:
-    """Grouped bars, one group per run; each bar carries data-run, data-series and data-value."""
-    width, height, left, bottom, top = 410, 200, 58, 34, 26
-    plot_w, plot_h = width - left - 12, height - top - bottom
-    values = [v for _, _, _, vs in series for v in vs if v is not None]
-    peak = _nice_max(max(values, default=0))
-    group_w = plot_w / max(len(runs), 1)
-    bar_w = max(1.0, min(22.0, (group_w * 0.8) / max(len(series), 1)))
-    parts = [(f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(title)}" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'),
-             f'<text class="chart-title" x="{left}" y="16">{_e(title)}</text>']
-    for fraction in (0, 0.5, 1):
-        y = top + plot_h * (1 - fraction)
-        parts.append(f'<line class="grid" x1="{left}" x2="{width - 12}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_e(_fmt(peak * fraction, unit))}</text>')
-    for index, run in enumerate(runs):
-        x0 = left + index * group_w
-        if run.failed:
-            parts.append(f'<rect class="fail-band" x="{x0:.1f}" y="{top}" width="{group_w:.1f}" height="{plot_h}" fill="{FAIL}" '
-                         f'fill-opacity="0.12"><title>{_e(run["run_id"])}: failed</title></rect>')
-        start = x0 + (group_w - bar_w * len(series)) / 2
-        for position, (key, label, color, vs) in enumerate(series):
-            value = vs[index]
-            bar_h = 0.0 if value is None else plot_h * value / peak
-            shown = "n/a" if value is None else _fmt(value, unit)
-            parts.append(
-                f'<rect class="bar" data-run="{_e(run["run_id"])}" data-series="{_e(key)}" '
-                f'data-value="{"" if value is None else _e(round(value, 3) if unit == "s" else int(value))}" '
-                f'x="{start + position * bar_w:.1f}" y="{top + plot_h - bar_h:.1f}" width="{max(bar_w - 1, 1):.1f}" '
-                f'height="{bar_h:.1f}" fill="{color}"><title>run {index + 1} ({_e(run["run_id"])}): {shown} {_e(label)}</title></rect>')
-        if len(runs) <= 40 or index % max(1, len(runs) // 20) == 0:
-            colour = f' fill="{FAIL}"' if run.failed else ""
-            parts.append(f'<text class="run-label" x="{x0 + group_w / 2:.1f}" y="{height - bottom + 14}" '
-                         f'text-anchor="middle"{colour}>{index + 1}</text>')
-    legend_x = left
-    for _, label, color, _ in series:
-        parts.append(f'<rect x="{legend_x}" y="{height - 12}" width="10" height="10" fill="{color}"/>'
-                     f'<text class="legend" x="{legend_x + 14}" y="{height - 3}">{_e(label)}</text>')
-        legend_x += 24 + 7 * len(label)
-    parts.append("</svg>")
-    return "".join(parts)
+    extractions = {f"{project}.{dataset}.{t.target_table}": outcomes.read(config.gcs.bucket, config.gcs.prefix,
+                                                                           t.target_table) for t in config.tables}
+    order = list(extractions) + sorted(t for t in by_table if t not in extractions)  # never-loaded ones too
+    return [TableRuns(t, by_table.get(t, []), extractions.get(t)) for t in order]
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -255,107 +200,141 @@ header .meta{opacity:.8;font-size:13px}main{padding:18px 28px}
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin:0 0 18px}
 .card{background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 2px #0002;min-width:130px}
 .card b{display:block;font-size:22px}.card.bad{background:#fdecea;color:#8e1b1b;border:1px solid #c62828}
-section.table{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0002;padding:14px 18px;margin:0 0 22px}
+section.table{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0002;padding:14px 18px;margin:0 0 22px;
+content-visibility:auto;contain-intrinsic-size:auto 1200px}
 section.table.has-failures{border-left:6px solid #c62828}
 section h2{margin:0 0 8px;font-size:18px}section h2 .id{font-weight:normal;color:#66707a;font-size:13px}
-.charts{display:flex;flex-wrap:wrap;gap:8px}.chart{max-width:100%;height:auto;background:#fafbfc;border-radius:6px}
-.chart .chart-title{font-weight:600;font-size:13px}.chart .tick,.chart .run-label,.chart .legend{font-size:11px;fill:#55606b}
-.chart .grid{stroke:#dde1e6;stroke-width:1}
+p.extraction{margin:0 0 8px;font-size:13px;color:#55606b}p.extraction.bad{color:#8e1b1b;font-weight:600}
 table.runs{border-collapse:collapse;width:100%;margin-top:10px;font-size:13px}
-table.runs th,table.runs td{padding:4px 8px;border-bottom:1px solid #e3e6ea;text-align:right;white-space:nowrap}
-table.runs th{background:#eef1f4;position:sticky;top:0}table.runs td.l,table.runs th.l{text-align:left}
-tr.failed td{background:#fdecea;color:#8e1b1b}tr.failed td.verdict{font-weight:700}
+table.runs th,table.runs td{padding:4px 5px;border-bottom:1px solid #e3e6ea;text-align:right;white-space:nowrap}
+table.runs th{background:#eef1f4;position:sticky;top:0}table.runs th.l{text-align:left}
+table.runs td:nth-child(n+2):nth-child(-n+5),table.runs td:nth-child(n+12){text-align:left}
+table.runs td:nth-child(n+12){white-space:normal}table.runs td:nth-child(2){font-size:12px}
+table.runs tr.has-note td{border-bottom:0}
+table.runs tr.note td{white-space:normal;overflow-wrap:anywhere;text-align:left;padding:0 8px 6px 40px;color:#55606b}
+tr.failed td{background:#fdecea;color:#8e1b1b}tr.failed td:nth-child(n+12){font-weight:700}
+table.runs tr.note.failed td{color:#8e1b1b}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#e8f5e9;color:#1b5e20}
 .badge.bad{background:#c62828;color:#fff}.badge.wait{background:#fff3e0;color:#8a4b00}.badge.none{background:#eceff1;color:#455a64}
-.scroll{overflow-x:auto}.msg{max-width:420px;overflow:hidden;text-overflow:ellipsis;text-align:left!important}
+.scroll{overflow-x:auto}
 label.filter{display:inline-block;margin:0 0 12px;font-size:13px}
 body.only-failures tbody tr:not(.failed){display:none}body.only-failures section.table:not(.has-failures){display:none}
-"""
+""" + CHART_CSS
 
+# The render check lays out a sample of charts (those on top), or every one with #check-every-chart
+# (the e2e test): asking all at load would lay out every section that `content-visibility` skips.
 SCRIPT = """
 (function(){
   var box=document.getElementById('only-failures');
   if(box){box.addEventListener('change',function(){document.body.classList.toggle('only-failures',box.checked);});}
   function check(){
-    var charts=document.querySelectorAll('svg.chart'),shown=0,bars=0;
-    charts.forEach(function(svg){var r=svg.getBoundingClientRect();if(r.width>0&&r.height>0){shown++;}});
-    document.querySelectorAll('svg.chart rect.bar').forEach(function(b){if(b.getBBox().height>0){bars++;}});
+    var charts=document.querySelectorAll('svg.chart'),every=location.hash==='#check-every-chart',checked=0,shown=0,withBars=0;
+    for(;checked<charts.length&&(every||checked<6);checked++){
+      var svg=charts[checked],r=svg.getBoundingClientRect(),bars=svg.querySelector('g.bars');
+      if(r.width>0&&r.height>0){shown++;}
+      if(bars&&bars.getBBox().height>0){withBars++;}
+    }
+    document.body.setAttribute('data-checked-charts',String(checked));
     document.body.setAttribute('data-rendered-charts',String(shown));
-    document.body.setAttribute('data-rendered-bars',String(bars));
+    document.body.setAttribute('data-charts-with-bars',String(withBars));
   }
   if(document.readyState==='complete'){check();}else{window.addEventListener('load',check);}
 })();
 """
+BAD_BADGES = ("mismatch", "unverified", "failed", "refused", "error", "never loaded", "extraction failed")
+NONE_BADGES = ("–", "stale", "duplicate", "unknown", "superseded")
+COLUMNS = ('<th>#</th><th class="l">run</th><th class="l">mode</th><th class="l">load</th><th class="l">extracted (UTC)</th>'
+           '<th data-field="rows_inserted">inserted</th><th data-field="rows_updated">updated</th>'
+           '<th data-field="rows_deleted">deleted</th><th data-field="source_rows">source rows</th>'
+           '<th data-field="bytes">bytes</th><th data-field="load_seconds">to load</th>'
+           '<th class="l">reconciliation</th><th class="l">validation</th>')
 
 
 def _badge(text: str) -> str:
-    kind = ("bad" if text in ("mismatch", "unverified", "failed", "refused", "error", "never loaded") else "wait" if text == "pending"
-            else "none" if text in ("–", "stale", "duplicate", "unknown", "superseded") else "")
-    return f'<span class="badge {kind}">{_e(text)}</span>'
+    kind = ("bad" if text in BAD_BADGES else "wait" if text == "pending" else "none" if text in NONE_BADGES else "")
+    return f'<span class="badge{" " + kind if kind else ""}">{_e(text)}</span>'
 
 
-def _cell(field_name: str, value: object, text: str | None = None, css: str = "") -> str:
-    shown = "" if value is None else (text if text is not None else f"{value:,}" if isinstance(value, int) else str(value))
-    raw = "" if value is None else value
-    return f'<td class="{css}" data-field="{_e(field_name)}" data-value="{_e(raw)}">{_e(shown)}</td>'
+def _count(value: object) -> str:
+    if value is None:
+        return "<td></td>"
+    return f"<td>{value:,}</td>" if isinstance(value, int) else f"<td>{_e(value)}</td>"
+
+
+def _measured(value: float | None, unit: str) -> str:
+    """A cell whose text is rounded: the exact value rides along in `data-v`."""
+    return "<td></td>" if value is None else f'<td data-v="{raw(value)}">{_e(fmt(value, unit))}</td>'
 
 
 def _time(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else ""
 
 
-def _never_loaded_section(index: int, table: TableRuns) -> str:
+def _extraction_line(table: TableRuns, generated: datetime) -> str:
+    """The table's last extraction, as `status` shows it; red with its error when it failed after
+    the newest applied run (nothing of it reaches the ledger)."""
+    if table.extraction is None:
+        return ""
+    text = f"last extraction {_time(table.extraction.at)} UTC: {extraction_text(table.extraction, generated)}"
+    return f'<p class="extraction{" bad" if table.extraction_failed else ""}">{_e(text)}</p>'
+
+
+def _never_loaded_section(index: int, table: TableRuns, generated: datetime) -> str:
     return (f'<section class="table has-failures" id="table-{index}" data-table="{_e(table.table_id)}">'
             f'<h2>{_e(table.name)} <span class="id">{_e(table.table_id)}</span> {_badge("never loaded")}</h2>'
+            f'{_extraction_line(table, generated)}'
             '<p>No snapshot of this configured table has been applied: its extraction or load has not run, or '
             'failed (see `matrix-sync status` and the alerts).</p></section>')
 
 
-def _table_section(index: int, table: TableRuns) -> str:
+def _charts(index: int, runs: list[Run]) -> str:
+    """Numbered as the runs table is; duplicates (nothing loaded) are left out."""
+    charted = [(number, run) for number, run in enumerate(runs, start=1) if run.status != "duplicate"]
+    marks = [RunMark(number, run.failed, run["mode"] == "full") for number, run in charted]
+    shown = [run for _, run in charted]
+    changes = [Series(key, label, color, [float(r.count(key)) for r in shown]) for key, label, color in SERIES]
+    durations = [Series("load_seconds", "to load commit", "#6a1b9a", [r.load_seconds for r in shown]),
+                 Series("verdict_seconds", "to verdicts", "#00838f", [r.verdict_seconds for r in shown])]
+    sizes = [Series("bytes", "bytes", "#546e7a", [None if r["bytes"] is None else float(r["bytes"]) for r in shown])]
+    return (bar_chart(f"changes-{index}", "rows inserted / updated / deleted per run", marks, changes)
+            + bar_chart(f"durations-{index}", "seconds from extraction start", marks, durations, "s")
+            + bar_chart(f"bytes-{index}", "bytes shipped per run", marks, sizes, "B"))
+
+
+def _run_row(number: int, run: Run) -> str:
+    """The run's cells, and under them a row with its message (the reason of a failure), wrapped."""
+    recon = run.reconciliation or {}
+    checks = ", ".join(run.failed_checks)
+    differences = ", ".join(f"{recon[k]:,} {label}" for k, label in DIFFERENCE_KINDS if recon.get(k))
+    counted = f" {recon['source_rows']}→{recon.get('target_rows')}" if recon.get("source_rows") is not None else ""
+    message = " ".join(str(m) for m in (run["message"], recon.get("message")) if m)
+    classes = " ".join(c for c in ("failed" if run.failed else "", "has-note" if message else "") if c)
+    row = (f'<tr{f" class=\"{classes}\"" if classes else ""} data-run="{_e(run["run_id"])}">'
+           f'<td>{number}</td><td>{_e(run["run_id"])}</td><td>{_e(run["mode"] or "")}</td><td>{_badge(run.status)}</td>'
+           f'<td>{_e(_time(run["extracted_at"]))}</td>'
+           + "".join(_count(run[key]) for key in ("rows_inserted", "rows_updated", "rows_deleted", "source_rows"))
+           + _measured(None if run["bytes"] is None else float(run["bytes"]), "B") + _measured(run.load_seconds, "s")
+           + f'<td>{_badge(run.verdict)}{_e(counted)}{_e(f" ({differences})") if differences else ""}</td>'
+           f'<td>{_badge(run.validation)}{_e(" " + checks) if checks else ""}</td></tr>')
+    if not message:
+        return row
+    return f'{row}<tr class="note{" failed" if run.failed else ""}"><td colspan="13">↳ {_e(message)}</td></tr>'
+
+
+def _table_section(index: int, table: TableRuns, generated: datetime) -> str:
     runs = table.runs
     if not runs:
-        return _never_loaded_section(index, table)
-    charted = [r for r in runs if r.status != "duplicate"]
-    counts = bar_chart(f"changes-{index}", "rows inserted / updated / deleted per run", charted,
-                       [(key, label, color, [float(r.count(key)) for r in charted]) for key, label, color in SERIES])
-    durations = bar_chart(f"durations-{index}", "seconds from extraction start", charted,
-                          [("load_seconds", "to load commit", "#6a1b9a", [r.load_seconds for r in charted]),
-                           ("verdict_seconds", "to verdicts", "#00838f", [r.verdict_seconds for r in charted])], unit="s")
-    sizes = bar_chart(f"bytes-{index}", "bytes shipped per run", charted,
-                      [("bytes", "bytes", "#546e7a", [None if r["bytes"] is None else float(r["bytes"]) for r in charted])],
-                      unit="B")
-    rows = []
-    for number, run in enumerate(runs, start=1):
-        recon = run.reconciliation or {}
-        checks = ", ".join(run.failed_checks)
-        differences = ", ".join(f"{recon[k]:,} {label}" for k, label in DIFFERENCE_KINDS if recon.get(k))
-        counted = f" {recon['source_rows']}→{recon.get('target_rows')}" if recon.get("source_rows") is not None else ""
-        message = " ".join(str(m) for m in (run["message"], recon.get("message")) if m)
-        rows.append(
-            f'<tr class="{"failed" if run.failed else ""}" data-run="{_e(run["run_id"])}">'
-            f'<td>{number}</td><td class="l">{_e(run["run_id"])}</td><td class="l">{_e(run["mode"] or "")}</td>'
-            f'<td class="l">{_badge(run.status)}</td><td class="l">{_e(_time(run["extracted_at"]))}</td>'
-            + _cell("rows_inserted", run["rows_inserted"]) + _cell("rows_updated", run["rows_updated"])
-            + _cell("rows_deleted", run["rows_deleted"]) + _cell("source_rows", run["source_rows"])
-            + _cell("bytes", run["bytes"], None if run["bytes"] is None else _fmt(float(run["bytes"]), "B"))
-            + _cell("load_seconds", None if run.load_seconds is None else round(run.load_seconds, 2),
-                    None if run.load_seconds is None else _fmt(run.load_seconds, "s"))
-            + f'<td class="l verdict" data-field="reconciliation">{_badge(run.verdict)}'
-            f'{_e(counted)}'
-            f'{_e(f" ({differences})") if differences else ""}</td>'
-            f'<td class="l verdict" data-field="validation">{_badge(run.validation)}{_e(" " + checks) if checks else ""}</td>'
-            f'<td class="msg" title="{_e(message)}">{_e(message)}</td></tr>')
-    latest = runs[-1] if runs else None
-    status = (_badge("failed") if latest and latest.failed else _badge(latest.verdict if latest else "–"))
+        return _never_loaded_section(index, table, generated)
+    latest = runs[-1]
+    status = _badge("extraction failed" if table.extraction_failed else "failed" if latest.failed else latest.verdict)
+    failed_runs = sum(r.failed for r in runs)
     return (
         f'<section class="table{" has-failures" if table.failures else ""}" id="table-{index}" data-table="{_e(table.table_id)}">'
         f'<h2>{_e(table.name)} <span class="id">{_e(table.table_id)}</span> {status}'
-        f'{f" <span class=\"badge bad\">{table.failures} failed run(s)</span>" if table.failures else ""}</h2>'
-        f'<div class="charts">{counts}{durations}{sizes}</div>'
-        '<div class="scroll"><table class="runs"><thead><tr><th>#</th><th class="l">run</th><th class="l">mode</th><th class="l">load</th>'
-        '<th class="l">extracted (UTC)</th><th>inserted</th><th>updated</th><th>deleted</th><th>source rows</th>'
-        '<th>bytes</th><th>to load</th><th class="l">reconciliation</th><th class="l">validation</th><th class="l">message</th>'
-        f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div></section>')
+        f'{f" <span class=\"badge bad\">{failed_runs} failed run(s)</span>" if failed_runs else ""}</h2>'
+        f'{_extraction_line(table, generated)}<div class="charts">{_charts(index, runs)}</div>'
+        f'<div class="scroll"><table class="runs"><thead><tr>{COLUMNS}</tr></thead><tbody>'
+        f'{"".join(_run_row(number, run) for number, run in enumerate(runs, start=1))}</tbody></table></div></section>')
 
 
 def render_html(config: Config, tables: list[TableRuns], generated: datetime | None = None) -> str:
@@ -366,8 +345,9 @@ def render_html(config: Config, tables: list[TableRuns], generated: datetime | N
     target = f"{config.bigquery.project}.{config.bigquery.dataset}"
     cards = (f'<div class="cards"><div class="card"><b>{len(tables)}</b>tables</div><div class="card"><b>{runs}</b>runs</div>'
              f'<div class="card"><b>{changed:,}</b>rows changed</div>'
-             f'<div class="card{" bad" if failures else ""}" id="failures"><b>{failures}</b>failed runs</div></div>')
-    body = "".join(_table_section(i, t) for i, t in enumerate(tables)) or "<p>No runs recorded yet.</p>"
+             f'<div class="card{" bad" if failures else ""}" id="failures"><b>{failures}</b>failed runs or extractions</div>'
+             '</div>')
+    body = "".join(_table_section(i, t, generated) for i, t in enumerate(tables)) or "<p>No runs recorded yet.</p>"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
