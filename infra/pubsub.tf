@@ -8,6 +8,11 @@
 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # condition name -> which subscriptions' undelivered messages it watches
+  waiting_for_people = {
+    "a message was dead-lettered" = "one_of(${join(", ", [for s in google_pubsub_subscription.dead_letter : jsonencode(s.name)])})"
+    "an alert was raised"         = jsonencode(google_pubsub_subscription.alerts.name)
+  }
 }
 
 resource "google_pubsub_topic" "topic" {
@@ -131,30 +136,19 @@ resource "google_monitoring_alert_policy" "waiting_for_people" {
   display_name = "${var.name_prefix}: messages waiting for people"
   combiner     = "OR"
 
-  conditions {
-    display_name = "a message was dead-lettered"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.label.subscription_id = one_of(${join(", ", [for s in google_pubsub_subscription.dead_letter : jsonencode(s.name)])})"
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
-      }
-    }
-  }
-
-  conditions {
-    display_name = "an alert was raised"
-    condition_threshold {
-      filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.label.subscription_id = \"${google_pubsub_subscription.alerts.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "60s"
-        per_series_aligner = "ALIGN_MAX"
+  dynamic "conditions" {
+    for_each = local.waiting_for_people
+    content {
+      display_name = conditions.key
+      condition_threshold {
+        filter          = "resource.type = \"pubsub_subscription\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\" AND resource.label.subscription_id = ${conditions.value}"
+        comparison      = "COMPARISON_GT"
+        threshold_value = 0
+        duration        = "0s"
+        aggregations {
+          alignment_period   = "60s"
+          per_series_aligner = "ALIGN_MAX"
+        }
       }
     }
   }

@@ -165,12 +165,14 @@ def test_the_example_tfvars_fit_the_variables(tmp_path: Path, evaluate: Evaluate
 def test_people_are_told_when_a_message_waits_for_them(terraform: hcl.Module, evaluate: Evaluate) -> None:
     policy = terraform.resource("google_monitoring_alert_policy", "waiting_for_people")
     assert policy["combiner"] == "OR"
-    filters = [hcl.one(c["condition_threshold"])["filter"] for c in policy["conditions"]]
-    assert any("google_pubsub_subscription.dead_letter" in f and "num_undelivered_messages" in f for f in filters)
-    assert any("google_pubsub_subscription.alerts.name" in f and "num_undelivered_messages" in f for f in filters)
-    for condition in policy["conditions"]:
-        threshold = hcl.one(condition["condition_threshold"])
-        assert (threshold["comparison"], threshold["threshold_value"]) == ("COMPARISON_GT", 0)
+    conditions = hcl.one(policy["dynamic"])["conditions"]
+    assert hcl.expression(conditions["for_each"]) == "local.waiting_for_people"
+    threshold = hcl.one(hcl.one(conditions["content"])["condition_threshold"])
+    assert "num_undelivered_messages" in threshold["filter"] and "${conditions.value}" in threshold["filter"]
+    assert (threshold["comparison"], threshold["threshold_value"]) == ("COMPARISON_GT", 0)
+    watched = (INFRA / "pubsub.tf").read_text()
+    assert '"a message was dead-lettered" = "one_of(${join(", ", [for s in google_pubsub_subscription.dead_letter' in watched
+    assert '"an alert was raised"         = jsonencode(google_pubsub_subscription.alerts.name)' in watched
     assert hcl.expression(policy["notification_channels"]) == "var.alert_notification_channels"
     assert "matrix-sync dead-letters" in hcl.one(policy["documentation"])["content"]
     assert "monitoring.googleapis.com" in (INFRA / "main.tf").read_text()
