@@ -22,6 +22,16 @@ console = Console(width=None if sys.stdout.isatty() else 132, markup=False)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else 132, markup=False)
 
 
+def print_unwrapped(table: Table, widest: int = 400) -> None:
+    """A terminal wraps the table to its width; piped output (logs, CI) gets it as wide as its rows
+    are, up to `widest`, so no cell is wrapped or cut."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = console.measure(table, options=console.options.update_width(widest)).maximum
+    Console(width=max(needed, console.width), markup=False).print(table)
+
+
 def styled(label: str, style: str, rest: str = "") -> Text:
     """`label` in `style`, then `rest` as it is."""
     return Text.assemble((label, style), rest)

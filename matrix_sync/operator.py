@@ -19,7 +19,7 @@ from google.auth.exceptions import DefaultCredentialsError
 from rich.table import Table
 
 from matrix_sync import compare as cmp
-from matrix_sync.console import console, errors, styled
+from matrix_sync.console import console, errors, print_unwrapped, styled
 from matrix_sync.environment import target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.operator_views import (
@@ -328,7 +328,7 @@ def status(config_path: Path) -> None:
     config = _config(config_path)
     rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
     table = status_table(f"status {config_path}", rows, unhealthy)
-    console.print(table)
+    print_unwrapped(table)
     if unhealthy:
         errors.print(styled("needs attention:", "bold red", f" {', '.join(unhealthy)}"), highlight=False)
         sys.exit(1)
