@@ -187,9 +187,10 @@ def send_again(letter: DeadLetter) -> str:
 
 
 def each_batch(places: list[tuple[str, str]], on_batch: Callable[[list[DeadLetter]], None]) -> None:
-    """Hands every dead letter of `functions` to `on_batch`, which acknowledges the ones it is done
-    with and keeps the others (held until their ack deadline, so the next pull hands out new ones);
-    a message pulled again after its deadline passed is released at once, not handed twice."""
+    """Hands every dead letter of `places` (project, function) to `on_batch`, which acknowledges the
+    ones it is done with and keeps the others (held until their ack deadline, so the next pull hands
+    out new ones); a message pulled again after its deadline passed is released at once, not handed
+    twice."""
     for project, function in places:
         seen: set[str] = set()
         for batch in pulled(project, function):
