@@ -11,7 +11,7 @@ generation precondition, so of two extractions racing for a table exactly one wi
   taken) and release: overwrite with the generation this holder wrote last. A failed precondition means another extraction took over an expired lease:
   the holder stops before writing its manifest (`Lease.check`).
 
-A lease whose holder ran on this very machine (same host name and kernel boot id) in a process
+A lease whose holder ran on this very machine (same host name, kernel boot id and pid namespace) in a process
 that is gone (killed, crashed) is free at once: waiting out its expiry would skip, and acknowledge,
 every request for the table meanwhile. A holder on another machine cannot be seen, so its lease
 expires as before.
@@ -53,15 +53,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _boot_id() -> str:
-    """This machine's kernel boot id (Linux); '' where there is none, so no lease is freed early."""
+def _process_space() -> str:
+    """This machine's kernel boot id and this process's pid namespace (Linux): where a pid names the
+    same process. Two containers on one host (even with one host name) have their own namespaces.
+    '' where either is unknown, so no lease is freed early."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{Path('/proc/sys/kernel/random/boot_id').read_text().strip()}/{os.readlink('/proc/self/ns/pid')}"
     except OSError:
         return ""
 
 
-BOOT_ID = _boot_id()
+BOOT_ID = _process_space()
 
 
 def process_gone(pid: int) -> bool:
@@ -94,7 +96,7 @@ class LeaseRecord:
     released: bool
     generation: int
     sequence: int = 0  # the last snapshot sequence issued under this lock (0: none recorded)
-    boot: str = ""  # the holder machine's boot id ('' when unknown)
+    boot: str = ""  # the holder's boot id and pid namespace ('' when unknown)
 
     def free(self, now: datetime) -> bool:
         return self.released or self.expires_at <= now or self.holder_gone()
