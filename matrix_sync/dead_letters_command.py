@@ -9,10 +9,9 @@ from rich.table import Table
 
 from matrix_sync import dead_letters as dl
 from matrix_sync.console import console, errors, styled
-from matrix_sync.environment import notifications_project, target_config
+from matrix_sync.environment import notifications_project
 from matrix_sync.errors import one_line_errors
-from matrix_sync.operator import EXPECTED_ERRORS
-from shared.config import load_config
+from matrix_sync.operator import CONFIG_OPTION, EXPECTED_ERRORS, targeted_config
 from shared.topology import FUNCTIONS
 
 
@@ -27,8 +26,7 @@ def letters_table(letters: list[dl.DeadLetter], title: str) -> Table:
 
 
 @click.command("dead-letters")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
-              help="the YAML config naming source, tables and targets")
+@CONFIG_OPTION
 @click.option("--function", "functions", multiple=True, type=click.Choice(list(FUNCTIONS)),
               help="only this function's dead letters (repeatable); default all")
 @click.option("--replay", is_flag=True, help="publish each again to the topic it came from, then remove it")
@@ -42,25 +40,22 @@ def dead_letters(config_path: Path, functions: tuple[str, ...], replay: bool, di
         raise click.UsageError("--replay and --discard exclude each other")
     if discard and not yes:
         raise click.UsageError("--discard removes the messages for good: add --yes")
-    config = load_config(config_path)
-    target_config(config)
+    config = targeted_config(config_path)
     chosen = list(functions) or list(FUNCTIONS)
     places = [(notifications_project(config) if function == "loader" else config.pubsub.project, function)
               for function in chosen]
     present = [(project, function) for project, function in places if functions or dl.readable(project, function)]
-    handled: list[dl.DeadLetter] = []
-    held: list[dl.DeadLetter] = []  # listed only, or another deployment's: handed back at the end
+    handled: list[dl.DeadLetter] = []  # listed, sent again or discarded
+    theirs: list[dl.DeadLetter] = []  # another deployment's: handed back untouched
     unsent: list[tuple[dl.DeadLetter, str]] = []
 
-    def ours(letter: dl.DeadLetter) -> bool:
-        return letter.belongs_to(bucket=config.gcs.bucket, project=config.bigquery.project,
-                                 dataset=config.bigquery.dataset)
-
     def on_batch(batch: list[dl.DeadLetter]) -> None:
-        mine = [letter for letter in batch if ours(letter)]
-        held.extend(letter for letter in batch if not ours(letter))
+        mine = []
+        for letter in batch:
+            ours = letter.belongs_to(bucket=config.gcs.bucket, project=config.bigquery.project,
+                                     dataset=config.bigquery.dataset)
+            (mine if ours else theirs).append(letter)
         if not (replay or discard):
-            held.extend(mine)
             handled.extend(mine)
             return
         done = []
@@ -70,17 +65,15 @@ def dead_letters(config_path: Path, functions: tuple[str, ...], replay: bool, di
                     dl.send_again(letter)
                 done.append(letter)
             except dl.DeadLetterError as error:
-                held.append(letter)
                 unsent.append((letter, str(error)))
         dl.acknowledge(done)
         handled.extend(done)
 
     try:
         dl.each_batch(present, on_batch)
-    finally:
-        dl.release(held)
-    others = len(held) - len(unsent) - (0 if replay or discard else len(handled))
-    note = f" ({others} of other deployments sharing the Pub/Sub project left as they are)" if others else ""
+    finally:  # what was only looked at stays for the next look
+        dl.release(theirs + [letter for letter, _ in unsent] + ([] if replay or discard else handled))
+    note = f" ({len(theirs)} of other deployments sharing the Pub/Sub project left as they are)" if theirs else ""
     if not handled and not unsent:
         console.print(f"no dead letters for {', '.join(function for _, function in present)}{note}")
         return

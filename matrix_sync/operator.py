@@ -52,13 +52,13 @@ EXPECTED_ERRORS = (ConfigError, SourceError, StackError, OperatorError, cmp.Comp
 expected_errors = one_line_errors(*EXPECTED_ERRORS)
 
 
-def _config(path: Path) -> Config:
+def targeted_config(path: Path) -> Config:
     config = load_config(path)
     target_config(config)
     return config
 
 
-_CONFIG = click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
+CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(path_type=Path), required=True,
                        help="the YAML config naming source, tables and targets")
 
 
@@ -124,7 +124,7 @@ def _print_comparisons(results: list[cmp.TableComparison], title: str, not_compa
 
 
 @click.command("compare-keys")
-@_CONFIG
+@CONFIG_OPTION
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--repair", is_flag=True, help="delete extras in BigQuery, re-extract the differing keys, compare again")
 @click.option("--timeout", type=click.IntRange(min=1), default=None,
@@ -141,7 +141,7 @@ def compare_keys(config_path: Path, tables: tuple[str, ...], repair: bool, timeo
     could not be compared."""
     if repair and stored_hashes:
         raise click.UsageError("--repair needs the hashes rebuilt from BigQuery's data: drop --stored-hashes")
-    config = _config(config_path)
+    config = targeted_config(config_path)
     if keys_file is not None:
         _writable(keys_file, "--keys-file")
     results, not_compared = _compare_all(config, list(tables), keep=repair, stored_hashes=stored_hashes)
@@ -211,13 +211,13 @@ def _repair(config: Config, results: list[cmp.TableComparison], timeout_s: int) 
 
 
 @click.command("validate")
-@_CONFIG
+@CONFIG_OPTION
 @click.option("--table", "tables", multiple=True, help="only these tables (repeatable)")
 @click.option("--record", is_flag=True, help="also write the results to the validations table")
 @expected_errors
 def validate(config_path: Path, tables: tuple[str, ...], record: bool) -> None:
     """Runs the validator's checks on each table against its latest applied snapshot; exits 1 on failure."""
-    config = _config(config_path)
+    config = targeted_config(config_path)
     chosen = [config.table(name) for name in tables] if tables else config.tables
     stats = bq_jobs.JobStats()
     with console.status("validating") as status:
@@ -271,7 +271,7 @@ def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, 
 
 
 @click.command("delete")
-@_CONFIG
+@CONFIG_OPTION
 @click.option("--table", "table_name", required=True)
 @click.option("--key", "keys", multiple=True, metavar="COLUMN=VALUE",
               help="rows whose column equals the value (repeatable, ANDed)")
@@ -284,7 +284,7 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
     """Deletes rows from a BigQuery table (by key or condition) and records it in the ledger."""
     if bool(keys) == bool(where):
         raise OperatorError("give either --key COLUMN=VALUE ... or --where CONDITION")
-    config = _config(config_path)
+    config = targeted_config(config_path)
     table = config.table(table_name)
     table_id = f"{config.bigquery.project}.{config.bigquery.dataset}.{table.target_table}"
     condition, params = parse_key_filters(table_id, keys) if keys else (f"({checked_condition(where or '')})", [])
@@ -293,14 +293,14 @@ def delete(config_path: Path, table_name: str, keys: tuple[str, ...], where: str
 
 
 @click.command("truncate")
-@_CONFIG
+@CONFIG_OPTION
 @click.option("--table", "table_name", required=True)
 @click.option("--dry-run", is_flag=True, help="only count the rows")
 @click.option("--yes", is_flag=True, help="really truncate")
 @expected_errors
 def truncate(config_path: Path, table_name: str, dry_run: bool, yes: bool) -> None:
     """Removes every row of a BigQuery table and records it in the ledger."""
-    config = _config(config_path)
+    config = targeted_config(config_path)
     _destroy(config, table_name, "TRUE", [], what="truncate", status=ledger.OPERATOR_TRUNCATE, dry_run=dry_run,
              yes=yes)
 
@@ -321,11 +321,11 @@ def status_table(title: str, rows: list[tuple[str, tuple[str, ...]]], unhealthy:
 
 
 @click.command("status")
-@_CONFIG
+@CONFIG_OPTION
 @expected_errors
 def status(config_path: Path) -> None:
     """Last runs per table from the ledger with their reconciliation and validation verdicts."""
-    config = _config(config_path)
+    config = targeted_config(config_path)
     rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
     table = status_table(f"status {config_path}", rows, unhealthy)
     print_unwrapped(table)
