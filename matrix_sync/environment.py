@@ -34,14 +34,19 @@ def running_stack() -> LocalStack | None:
     return stack
 
 
+def use_stack(stack: LocalStack) -> None:
+    """Points every google-cloud client at the stack's emulators."""
+    os.environ.update(stack.env())
+    reset_clients()
+
+
 def target_config(config: Config) -> str:
     """Points the clients at the local stack when one runs and no emulator variables are set, and
     creates there what the config names; returns a word for where the data goes."""
     stack = running_stack()
     if stack is None:
         return "emulators from the environment" if os.environ.get("BIGQUERY_EMULATOR_HOST") else "Google Cloud"
-    os.environ.update(stack.env())
-    reset_clients()
+    use_stack(stack)
     stack.ensure_resources(bucket=config.gcs.bucket, bigquery_project=config.bigquery.project,
                            dataset=config.bigquery.dataset, pubsub_project=config.pubsub.project)
     return f"local stack in {stack.root}"

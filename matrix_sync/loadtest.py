@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sqlite3
 import time
@@ -24,12 +23,11 @@ import yaml
 from google.api_core.exceptions import GoogleAPIError
 
 from matrix_sync.cycle import TableReport, wait_for_chain
-from matrix_sync.environment import running_stack
+from matrix_sync.environment import running_stack, use_stack
 from matrix_sync.loadtest_process import MemorySampler
 from matrix_sync.stack import StackError
 from shared import bigquery as bq
 from shared import clients, gcs
-from shared.clients import reset_clients
 from shared.config import Config, load_config
 from shared.extractor.run import Extraction, extract
 from shared.extractor.snapshot import ExtractResult
@@ -201,8 +199,7 @@ def point_at_stack() -> str:
     stack = running_stack()
     if stack is None:
         raise StackError("the load test runs on the local stack: start it with `matrix-sync stack up`")
-    os.environ.update(stack.env())
-    reset_clients()
+    use_stack(stack)
     return stack.project
 
 

@@ -26,7 +26,6 @@ from matrix_sync.report_charts import CHART_CSS, RunMark, Series, bar_chart, fmt
 from matrix_sync.report_charts import escape as _e
 from shared import bigquery as bq
 from shared import ledger as ledger_rows
-from shared.clients import reset_clients
 from shared.config import Config, ConfigError, load_config
 from shared.extractor import outcomes
 from shared.identifiers import quote_bigquery
@@ -378,12 +377,11 @@ def _point_at_stack() -> None:
     """Emulator variables already set win; else a running local stack; else the real services."""
     if os.environ.get("BIGQUERY_EMULATOR_HOST"):
         return
-    from matrix_sync.environment import running_stack
+    from matrix_sync.environment import running_stack, use_stack
 
     stack = running_stack()
     if stack is not None:
-        os.environ.update(stack.env())
-        reset_clients()
+        use_stack(stack)
 
 
 @click.command("report")
