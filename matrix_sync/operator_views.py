@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
 from google.cloud import bigquery
 from rich.table import Table
@@ -243,10 +244,14 @@ def _last_entries(project: str, dataset: str) -> dict[str, dict[str, object]]:
     return {str(r["table_id"]): dict(r.items()) for r in rows}
 
 
+def _by_operator(entry: dict[str, object] | None) -> bool:
+    return entry is not None and str(entry["status"]).startswith(ledger.OPERATOR_STATUS_PREFIX)
+
+
 def _outdated_by(entry: dict[str, object] | None) -> Callable[[object], bool]:
     """Whether a verdict checked at a moment predates the operator's delete or truncate that is the
     table's last ledger entry (so it no longer describes the table)."""
-    if entry is None or not str(entry["status"]).startswith(ledger.OPERATOR_STATUS_PREFIX):
+    if entry is None or not _by_operator(entry):
         return lambda _moment: False
     since = entry["recorded_at"]
     return lambda moment: not isinstance(moment, dt.datetime) or not isinstance(since, dt.datetime) or moment < since
@@ -288,7 +293,7 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
             verdict = f"outdated: {verdict}" if certificate else "-"
         if checks and outdated(max(c["checked_at"] for c in checks)):
             validation = f"outdated: {validation}"
-        rows = f"{int(str(applied['source_rows'] or 0)):,}" if applied else "-"
+        rows = _rows_text(applied, table_id, operator_changed=_by_operator(entry))
         stale = _stale(applied, table_id, now)
         age = _age(applied and applied["recorded_at"], now) + (" (stale)" if stale else "")
         extraction = outcomes.read(config.gcs.bucket, config.gcs.prefix, table.target_table)
@@ -302,6 +307,22 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
                 or (certificate and certificate["verdict"] in (results.MISMATCH, results.UNVERIFIED))):
             unhealthy.append(table.name)
     return out, unhealthy
+
+
+def _rows_text(applied: dict[str, object] | None, table_id: str, *, operator_changed: bool) -> str:
+    """The newest applied snapshot's row count; after an operator's delete or truncate, what the
+    table holds now beside it (a COUNT(*) BigQuery answers from metadata, billing no bytes)."""
+    if not applied:
+        return "-"
+    snapshot = f"{int(str(applied['source_rows'] or 0)):,}"
+    if not operator_changed:
+        return snapshot
+    project, dataset, table = table_id.split(".")
+    try:
+        held = bq.query(project, f"SELECT COUNT(*) AS n FROM {q(project, dataset, table)}")[0]["n"]
+    except gexc.NotFound:
+        return f"table gone (snapshot {snapshot})"
+    return f"{held:,} (snapshot {snapshot})"
 
 
 def _stale(applied: dict[str, object] | None, table_id: str, now: dt.datetime) -> bool:

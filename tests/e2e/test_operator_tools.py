@@ -73,10 +73,13 @@ def test_operator_tools_report_refuse_act_and_record(
     assert _count(config, "payments") == 0
     truncated = runner.invoke(status, args)  # the last checks predate the truncate: they no longer hold
     assert truncated.exit_code == 1 and "needs attention: customers, payments" in truncated.output
-    shown = {name: row[5:] for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    rows = {name: row for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
+    shown = {name: row[5:] for name, row in rows.items()}
     assert [shown["customers"][1:], shown["payments"][1:]] == [("outdated: match", "failed: row_count"),
                                                                ("outdated: match", "outdated: passed")]
     assert shown["payments"][0].startswith("operator-truncate (")
+    # the rows column tells what the table holds now beside its snapshot's count
+    assert (rows["customers"][3], rows["payments"][3]) == ("19 (snapshot 20)", f"0 (snapshot {payments:,})")
     nothing = runner.invoke(delete, [*args, "--table", "customers", "--key", "customer_id=424242", "--yes"])
     assert nothing.exit_code == 0 and "nothing was removed" in nothing.output
     ledger = bq.query(config.bigquery.project, (
