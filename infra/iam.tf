@@ -15,6 +15,11 @@ locals {
       description = "The per-table extraction locks and outcome records, which the extractor overwrites"
       expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_locks/\") || resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/_extractions/\")"
     }
+    compacted-index-parts-only = {
+      title       = "compacted-index-parts-only"
+      description = "The key index parts the loader compacts for each delta, which it deletes once superseded"
+      expression  = "resource.name.startsWith(\"projects/_/buckets/${local.snapshot_bucket}/objects/${local.snapshot_prefix}/\") && resource.name.endsWith(\".compacted.parquet\")"
+    }
     function-source-buckets-only = {
       title       = "function-source-buckets-only"
       description = "The sources bucket and the bucket Cloud Functions stages sources in"

@@ -186,12 +186,14 @@ locals {
   grant_list = concat(
     [
       # loader: stage parts, MERGE into the target tables, write the ledger, write each delta's
-      # compacted key index (new objects only, never an overwrite), announce table-loaded
+      # compacted key index (new objects only, never an overwrite), announce table-loaded, then
+      # delete superseded compacted index parts (<prefix>/.../_index/*.compacted.parquet) and nothing else
       { account = "loader", role = "roles/bigquery.jobUser", scope = "project" },
       { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:target" },
       { account = "loader", role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
       { account = "loader", role = "roles/storage.objectViewer", scope = "bucket:snapshots" },
       { account = "loader", role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      { account = "loader", role = "roles/storage.objectUser", scope = "bucket:snapshots", condition = "compacted-index-parts-only" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:table-loaded" },
       { account = "loader", role = "roles/pubsub.publisher", scope = "topic:alerts" },
       # reconciler: read the ledger and the manifest, stage the snapshot to diff it on a mismatch,

@@ -76,6 +76,19 @@ def info(object_uri: str) -> ObjectInfo | None:
     return ObjectInfo(object_uri, int(blob.size or 0), blob.md5_hash or "")
 
 
+def delete_with_suffix(object_uri: str, suffix: str) -> bool:
+    """Deletes the object if its name ends with `suffix` (the only names a deleting identity's IAM
+    condition admits). False: another name, left alone, or already gone."""
+    bucket, name = split_uri(object_uri)
+    if not suffix or not name.endswith(suffix):
+        return False
+    try:
+        storage_client().bucket(bucket).delete_blob(name)
+    except gexc.NotFound:
+        return False
+    return True
+
+
 def ensure_bucket(bucket: str, project: str | None = None) -> None:
     client = storage_client(project)
     try:

@@ -5,7 +5,9 @@ BigQuery with it.
 A full snapshot ships its index (`Manifest.index_parts`). A delta ships only the entries of the rows
 it ships (`Delta.index_patch_parts`): the loader, in the cloud, writes the whole index after it
 (`shared.loader.index_compaction`) beside the manifest and lists it last, in `_index/compacted.json`.
-Until that listing exists the delta has no index to build on, and the next extraction is full.
+Until that listing exists the delta has no index to build on, and the next extraction is full. Once
+two newer snapshots are applied the loader deletes those parts (`shared.loader.index_pruning`) and
+keeps the listing: a listing whose parts are gone reads as no index at all.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.types import arrow_type
 
 COMPACTED_LISTING = "_index/compacted.json"
+# How every compacted part's name ends: the only objects the loader may delete (its IAM condition)
+COMPACTED_PART_SUFFIX = ".compacted.parquet"
 READ_BATCH_ROWS = 50_000
 
 
@@ -75,6 +79,11 @@ def listing_location(manifest_uri: str) -> tuple[str, str]:
 def read_listing(manifest: Manifest, manifest_uri: str) -> CompactedIndex | None:
     """The delta's compacted index listing, None when there is none (yet). A listing that is not this
     run's, or lists objects outside its folder, is not trusted: a full snapshot is safer."""
+    return listing_of(manifest.run_id, manifest_uri)
+
+
+def listing_of(run_id: str, manifest_uri: str) -> CompactedIndex | None:
+    """read_listing for a run known by its id and manifest location only (its manifest unread)."""
     bucket, name = listing_location(manifest_uri)
     try:
         text = gcs.read(bucket, name)
@@ -86,8 +95,8 @@ def read_listing(manifest: Manifest, manifest_uri: str) -> CompactedIndex | None
         raise IndexUnavailable(f"{gcs.uri(bucket, name)} is not a compacted index listing: "
                                f"{error.errors()[0]['msg']}") from None
     folder = gcs.uri(bucket, posixpath.dirname(name)) + "/"
-    if listing.run_id != manifest.run_id or not all(p.uri.startswith(folder) for p in listing.parts):
-        raise IndexUnavailable(f"{gcs.uri(bucket, name)} does not describe run {manifest.run_id}")
+    if listing.run_id != run_id or not all(p.uri.startswith(folder) for p in listing.parts):
+        raise IndexUnavailable(f"{gcs.uri(bucket, name)} does not describe run {run_id}")
     return listing
 
 
@@ -101,7 +110,17 @@ def of_snapshot(manifest: Manifest, manifest_uri: str) -> KeyIndex:
     if listing is None:
         raise IndexUnavailable(f"delta {manifest.run_id} has no compacted key index (the loader writes it "
                                "when it applies the delta)")
+    _require_parts(listing)
     return KeyIndex(listing.parts, listing.raw_hash, raw_hash_column=True)
+
+
+def _require_parts(listing: CompactedIndex) -> None:
+    """A listing outlives its parts (pruned once superseded, or past the bucket's retention): checked
+    here, by metadata, rather than found out halfway through streaming them."""
+    gone = next((p.uri for p in listing.parts if gcs.info(p.uri) is None), None)
+    if gone is not None:
+        raise IndexUnavailable(f"the compacted key index of {listing.run_id} is gone ({gone}: pruned once "
+                               "superseded, or past the bucket's retention)")
 
 
 def read_batches(parts: Sequence[Part], columns: Sequence[str],

@@ -163,3 +163,18 @@ def latest_event(project: str, dataset: str, table_id: str) -> dict[str, object]
         _params(table_id=("STRING", table_id)),
     )
     return dict(rows[0].items()) if rows else None
+
+
+def applied_before(project: str, dataset: str, table_id: str, sequence: int, deltas: int) -> list[dict[str, object]]:
+    """The newest applied run of the table older than `sequence`, then at most `deltas` applied delta
+    runs older than that one; newest first (run_id, sequence, mode, manifest_uri)."""
+    table = quoted(project, dataset)
+    applied = f"table_id = @table_id AND status = '{APPLIED}'"
+    rows = bq.query(
+        project,
+        f"SELECT run_id, sequence, mode, manifest_uri FROM {table} WHERE {applied} AND sequence < @sequence "
+        f"AND (mode = 'delta' OR sequence = (SELECT MAX(sequence) FROM {table} WHERE {applied} "
+        f"AND sequence < @sequence)) ORDER BY sequence DESC LIMIT {int(deltas) + 1}",
+        _params(table_id=("STRING", table_id), sequence=("INT64", sequence)),
+    )
+    return [dict(r.items()) for r in rows]

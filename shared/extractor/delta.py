@@ -87,7 +87,8 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
     except key_index.IndexUnavailable as error:
         log.info("no base for a delta of %s (%s): full snapshot", table_id, error)
         return None
-    gone = [p.uri for p in index.parts if gcs.info(p.uri) is None]
+    # of_snapshot checked a delta's compacted parts (pruned once superseded); a full snapshot's are checked here
+    gone = [] if key_index.ships_patch(manifest) else [p.uri for p in index.parts if gcs.info(p.uri) is None]
     if gone:
         log.warning("key index of %s's last snapshot %s is gone from the bucket (%s, past the bucket's retention?): "
                     "full snapshot", table_id, manifest.run_id, gone[0])

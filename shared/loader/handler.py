@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 
 from shared import gcs, ledger, logs, pubsub
 from shared.events import EventError, StorageObject, event_id, storage_object
-from shared.loader import faults, locks, refusal
+from shared.loader import faults, index_pruning, locks, refusal
 from shared.loader.apply import LoadOutcome, apply_snapshot
 from shared.loader.conflicts import retry_on_conflict
 from shared.loader.errors import TransientError
@@ -76,6 +76,7 @@ def _apply(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     if outcome.needs_publish:
         faults.inject(faults.BEFORE_PUBLISH)
         _publish_loaded(manifest, manifest_uri, outcome)
+        index_pruning.prune_superseded(manifest, manifest_uri)  # after publishing: never delays the chain
     return outcome
 
 

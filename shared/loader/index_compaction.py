@@ -2,9 +2,11 @@
 
 A delta ships only its index patch (`shared.key_index`), so the extractor uploads a few percent of
 what a whole index weighs. The loader merges the base's index with the patch and the deleted keys
-(`shared.loader.index_merge`) into `_index/compacted-<attempt>-NNNNN.parquet` beside the delta's
-manifest, checks it holds exactly the snapshot's row count, and writes the listing,
+(`shared.loader.index_merge`) into `_index/compacted-<attempt>-NNNNN.compacted.parquet` beside the
+delta's manifest, checks it holds exactly the snapshot's row count, and writes the listing,
 `_index/compacted.json`, last and only once. A redelivered event finds the listing and is done.
+The parts' suffix (`key_index.COMPACTED_PART_SUFFIX`) is what the loader's IAM condition lets it
+delete once two newer snapshots are applied (`shared.loader.index_pruning`).
 
 Failures are told apart: an index that cannot be had or does not fit (`IndexUnavailable`) only
 costs the next extraction a full snapshot, so the load goes on; anything else (GCS or BigQuery
@@ -55,7 +57,7 @@ def compact(manifest: Manifest, manifest_uri: str) -> CompactedIndex | None:
                          key_index.read_batches(manifest.delta.deleted_parts, [*keys, KEY_HASH_COLUMN]), keys, schema)
     bucket, manifest_name = gcs.split_uri(manifest_uri)
     # named per attempt: objects are only ever created, so an attempt cut short leaves no half-written
-    # name a later one would have to overwrite (the loader may create objects, not delete them)
+    # name a later one would have to overwrite
     prefix = f"{posixpath.dirname(manifest_name)}/_index/compacted-{secrets.token_hex(3)}-"
     try:
         parts = _write_parts(_with_raw_column(merged, raw_hash is not None), bucket, prefix)
@@ -113,7 +115,7 @@ def _write_parts(tables: Iterator[pa.Table], bucket: str, prefix: str) -> list[P
 
     def flush() -> None:
         table = pa.concat_tables(pending)
-        stored = gcs.upload(bucket, f"{prefix}{len(parts):05d}.parquet",
+        stored = gcs.upload(bucket, f"{prefix}{len(parts):05d}{key_index.COMPACTED_PART_SUFFIX}",
                             parquet_parts.encode(table), parquet_parts.CONTENT_TYPE)
         parts.append(Part(uri=stored.uri, rows=table.num_rows, bytes=stored.size, md5=stored.md5))
 

@@ -5,7 +5,8 @@ modules its package ships (matrix_sync.package.reachable_files); the Google clie
 bodies call, and the SQL they send, are turned into the IAM permissions those calls require. An
 upload that replaces an existing object (generation-matched, or to a name fixed per table without a
 create-only precondition) needs storage.objects.delete too: overwritten_objects names those objects,
-so the tests can check that the condition on that permission covers them."""
+so the tests can check that the condition on that permission covers them; deleted_suffixes names the
+endings of the objects the code deletes (gcs.delete_with_suffix), for the same check."""
 from __future__ import annotations
 
 import ast
@@ -186,6 +187,33 @@ def _overwrites(body: Function, templates: dict[str, str], own_templates: set[st
     return found
 
 
+DELETER = "delete_with_suffix"  # shared/gcs.py: deletes an object only if its name ends with the suffix given
+
+
+def _deletes(body: Function, constants: dict[str, str]) -> set[str]:
+    """The name endings of the objects `body` deletes: the suffix of each gcs.delete_with_suffix call (a
+    string constant, by name or attribute), "?" for one that cannot be resolved; and a delete_blob call
+    anywhere but in that guarded deleter is unresolved too."""
+    found: set[str] = set()
+    for node in ast.walk(body):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr == DELETER:
+            suffix = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "suffix"),
+                                                                   None)
+            found.add(_constant(suffix, constants) or f"? (a {DELETER} call in {body.name})")
+        elif node.func.attr == "delete_blob" and body.name != DELETER:
+            found.add(f"? (a delete_blob call in {body.name})")
+    return found
+
+
+def _constant(node: ast.expr | None, constants: dict[str, str]) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+    return constants.get(name) if name else None
+
+
 def _strings(body: Function) -> Iterator[str]:
     docstring = ast.get_docstring(body, clean=False)
     for node in ast.walk(body):
@@ -195,7 +223,7 @@ def _strings(body: Function) -> Iterator[str]:
 
 def reached(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[str]]:
     """(names called or referenced by every function reachable from the entry points, their strings)."""
-    names, strings, _overwritten = _reach(entry_file, entry_points)
+    names, strings, _overwritten, _deleted = _reach(entry_file, entry_points)
     return names, strings
 
 
@@ -204,7 +232,12 @@ def overwritten_objects(entry_file: Path, entry_points: list[str]) -> set[str]:
     return _reach(entry_file, entry_points)[2]
 
 
-def _reach(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[str], set[str]]:
+def deleted_suffixes(entry_file: Path, entry_points: list[str]) -> set[str]:
+    """How the names of the objects the code deletes end (`.compacted.parquet`)."""
+    return _reach(entry_file, entry_points)[3]
+
+
+def _reach(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[str], set[str], set[str]]:
     files = reachable_files(entry_file)
     definitions = _definitions(files)
     constants = _string_constants(files)
@@ -217,6 +250,7 @@ def _reach(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[st
     tolerated: set[str] = set()
     strings: list[str] = []
     overwritten: set[str] = set()
+    deleted: set[str] = set()
     while pending:
         body = pending.pop()
         if id(body) in seen:
@@ -227,12 +261,13 @@ def _reach(entry_file: Path, entry_points: list[str]) -> tuple[set[str], list[st
         if replaced:
             names.add(OVERWRITE)
             overwritten |= replaced
+        deleted |= _deletes(body, constants)
         tolerated |= _best_effort_calls(body)
         for name in _names_used(body):
             names.add(name)
             if name not in LOCAL_STACK_ONLY:
                 pending.extend(definitions.get(name, []))
-    return names - (tolerated - _called_outside(definitions, seen, tolerated)), strings, overwritten
+    return names - (tolerated - _called_outside(definitions, seen, tolerated)), strings, overwritten, deleted
 
 
 def _builders(files: set[Path], constants: dict[str, str]) -> tuple[dict[str, str], dict[Path, set[str]]]:

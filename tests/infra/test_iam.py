@@ -28,6 +28,8 @@ COMMON = {
         ("roles/bigquery.dataEditor", "dataset:staging", None),
         ("roles/storage.objectViewer", "bucket:snapshots", None),
         ("roles/storage.objectCreator", "bucket:snapshots", SNAPSHOTS_ONLY),  # a delta's compacted key index
+        # deletes superseded compacted key index parts, and no other object
+        ("roles/storage.objectUser", "bucket:snapshots", "compacted-index-parts-only"),
         ("roles/pubsub.publisher", "topic:table-loaded", None),
         ("roles/pubsub.publisher", "topic:alerts", None),
     },

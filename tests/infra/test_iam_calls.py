@@ -7,12 +7,14 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
+from collections.abc import Callable
 
 import pytest
 
+from shared.key_index import COMPACTED_PART_SUFFIX
 from tests.infra import hcl
 from tests.infra.conftest import ROOT, Evaluate
-from tests.infra.iam_calls import _overwrites, overwritten_objects, permissions_needed
+from tests.infra.iam_calls import _deletes, _overwrites, deleted_suffixes, overwritten_objects, permissions_needed
 
 _VIEWER = {"bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData", "bigquery.tables.list"}
 # The permissions of each predefined role that matter to the calls the code makes (Google's IAM reference).
@@ -146,19 +148,22 @@ def test_an_upload_replaces_an_object_only_when_its_name_is_fixed_and_unguarded(
 
 
 def _admits(expression: str, resource: str) -> bool:
-    """An IAM condition made of `resource.name.startsWith("...")` clauses joined by ||, applied."""
-    clauses = expression.split(" || ")
-    prefixes = [re.fullmatch(r'resource\.name\.startsWith\("([^"]+)"\)', c.strip()) for c in clauses]
-    assert all(prefixes), f"not a disjunction of startsWith clauses: {expression}"
-    return any(resource.startswith(match[1]) for match in prefixes if match)
+    """An IAM condition made of `resource.name.startsWith("...")` and `resource.name.endsWith("...")`
+    tests joined by && into clauses joined by ||, applied."""
+    return any(all(_test(atom, expression)(resource) for atom in clause.split(" && "))
+               for clause in expression.split(" || "))
 
 
-@pytest.mark.parametrize("account", ["agent", "extractor"])
-def test_each_object_the_code_replaces_is_one_its_delete_permission_covers(
-        account: str, terraform: hcl.Module, evaluate: Evaluate) -> None:
-    """Replacing an object needs storage.objects.delete on it, which the extractor holds only through
-    objectUser under a condition: every object the code replaces must be inside that condition."""
-    mode, code, entries = CODE[account]
+def _test(atom: str, expression: str) -> Callable[[str], bool]:
+    match = re.fullmatch(r'resource\.name\.(startsWith|endsWith)\("([^"]+)"\)', atom.strip())
+    assert match, f"not made of startsWith/endsWith tests joined by && and ||: {expression}"
+    method, text = match[1], match[2]
+    return (lambda name: name.startswith(text)) if method == "startsWith" else (lambda name: name.endswith(text))
+
+
+def _delete_conditions(account: str, terraform: hcl.Module, evaluate: Evaluate) -> tuple[list[str], str, str]:
+    """(the conditions under which `account` may delete snapshot-bucket objects, bucket, prefix)."""
+    mode, _code, _entries = CODE[account]
     variables = {"extractor": MODES[mode]}
     bucket, prefix = evaluate("local.snapshot_bucket", **variables), evaluate("local.snapshot_prefix", **variables)
     conditions = terraform.locals()["conditions"]
@@ -168,6 +173,16 @@ def test_each_object_the_code_replaces_is_one_its_delete_permission_covers(
     expressions = [hcl.expression(conditions[g["condition"]]["expression"])
                    .replace("${local.snapshot_bucket}", bucket).replace("${local.snapshot_prefix}", prefix)
                    for g in deleting]
+    return expressions, bucket, prefix
+
+
+@pytest.mark.parametrize("account", ["agent", "extractor"])
+def test_each_object_the_code_replaces_is_one_its_delete_permission_covers(
+        account: str, terraform: hcl.Module, evaluate: Evaluate) -> None:
+    """Replacing an object needs storage.objects.delete on it, which the extractor holds only through
+    objectUser under a condition: every object the code replaces must be inside that condition."""
+    _mode, code, entries = CODE[account]
+    expressions, bucket, prefix = _delete_conditions(account, terraform, evaluate)
     for template in overwritten_objects(ROOT / code, entries):
         name = template.format(prefix=prefix, target_table="customers", table="customers")
         resource = f"projects/_/buckets/{bucket}/objects/{name}"
@@ -175,3 +190,51 @@ def test_each_object_the_code_replaces_is_one_its_delete_permission_covers(
     run = "20260101T000000000000Z-abcdef"
     snapshot = f"projects/_/buckets/{bucket}/objects/{prefix}/customers/{run}/part-00000.parquet"
     assert not any(_admits(e, snapshot) for e in expressions), "snapshots themselves must stay undeletable"
+
+
+RUN = "20260101T000000000000Z-abcdef"
+
+
+def test_the_call_graph_finds_what_the_loader_deletes_and_nobody_else_deletes() -> None:
+    """The loader prunes superseded compacted key index parts; no other identity deletes an object."""
+    for account, (_mode, code, entries) in CODE.items():
+        expected = {COMPACTED_PART_SUFFIX} if account == "loader" else set()
+        assert deleted_suffixes(ROOT / code, entries) == expected, account
+    assert "delete_blob" in permissions_needed(ROOT / "functions/loader/main.py",
+                                               ["on_snapshot_event"])["storage.objects.delete"]
+
+
+@pytest.mark.parametrize("source, deleted", [
+    ("def f(uri):\n    gcs.delete_with_suffix(uri, key_index.COMPACTED_PART_SUFFIX)", {".compacted.parquet"}),
+    ("def f(uri):\n    gcs.delete_with_suffix(uri, suffix=SUFFIX)", {".compacted.parquet"}),
+    ("def f(uri):\n    gcs.delete_with_suffix(uri, '.x')", {".x"}),
+    ("def f(uri, s):\n    gcs.delete_with_suffix(uri, s)", {"? (a delete_with_suffix call in f)"}),
+    ("def f(b, name):\n    client.bucket(b).delete_blob(name)", {"? (a delete_blob call in f)"}),
+    ("def delete_with_suffix(uri, suffix):\n    client.bucket(b).delete_blob(name)", set()),
+])
+def test_a_delete_is_resolved_to_the_suffix_it_is_limited_to(source: str, deleted: set[str]) -> None:
+    constants = {"COMPACTED_PART_SUFFIX": ".compacted.parquet", "SUFFIX": ".compacted.parquet"}
+    assert _deletes(_body(source), constants) == deleted
+
+
+def test_the_loader_may_delete_exactly_the_objects_its_code_deletes(terraform: hcl.Module,
+                                                                    evaluate: Evaluate) -> None:
+    """storage.objects.delete only under a condition admitting the compacted parts the code deletes
+    (under the snapshot prefix) and nothing the pipeline must keep."""
+    _mode, code, entries = CODE["loader"]
+    expressions, bucket, prefix = _delete_conditions("loader", terraform, evaluate)
+
+    def admitted(name: str) -> bool:
+        return any(_admits(e, f"projects/_/buckets/{bucket}/objects/{name}") for e in expressions)
+
+    run = f"{prefix}/dbo.Customers/{RUN}"
+    for suffix in deleted_suffixes(ROOT / code, entries):
+        assert admitted(f"{run}/_index/compacted-a1b2c3-00000{suffix}"), suffix
+        assert not admitted(f"elsewhere/{RUN}/_index/compacted-a1b2c3-00000{suffix}"), "outside the prefix"
+    kept = ["_manifest.json", "part-00000.parquet", "_index/compacted.json", "_index/compacted-a1b2c3-00000.parquet",
+            "_index/patch-00000.parquet", "_index/index-00000.parquet", "deleted-00000.parquet",
+            "quarantine-00000.jsonl"]
+    assert not [name for name in kept if admitted(f"{run}/{name}")]
+    assert not admitted(f"{prefix}/_locks/dbo.Customers.json")
+    conditions = terraform.locals()["conditions"]
+    assert conditions["compacted-index-parts-only"]["expression"].count("endsWith") == 1
