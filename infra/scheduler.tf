@@ -1,7 +1,12 @@
 # One Cloud Scheduler job per table group of the config file: it publishes an extract request
 # naming the group's tables to extract-requests, where the extractor (agent or function) takes it.
 # The message is what `matrix-sync` itself publishes (matrix_sync/agent.py request_extract):
-# {"tables": [...]}, plus the group for the logs.
+# {"tables": [...], "deployment": "gs://<bucket>/<prefix>"}, plus the group for the logs. The
+# deployment (this config's snapshot root, shared/topology.py snapshot_root) is also an attribute:
+# an extractor or agent of another deployment leaves the request alone.
+locals {
+  extract_request_deployment = "gs://${local.snapshot_bucket}/${local.snapshot_prefix}"
+}
 
 resource "google_cloud_scheduler_job" "extract" {
   for_each = local.table_groups
@@ -15,9 +20,10 @@ resource "google_cloud_scheduler_job" "extract" {
 
   pubsub_target {
     topic_name = google_pubsub_topic.topic[local.topology.topics.extract_requests].id
-    data       = base64encode(jsonencode({ group = each.key, tables = sort(each.value) }))
+    data       = base64encode(jsonencode({ group = each.key, tables = sort(each.value), deployment = local.extract_request_deployment }))
     attributes = {
-      group = each.key
+      group      = each.key
+      deployment = local.extract_request_deployment
     }
   }
 

@@ -1,6 +1,9 @@
 """The on-prem extractor agent: pulls extract requests (Cloud Scheduler's, the reconciler's repair
 requests) from its subscription and snapshots the tables they name. It needs no inbound network
-access, only outbound HTTPS to Pub/Sub and GCS."""
+access, only outbound HTTPS to Pub/Sub and GCS.
+
+Deployments sharing a Pub/Sub project share the one `extractor-pull` subscription: a request naming
+another deployment (its `deployment` root) is handed back untouched for that deployment's agent."""
 from __future__ import annotations
 
 import contextvars
@@ -8,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -15,12 +19,12 @@ from google.api_core import retry as gretry
 from shared import logs
 from shared.clients import publisher, subscriber
 from shared.config import Config
-from shared.events import EventError, parsed_message
-from shared.extractor.handler import run_request
+from shared.events import EventError, Message, parsed_message
+from shared.extractor.handler import deployment_root, foreign_root, run_request
 from shared.extractor.run import Extraction
 from shared.extractor.source import SourceError
 from shared.pubsub import publish_json
-from shared.topology import EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
+from shared.topology import DEPLOYMENT_FIELD, EXTRACT_REQUESTS_TOPIC, EXTRACTOR_PULL_SUBSCRIPTION
 
 log = logs.get(__name__)
 # What a network or Pub/Sub outage looks like once a call's own retries (PULL_RETRY_S) gave up: the
@@ -38,6 +42,10 @@ OUTAGE_WAIT_S = (5.0, 60.0)  # first and longest wait between pulls while Pub/Su
 # A request whose source could not be reached (a SQL Server restarting) is handed back to Pub/Sub,
 # to be delivered again this long after, instead of at once in a tight loop.
 SOURCE_RETRY_S = 30
+# Another deployment's request comes straight back when its own agent is not pulling: the second
+# time one is seen, the agent waits this long before pulling again, not to spin on it.
+FOREIGN_AGAIN_WAIT_S = 2.0
+_FOREIGN_REMEMBERED = 10_000  # message ids of foreign requests already logged
 
 
 def ensure_subscription(config: Config) -> str:
@@ -57,8 +65,11 @@ def ensure_subscription(config: Config) -> str:
 
 
 def request_extract(config: Config, tables: list[str]) -> str:
-    """What Cloud Scheduler publishes: an extract request for some or all tables."""
-    return publish_json(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, {"tables": tables} if tables else {})
+    """What Cloud Scheduler publishes: an extract request for some or all tables of this deployment."""
+    body: dict[str, object] = {DEPLOYMENT_FIELD: deployment_root(config)}
+    if tables:
+        body["tables"] = tables
+    return publish_json(config.pubsub.project, EXTRACT_REQUESTS_TOPIC, body)
 
 
 def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
@@ -69,18 +80,19 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
     being unreachable is waited out (with `once`, it is an error), and so is the source: a request it
     could not be reached for is delivered again (with `once`, the SourceError is raised once it is
     handed back); a subscription that disappeared (an emulator restarted) is created again, once
-    per disappearance."""
+    per disappearance. A request for another deployment is handed back and not counted; with `once`,
+    the agent returns once such a request comes back to it (or nothing is left)."""
     path = ensure_subscription(config)
     handled = 0
     idle_since = time.monotonic()
     outage = _Outage()
     recreated = False
+    foreign_seen: set[str] = set()
     while True:
         try:
             received = _pull(path)
         except TRANSIENT as error:
-            idle = idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s
-            if once or idle:
+            if once or _idle_too_long(idle_since, idle_timeout_s):
                 raise
             outage.wait(error)
             continue
@@ -93,8 +105,15 @@ def serve(config: Config, *, once: bool, idle_timeout_s: float | None,
             continue
         outage.over()
         recreated = False
-        if received is None:
-            if once or (idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s):
+        passed = _Passed.NO if received is None else _pass_on_foreign(config, path, received, foreign_seen)
+        if received is None or passed is _Passed.AGAIN:
+            if once or _idle_too_long(idle_since, idle_timeout_s):
+                return handled
+            if passed is _Passed.AGAIN:  # its own agent is not pulling now: do not spin on it
+                time.sleep(FOREIGN_AGAIN_WAIT_S)
+            continue
+        if passed is _Passed.FIRST:
+            if _idle_too_long(idle_since, idle_timeout_s):
                 return handled
             continue
         unreachable = _handle(config, path, received, on_results)
@@ -117,6 +136,50 @@ def _pull(path: str) -> object | None:
     except gexc.DeadlineExceeded:
         return None
     return response.received_messages[0] if response.received_messages else None
+
+
+def _request_message(received: object) -> Message:
+    """The request as the handler reads it; a body that is not JSON still has its attributes."""
+    pubsub_message = received.message  # type: ignore[attr-defined]
+    message_id = str(pubsub_message.message_id)
+    try:
+        return parsed_message(pubsub_message.data, pubsub_message.attributes, message_id)
+    except EventError:  # dropped by _handle with its reason, unless it is another deployment's
+        return Message({}, dict(pubsub_message.attributes), message_id)
+
+
+class _Passed(Enum):
+    NO = "this deployment's request, or one naming none"
+    FIRST = "another deployment's request, seen for the first time"
+    AGAIN = "another deployment's request, handed back before"
+
+
+def _idle_too_long(idle_since: float, idle_timeout_s: float | None) -> bool:
+    return idle_timeout_s is not None and time.monotonic() - idle_since > idle_timeout_s
+
+
+def _pass_on_foreign(config: Config, path: str, received: object, seen: set[str]) -> _Passed:
+    """Hands back a request naming another deployment at once (ack deadline 0), so that deployment's
+    agent, pulling the same subscription, can take it; logs it once per message."""
+    message = _request_message(received)
+    foreign = foreign_root(config, message)
+    if foreign is None:
+        return _Passed.NO
+    again = message.message_id in seen
+    with logs.labels(event_id=message.message_id, stage="agent"):
+        if not again:
+            if len(seen) >= _FOREIGN_REMEMBERED:
+                seen.clear()
+            seen.add(message.message_id)
+            log.info("extract request %s is for deployment %s, not this agent's %s: handed back for its own agent",
+                     message.message_id, foreign, deployment_root(config))
+        try:
+            subscriber().modify_ack_deadline(subscription=path, ack_ids=[received.ack_id],  # type: ignore[attr-defined]
+                                             ack_deadline_seconds=0)
+        except gexc.GoogleAPICallError as failed:
+            log.warning("extract request %s for deployment %s could not be handed back (%s): it is delivered "
+                        "again once its ack deadline passes", message.message_id, foreign, failed)
+    return _Passed.AGAIN if again else _Passed.FIRST
 
 
 def _handle(config: Config, path: str, received: object,

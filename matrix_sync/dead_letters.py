@@ -18,12 +18,15 @@ from google.api_core import exceptions as gexc
 from shared.clients import publisher, subscriber
 from shared.events import REPLAY_FOR_ATTRIBUTE
 from shared.topology import (
+    DEPLOYMENT_FIELD,
     FUNCTIONS,
     MANIFEST_NAME,
     REQUEST_SUBSCRIPTIONS,
     TABLE_LOADED_TOPIC,
     dead_letter_subscription,
+    same_root,
     subscription_name,
+    under_root,
 )
 
 # What Pub/Sub adds to a message it dead-letters; dropped when the message is sent again.
@@ -89,12 +92,19 @@ class DeadLetter:
             shown.append(f"tables={','.join(map(str, tables)) or 'all'}")
         return " ".join(shown) or f"{len(self.data)} bytes"
 
-    def belongs_to(self, *, bucket: str, project: str, dataset: str) -> bool:
-        """Whether the message is about this deployment's bucket or dataset; deployments that share a
-        Pub/Sub project share its dead-letter subscriptions. An extract request names neither."""
+    def belongs_to(self, *, root: str, project: str, dataset: str) -> bool:
+        """Whether the message is about this deployment: an object under its snapshot root
+        (gs://bucket/prefix), an extract request naming that root, a `table-loaded` whose manifest
+        is under it, or else its dataset. Deployments that share a Pub/Sub project share its
+        dead-letter subscriptions, and may share a bucket (other prefixes) or a dataset. A message
+        naming none of these (an older extract request) is everyone's."""
         fields = self.fields()
         if fields.get("bucketId"):
-            return fields["bucketId"] == bucket
+            return under_root(f"gs://{fields['bucketId']}/{fields.get('objectId', '')}", root)
+        if fields.get(DEPLOYMENT_FIELD):
+            return same_root(fields[DEPLOYMENT_FIELD], root)
+        if fields.get("manifest_uri"):
+            return under_root(fields["manifest_uri"], root)
         if fields.get("table"):
             return fields["table"].startswith(f"{project}.{dataset}.")
         if fields.get("dataset"):

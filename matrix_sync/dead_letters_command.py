@@ -12,7 +12,7 @@ from matrix_sync.console import console, errors, styled
 from matrix_sync.environment import notifications_project
 from matrix_sync.errors import one_line_errors
 from matrix_sync.operator import CONFIG_OPTION, EXPECTED_ERRORS, targeted_config
-from shared.topology import FUNCTIONS
+from shared.topology import FUNCTIONS, snapshot_root
 
 
 def letters_table(letters: list[dl.DeadLetter], title: str) -> Table:
@@ -49,11 +49,12 @@ def dead_letters(config_path: Path, functions: tuple[str, ...], replay: bool, di
     theirs: list[dl.DeadLetter] = []  # another deployment's: handed back untouched
     unsent: list[tuple[dl.DeadLetter, str]] = []
 
+    root = snapshot_root(config.gcs.bucket, config.gcs.prefix)
+
     def on_batch(batch: list[dl.DeadLetter]) -> None:
         mine = []
         for letter in batch:
-            ours = letter.belongs_to(bucket=config.gcs.bucket, project=config.bigquery.project,
-                                     dataset=config.bigquery.dataset)
+            ours = letter.belongs_to(root=root, project=config.bigquery.project, dataset=config.bigquery.dataset)
             (mine if ours else theirs).append(letter)
         if not (replay or discard):
             handled.extend(mine)

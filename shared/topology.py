@@ -14,6 +14,9 @@ DEAD_LETTER_SUBSCRIPTION_SUFFIX = "-sub"
 
 SNAPSHOT_PREFIX = "snapshots"
 MANIFEST_NAME = "_manifest.json"
+# An extract request names the deployment it is for by its snapshot root, gs://<bucket>/<prefix>, in
+# its body and as an attribute: deployments sharing a Pub/Sub project share `extract-requests`.
+DEPLOYMENT_FIELD = "deployment"
 
 PIPELINE_TABLE_PREFIX = "_sync_"  # no replicated table may be named so
 LEDGER_TABLE = "_sync_ledger"
@@ -51,3 +54,33 @@ def dead_letter_subscription(function: str) -> str:
 
 # The on-prem extractor agent pulls extract requests instead of receiving pushes.
 EXTRACTOR_PULL_SUBSCRIPTION = "extractor-pull"
+
+
+def snapshot_root(bucket: str, prefix: str = SNAPSHOT_PREFIX) -> str:
+    """gs://<bucket>/<prefix>: where a deployment's snapshots live, and what names the deployment."""
+    return f"gs://{bucket.strip('/')}/{prefix.strip('/') or SNAPSHOT_PREFIX}"
+
+
+def normalised_root(root: str) -> str:
+    """A root as snapshot_root writes it: no trailing slash, the default prefix when it has none."""
+    bucket, _, prefix = root.strip().removeprefix("gs://").partition("/")
+    return snapshot_root(bucket, prefix)
+
+
+def same_root(one: str, other: str) -> bool:
+    return normalised_root(one) == normalised_root(other)
+
+
+def under_root(uri: str, root: str) -> bool:
+    """Whether the object `uri` (gs://bucket/name) lives under the snapshot root `root`."""
+    return uri.startswith(normalised_root(root) + "/")
+
+
+def manifest_root(manifest_uri: str) -> str | None:
+    """The root a manifest lives under (<root>/<table>/<run_id>/_manifest.json), or None for a URI
+    that is not a manifest's."""
+    pieces = manifest_uri.rsplit("/", 3)
+    if not manifest_uri.startswith("gs://") or len(pieces) != 4 or pieces[-1] != MANIFEST_NAME:
+        return None
+    root = pieces[0]
+    return normalised_root(root) if root.count("/") >= 3 else None

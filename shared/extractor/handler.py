@@ -1,5 +1,9 @@
 """An extract request (from Cloud Scheduler, or a repair request from the reconciler) names tables
-of the config this extractor was deployed with (`MATRIX_CONFIG`); each is snapshotted to GCS."""
+of the config this extractor was deployed with (`MATRIX_CONFIG`); each is snapshotted to GCS.
+
+Deployments sharing a Pub/Sub project share `extract-requests`, so a request also names the
+deployment it is for (`deployment`: its snapshot root, gs://<bucket>/<prefix>); one naming another
+deployment is not acted on. A request naming none (an older publisher's) is taken as before."""
 from __future__ import annotations
 
 import os
@@ -11,6 +15,7 @@ from shared.alerts import raise_alert
 from shared.config import Config, ConfigError, load_config
 from shared.events import EventError, Message, event_id, pubsub_message
 from shared.extractor.run import Extraction, extract
+from shared.topology import DEPLOYMENT_FIELD, normalised_root, snapshot_root
 
 log = logs.get(__name__)
 CONFIG_VARIABLE = "MATRIX_CONFIG"
@@ -39,6 +44,23 @@ def requested_tables(config: Config, message: Message) -> list[str]:
     if not known:
         raise EventError(f"extract request names no table of this extractor's config: {', '.join(unknown)}"[:300])
     return list(dict.fromkeys(known))
+
+
+def deployment_root(config: Config) -> str:
+    return snapshot_root(config.gcs.bucket, config.gcs.prefix)
+
+
+def requested_root(message: Message) -> str | None:
+    """The deployment the request names (its body, else its attribute), or None if it names none."""
+    named = message.data.get(DEPLOYMENT_FIELD) or message.attributes.get(DEPLOYMENT_FIELD)
+    return normalised_root(str(named)) if named else None
+
+
+def foreign_root(config: Config, message: Message) -> str | None:
+    """The root of the other deployment the request is for; None when it is for this config's or
+    names no deployment."""
+    named = requested_root(message)
+    return named if named is not None and named != deployment_root(config) else None
 
 
 def run_request(config: Config, message: Message) -> Extraction:
@@ -73,7 +95,13 @@ def handle_extract_request(event: CloudEvent) -> Extraction:
             raise ConfigError(f"{CONFIG_VARIABLE} is not set: the extractor needs its config file")
         config = load_config(config_path)
         try:
-            outcome = run_request(config, pubsub_message(event))
+            message = pubsub_message(event)
+            foreign = foreign_root(config, message)
+            if foreign is not None:  # acknowledged: a push subscription would only deliver it here again
+                log.warning("ignored extract request %s: it is for deployment %s, this extractor's is %s",
+                            message.message_id, foreign, deployment_root(config))
+                return Extraction()
+            outcome = run_request(config, message)
         except (EventError, ConfigError) as error:
             log.error("ignored extract request: %s", error)
             return Extraction()

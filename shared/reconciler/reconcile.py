@@ -12,7 +12,7 @@ from shared.reconciler.certificate import Certificate
 from shared.reconciler.fingerprint import compare_with_snapshot
 from shared.reconciler.options import ReconcileOptions
 from shared.schema import ROW_HASH_COLUMN
-from shared.topology import EXTRACT_REQUESTS_TOPIC
+from shared.topology import DEPLOYMENT_FIELD, EXTRACT_REQUESTS_TOPIC, manifest_root
 
 log = logs.get(__name__)
 
@@ -55,7 +55,8 @@ def _diagnose(manifest: Manifest, manifest_uri: str | None, options: ReconcileOp
     except diffs.DiffUnavailable as error:
         certificate.message += f"{error}; "
         if options.repair:
-            _request(manifest, certificate, keys=None, reason=f"reconciliation of {manifest.run_id}: {error}")
+            _request(manifest, certificate, keys=None, reason=f"reconciliation of {manifest.run_id}: {error}",
+                     manifest_uri=manifest_uri)
         return
     try:
         certificate.missing_rows = diff.keys[diffs.MISSING]
@@ -67,12 +68,12 @@ def _diagnose(manifest: Manifest, manifest_uri: str | None, options: ReconcileOp
         described = ", ".join(f"{n} {kind}" for kind, n in diff.keys.items() if n) or "no key differs"
         certificate.message += f"{described}; "
         if options.repair:
-            _repair(manifest, options, deep, diff, certificate, stats)
+            _repair(manifest, manifest_uri, options, deep, diff, certificate, stats)
     finally:
         diffs.drop(diff)
 
 
-def _repair(manifest: Manifest, options: ReconcileOptions, deep: bool, diff: diffs.Diff,
+def _repair(manifest: Manifest, manifest_uri: str | None, options: ReconcileOptions, deep: bool, diff: diffs.Diff,
             certificate: Certificate, stats: bq_jobs.JobStats) -> None:
     outcome = diffs.repair(manifest, diff, deep=deep, stats=stats)
     if not outcome.applied:
@@ -90,18 +91,30 @@ def _repair(manifest: Manifest, options: ReconcileOptions, deep: bool, diff: dif
     reason = (f"reconciliation of {manifest.run_id}: "
               + ", ".join(f"{diff.keys[k]} {k}" for k in diffs.TO_REQUEST if diff.keys[k]))
     if wanted > options.max_repair_keys:
-        _request(manifest, certificate, keys=None, reason=f"{reason} (more than {options.max_repair_keys} keys)")
+        _request(manifest, certificate, keys=None, reason=f"{reason} (more than {options.max_repair_keys} keys)",
+                 manifest_uri=manifest_uri)
         return
     by_kind = diffs.keys_of(manifest, diff, diffs.TO_REQUEST, options.max_repair_keys, stats)
     keys = [key for kind in diffs.TO_REQUEST for key in by_kind[kind]]
-    _request(manifest, certificate, keys=keys, reason=reason)
+    _request(manifest, certificate, keys=keys, reason=reason, manifest_uri=manifest_uri)
 
 
-def _request(manifest: Manifest, certificate: Certificate, *, keys: list[list[object]] | None, reason: str) -> None:
+def repair_request_body(manifest: Manifest, manifest_uri: str | None, reason: str) -> dict[str, object]:
+    """What every repair request says, naming the deployment whose snapshot it repairs: the one
+    the manifest lives under, since deployments sharing a Pub/Sub project share the request topic."""
+    body: dict[str, object] = {"table": manifest.source_table, "target": manifest.target.table_id,
+                               "run_id": manifest.run_id, "reason": reason}
+    root = manifest_root(manifest_uri) if manifest_uri else None
+    if root is not None:
+        body[DEPLOYMENT_FIELD] = root
+    return body
+
+
+def _request(manifest: Manifest, certificate: Certificate, *, keys: list[list[object]] | None, reason: str,
+             manifest_uri: str | None = None) -> None:
     """Asks the extractor for these keys again, or (keys=None) for a full snapshot."""
     target = manifest.target
-    body: dict[str, object] = {"table": manifest.source_table, "target": target.table_id,
-                               "run_id": manifest.run_id, "reason": reason}
+    body = repair_request_body(manifest, manifest_uri, reason)
     if keys is None:
         body |= {"full": True, "mode": "full"}
         certificate.full_snapshot_requested = True
@@ -111,7 +124,7 @@ def _request(manifest: Manifest, certificate: Certificate, *, keys: list[list[ob
         key_columns = [ROW_HASH_COLUMN] if schema.keyless else [c.bq_name for c in schema.key_columns]
         if not pubsub.fits(body | {"keys": keys, "key_columns": key_columns}):
             reason += f" ({len(keys)} keys are more than one Pub/Sub message holds)"
-            _request(manifest, certificate, keys=None, reason=reason)
+            _request(manifest, certificate, keys=None, reason=reason, manifest_uri=manifest_uri)
             return
         body |= {"keys": keys, "key_columns": key_columns}
         certificate.keys_requested = len(keys)

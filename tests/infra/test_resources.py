@@ -12,7 +12,8 @@ import yaml
 from shared import topology
 from shared.config import load_config
 from shared.events import Message
-from shared.extractor.handler import requested_tables
+from shared.extractor.handler import foreign_root, requested_tables
+from shared.topology import snapshot_root
 from tests.infra import hcl
 from tests.infra.conftest import EXAMPLE_CONFIG, EXAMPLE_PROJECT, INFRA, ROOT, Evaluate, TerraformError
 
@@ -103,14 +104,31 @@ def test_one_scheduler_job_per_table_group(tmp_path: Path, evaluate: Evaluate, t
     assert hcl.expression(job["for_each"]) == "local.table_groups"
     target = hcl.one(job["pubsub_target"])
     assert hcl.expression(target["topic_name"]) == "google_pubsub_topic.topic[local.topology.topics.extract_requests].id"
-    assert hcl.expression(target["data"]) == "base64encode(jsonencode({group = each.key, tables = sort(each.value)}))"
+    assert hcl.expression(target["data"]) == ("base64encode(jsonencode({group = each.key, tables = sort(each.value), "
+                                              "deployment = local.extract_request_deployment}))")
+    assert hcl.expression(target["attributes"]["deployment"]) == "local.extract_request_deployment"
+
+
+def test_scheduler_message_names_this_deployment_as_the_code_does(tmp_path: Path, evaluate: Evaluate,
+                                                                    terraform: hcl.Module) -> None:
+    """Deployments sharing a Pub/Sub project share extract-requests: the request names its snapshot root."""
+    root = terraform.locals()["extract_request_deployment"]
+    config = load_config(EXAMPLE_CONFIG, environ={})
+    assert evaluate(f'"{root}"') == snapshot_root(config.gcs.bucket, config.gcs.prefix)
+    raw = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    raw["gcs"]["prefix"] = "/dep-a/"
+    (tmp_path / "prefixed.yaml").write_text(yaml.safe_dump(raw))
+    assert evaluate(f'"{root}"', config_path=str(tmp_path / "prefixed.yaml")) == f"gs://{config.gcs.bucket}/dep-a"
 
 
 def test_scheduler_message_is_an_extract_request_the_code_understands() -> None:
     config = load_config(EXAMPLE_CONFIG, environ={})
     names = sorted(t.name for t in config.tables)
-    message = Message({"group": "default", "tables": names}, {"group": "default"}, "1")
+    root = snapshot_root(config.gcs.bucket, config.gcs.prefix)
+    message = Message({"group": "default", "tables": names, "deployment": root}, {"group": "default",
+                                                                                  "deployment": root}, "1")
     assert requested_tables(config, message) == names
+    assert foreign_root(config, message) is None
 
 
 @pytest.mark.parametrize("problem, variables, config", [

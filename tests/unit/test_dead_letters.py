@@ -38,21 +38,49 @@ def test_each_goes_back_to_the_topic_its_subscription_read() -> None:
 def test_it_names_what_it_was_about_and_whose_it_is() -> None:
     notification = letter("loader", bucketId="snapshots-b", objectId="snap/shots/orders/20261207T1200Z-1/_manifest.json")
     assert notification.describe() == "table=orders run_id=20261207T1200Z-1"
-    assert notification.belongs_to(bucket="snapshots-b", project="proj", dataset="ds")
-    assert not notification.belongs_to(bucket="other-b", project="proj", dataset="ds")
+    assert notification.belongs_to(root="gs://snapshots-b/snap/shots", project="proj", dataset="ds")
+    assert not notification.belongs_to(root="gs://other-b/snap/shots", project="proj", dataset="ds")
     part = letter("loader", bucketId="snapshots-b", objectId="snapshots/orders/run/part-00000.parquet")
     assert part.describe() == "object=snapshots/orders/run/part-00000.parquet"
 
     loaded = letter("validator", LOADED, table="proj.ds.orders")
     assert loaded.describe() == "table=proj.ds.orders run_id=20261207T120000Z-ab12"
-    assert loaded.belongs_to(bucket="b", project="proj", dataset="ds")
-    assert not loaded.belongs_to(bucket="b", project="proj", dataset="ds2")
+    assert loaded.belongs_to(root="gs://b/snapshots", project="proj", dataset="ds")
     request = letter("reconciler", {"request": "reconcile", "project": "proj", "dataset": "ds", "tables": []})
-    assert request.belongs_to(bucket="b", project="proj", dataset="ds")
-    assert not request.belongs_to(bucket="b", project="other", dataset="ds")
+    assert request.belongs_to(root="gs://b/snapshots", project="proj", dataset="ds")
+    assert not request.belongs_to(root="gs://b/snapshots", project="other", dataset="ds")
     extract = letter("extractor", {"tables": ["orders", "customers"]})
     assert extract.describe() == "tables=orders,customers"
-    assert extract.belongs_to(bucket="b", project="proj", dataset="ds")  # names no place: anyone's agent takes it
+    assert extract.belongs_to(root="gs://b/snapshots", project="proj", dataset="ds")  # names no place: anyone's
+
+
+def test_a_loader_letter_is_a_deployments_when_its_object_is_under_the_deployments_prefix() -> None:
+    """Two deployments may share a bucket under different prefixes: the bucket alone told them apart wrongly."""
+    theirs = letter("loader", bucketId="shared", objectId="dep-b/customers/20261207T1200Z-1/_manifest.json")
+    assert theirs.belongs_to(root="gs://shared/dep-b", project="proj", dataset="ds")
+    assert theirs.belongs_to(root="gs://shared/dep-b/", project="proj", dataset="ds")
+    assert not theirs.belongs_to(root="gs://shared/dep-a", project="proj", dataset="ds")
+    assert not theirs.belongs_to(root="gs://shared/dep", project="proj", dataset="ds")  # a prefix of the name, not a folder
+    default = letter("loader", bucketId="shared", objectId="snapshots/customers/r/_manifest.json")
+    assert default.belongs_to(root="gs://shared", project="proj", dataset="ds")  # no prefix: the default one
+
+
+def test_a_table_loaded_letter_is_the_deployments_its_manifest_lives_under() -> None:
+    """Deployments sharing a dataset: only the manifest URI tells their table-loaded letters apart."""
+    body = LOADED | {"manifest_uri": "gs://shared/dep-b/customers/20261207T120000Z-ab12/_manifest.json"}
+    for function in ("reconciler", "validator"):
+        theirs = letter(function, body, table="proj.ds.customers")
+        assert theirs.belongs_to(root="gs://shared/dep-b", project="proj", dataset="ds")
+        assert not theirs.belongs_to(root="gs://shared/dep-a", project="proj", dataset="ds")
+    without_uri = letter("validator", {"table": "proj.ds.orders", "run_id": "r"}, table="proj.ds.orders")
+    assert without_uri.belongs_to(root="gs://any/where", project="proj", dataset="ds")  # the dataset decides
+    assert not without_uri.belongs_to(root="gs://any/where", project="proj", dataset="ds2")
+
+
+def test_an_extract_request_letter_naming_a_deployment_is_that_deployments() -> None:
+    request = letter("extractor", {"tables": ["orders"], "deployment": "gs://shared/dep-b/"})
+    assert request.belongs_to(root="gs://shared/dep-b", project="proj", dataset="ds")
+    assert not request.belongs_to(root="gs://shared/dep-a", project="proj", dataset="ds")
 
 
 def test_it_is_sent_again_without_pubsubs_marks_and_for_its_function_only() -> None:
