@@ -53,6 +53,7 @@ class Entry:
     published: bool
     key_columns: tuple[str, ...] | None
     hashed_columns: tuple[str, ...] | None = None
+    manifest_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
 
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
     """The rows of the run and its base, and the newest applied row, in one query."""
-    columns = "run_id, sequence, status, published_at, key_columns, hashed_columns"
+    columns = "run_id, sequence, status, published_at, key_columns, hashed_columns, manifest_uri"
     table = quoted(project, dataset)
     rows = bq.query(
         project,
@@ -121,7 +122,8 @@ def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id:
 def _entry(row: bigquery.Row) -> Entry:
     keys, hashed = row["key_columns"], row["hashed_columns"]
     return Entry(str(row["run_id"]), int(row["sequence"] or 0), str(row["status"]), row["published_at"] is not None,
-                 tuple(keys.split(KEY_SEPARATOR)) if keys else None, tuple(json.loads(hashed)) if hashed else None)
+                 tuple(keys.split(KEY_SEPARATOR)) if keys else None, tuple(json.loads(hashed)) if hashed else None,
+                 row["manifest_uri"])
 
 
 def mark_published(project: str, dataset: str, table_id: str, run_id: str) -> None:

@@ -62,14 +62,15 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     ledger.ensure(target.project, target.dataset)
     history = ledger.history(target.project, target.dataset, target.table_id, manifest.run_id,
                              manifest.delta.base_run_id if manifest.delta else None)
-    decision = decide(manifest, history)
+    existing = bq.get_table(target.table_id)
+    decision = decide(manifest, history, manifest_uri, table_exists=existing is not None)
     if decision.verdict is Verdict.DUPLICATE:
         return _duplicate(manifest, manifest_uri, published=bool(decision.applied and decision.applied.published))
     if decision.verdict is Verdict.STALE:
         return LoadOutcome(ledger.STALE, message=decision.reason)
     if decision.verdict is Verdict.WAIT_FOR_BASE:
         raise BaseNotApplied(decision.reason)
-    if decision.verdict is Verdict.BASE_SUPERSEDED:
+    if decision.verdict in (Verdict.BASE_SUPERSEDED, Verdict.FOREIGN):
         raise RefusedError(decision.reason)
     check_parts(manifest)
     check_part_footers(manifest)
@@ -77,7 +78,7 @@ def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     compaction = index_compaction.Compaction(manifest, manifest_uri)
     committed = False
     try:
-        plan = schema_plan.plan(bq.get_table(target.table_id), manifest, history.latest)
+        plan = schema_plan.plan(existing, manifest, history.latest)
         schema_plan.apply(manifest, plan)
         staged = staging.stage(manifest)
         faults.inject(faults.AFTER_STAGE)

@@ -40,9 +40,14 @@ def manifest(sequence: int = 10, *, base: str | None = None, table_schema: Table
     )
 
 
+OURS = "gs://bucket/snapshots"
+THEIRS = "gs://bucket/other-deployment"
+
+
 def entry(run_id: str, sequence: int, status: str = APPLIED, published: bool = True,
-          hashed_columns: tuple[str, ...] | None = None) -> Entry:
-    return Entry(run_id, sequence, status, published, ("id",), hashed_columns)
+          hashed_columns: tuple[str, ...] | None = None, root: str | None = OURS) -> Entry:
+    return Entry(run_id, sequence, status, published, ("id",), hashed_columns,
+                 f"{root}/t/{run_id}/_manifest.json" if root else None)
 
 
 def applied_with(key: tuple[str, ...] | None = ("id",), hashed_columns: tuple[str, ...] | None = None) -> Entry:
@@ -64,7 +69,27 @@ def applied_with(key: tuple[str, ...] | None = ("id",), hashed_columns: tuple[st
 ], ids=["first", "duplicate", "stale-recorded", "same-sequence", "newer", "delta-on-latest", "delta-no-history",
         "delta-base-later", "delta-base-superseded", "delta-stale"])
 def test_ledger_verdicts(m: Manifest, entries: list[Entry], latest: Entry | None, verdict: Verdict) -> None:
-    assert decide(m, History(tuple(entries), latest)).verdict is verdict
+    assert decide(m, History(tuple(entries), latest), f"{OURS}/t/{RUN}/_manifest.json", table_exists=True).verdict \
+        is verdict
+
+
+@pytest.mark.parametrize(("m", "latest", "table_exists", "verdict"), [
+    (manifest(), entry(OTHER, 9, root=THEIRS), True, Verdict.FOREIGN),
+    (manifest(base=BASE), entry(BASE, 9, root=THEIRS), True, Verdict.FOREIGN),
+    (manifest(), entry(OTHER, 12, root=THEIRS), True, Verdict.FOREIGN),
+    # the BigQuery table dropped by an operator hands it to whoever loads it next
+    (manifest(), entry(OTHER, 9, root=THEIRS), False, Verdict.APPLY),
+    # a ledger row without a manifest URI (written by hand, or by an old loader) proves nothing
+    (manifest(), entry(OTHER, 9, root=None), True, Verdict.APPLY),
+    (manifest(), entry(OTHER, 9, root="gs://bucket/snapshots-2"), True, Verdict.FOREIGN),
+], ids=["full", "delta", "even-if-stale", "table-dropped", "no-uri", "prefix-sharing-a-start"])
+def test_a_table_loaded_by_another_deployment_is_refused(m: Manifest, latest: Entry, table_exists: bool,
+                                                         verdict: Verdict) -> None:
+    decision = decide(m, History((), latest), f"{OURS}/t/{RUN}/_manifest.json", table_exists=table_exists)
+    assert decision.verdict is verdict
+    if verdict is Verdict.FOREIGN:
+        assert decision.reason.startswith(f"the table is loaded from {latest.manifest_uri.rsplit('/', 3)[0]} "
+                                          f"(run {latest.run_id}), this snapshot comes from {OURS}")
 
 
 def table(fields: dict[str, str], clustering: list[str] | None = None) -> bigquery.Table:
