@@ -1,6 +1,7 @@
 # Service accounts and every role they hold, applied from local.grant_list (topology.tf): one line
 # per (account, role, scope); the resources below only iterate it, and tests/infra/test_iam.py
-# compares it with the roles each account is meant to have.
+# compares it with the roles each account is meant to have. The members of var.operators get
+# local.operator_grant_list through the same resources (tests/infra/test_operator_iam.py).
 
 locals {
   # IAM conditions named by grant_list
@@ -27,16 +28,29 @@ locals {
     }
   }
 
-  grants = {
-    for g in local.grant_list : "${g.account} ${g.role} ${g.scope}" => {
-      account   = g.account
-      member    = google_service_account.account[g.account].member
-      role      = g.role
-      kind      = split(":", g.scope)[0]
-      target    = try(split(":", g.scope)[1], "")
-      condition = try(local.conditions[g.condition], null)
-    }
-  }
+  # the service accounts' grants and, beside them, each operator's (var.operators: local.operator_grant_list)
+  grants = merge(
+    {
+      for g in local.grant_list : "${g.account} ${g.role} ${g.scope}" => {
+        account   = g.account
+        member    = google_service_account.account[g.account].member
+        role      = g.role
+        kind      = split(":", g.scope)[0]
+        target    = try(split(":", g.scope)[1], "")
+        condition = try(local.conditions[g.condition], null)
+      }
+    },
+    {
+      for g in local.operator_grant_list : "${g.member} ${g.role} ${g.scope}" => {
+        account   = "operator"
+        member    = g.member
+        role      = g.role
+        kind      = split(":", g.scope)[0]
+        target    = try(split(":", g.scope)[1], "")
+        condition = try(local.conditions[g.condition], null)
+      }
+    },
+  )
   datasets = {
     target  = google_bigquery_dataset.target.dataset_id
     staging = google_bigquery_dataset.staging.dataset_id
@@ -45,6 +59,11 @@ locals {
     snapshots = google_storage_bucket.snapshots.name
     sources   = google_storage_bucket.sources.name
   }
+  # subscription name -> its name as created: the consumers' (by their key) and the dead-letter ones
+  subscriptions = merge(
+    { for key, s in google_pubsub_subscription.consumer : key => s.name },
+    { for s in google_pubsub_subscription.dead_letter : s.name => s.name },
+  )
 }
 
 resource "google_service_account" "account" {
@@ -123,7 +142,7 @@ resource "google_pubsub_subscription_iam_member" "grant" {
   for_each = { for key, g in local.grants : key => g if g.kind == "subscription" }
 
   project      = var.project_id
-  subscription = google_pubsub_subscription.consumer[each.value.target].name
+  subscription = local.subscriptions[each.value.target]
   role         = each.value.role
   member       = each.value.member
 }

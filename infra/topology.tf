@@ -238,4 +238,38 @@ locals {
       { account = "agent", role = "roles/pubsub.subscriber", scope = "subscription:${local.topology.extractor_pull_subscription}" },
     ],
   )
+
+  # The people (or automation) of var.operators who run the operator commands (README "Commands"):
+  # the roles each of them holds, in grant_list's scopes: (role, scope[, condition]).
+  # <function>-dead-letter-sub for each dead-letter topic, and the topics dead letters came from
+  operator_dead_letter_subscriptions = [for fn in sort(local.dead_letter_topics) : "${fn}${local.topology.dead_letter_suffix}${local.dead_letter_subscription_suffix}"]
+  operator_roles = concat(
+    [
+      # status, report, validate, reconcile, compare-keys, delete, truncate, create-tables: queries
+      { role = "roles/bigquery.jobUser", scope = "project" },
+      # delete/truncate and compare-keys --repair change rows and write the ledger; validate --record
+      # writes _sync_validations; reconcile repairs and writes _sync_reconciliations; create-tables --apply
+      { role = "roles/bigquery.dataEditor", scope = "dataset:target" },
+      # reconcile stages the snapshot to diff it; compare-keys writes its hash table and the keys to delete
+      { role = "roles/bigquery.dataEditor", scope = "dataset:staging" },
+      # manifests and key indexes (reconcile, validate), last outcomes _extractions/ (status, report), leases _locks/
+      { role = "roles/storage.objectViewer", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      # compare-keys --repair extracts the differing tables again (full snapshots), as the agent does:
+      # new objects under the prefix, and only the lease and last outcome overwritten
+      { role = "roles/storage.objectCreator", scope = "bucket:snapshots", condition = "snapshot-objects-only" },
+      { role = "roles/storage.objectUser", scope = "bucket:snapshots", condition = "extraction-state-only" },
+    ],
+    # request, reconcile --publish, reconcile's repair requests and alerts, and dead-letters --replay
+    # (each letter goes back to the topic of the subscription that gave up on it)
+    [for topic in sort(distinct(concat(
+      [local.topology.topics.extract_requests, local.topology.topics.reconcile_requests, local.topology.topics.alerts],
+      [for s in values(local.consumer_subscriptions) : s.topic],
+    ))) : { role = "roles/pubsub.publisher", scope = "topic:${topic}" }],
+    # dead-letters: looks each subscription up (pubsub.subscriptions.get), pulls and hands back
+    # (listing), acknowledges (--replay, --discard)
+    [for sub in local.operator_dead_letter_subscriptions : { role = "roles/pubsub.viewer", scope = "subscription:${sub}" }],
+    [for sub in local.operator_dead_letter_subscriptions : { role = "roles/pubsub.subscriber", scope = "subscription:${sub}" }],
+  )
+  # member -> each role of operator_roles (iam.tf applies them with the service accounts' grants)
+  operator_grant_list = flatten([for member in var.operators : [for g in local.operator_roles : merge(g, { member = member })]])
 }

@@ -74,6 +74,22 @@ variable "alert_notification_channels" {
   }
 }
 
+variable "operators" {
+  type        = list(string)
+  description = "IAM members who run the operator commands (matrix-sync status, report, validate, compare-keys, reconcile, delete, truncate, request, dead-letters, create-tables --apply): user:, group: or serviceAccount: members, e.g. \"group:dwh-operators@example.com\". Each gets local.operator_roles (topology.tf), scoped to the deployment's datasets, bucket prefix, topics and dead-letter subscriptions. Empty: nobody but the pipeline's service accounts."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.operators : can(regex("^(user|group|serviceAccount):[^@:\\s]+@[^@:\\s]+\\.[^@:\\s]+$", m))])
+    error_message = "operators must be IAM members with their type: user:alice@example.com, group:dwh-operators@example.com or serviceAccount:ops@PROJECT.iam.gserviceaccount.com (an address alone, like alice@example.com, is refused)."
+  }
+
+  validation {
+    condition     = length(distinct(var.operators)) == length(var.operators)
+    error_message = "operators names a member twice."
+  }
+}
+
 variable "validation_settings" {
   type        = string
   description = "MATRIX_VALIDATION of the validator function: per-table thresholds as one JSON object, {\"default\": {...}, \"tables\": {\"<table>\": {...}}} (shared/validator/thresholds.py), e.g. jsonencode({ tables = { payments = { max_quarantined_rows = 5 } } }). Empty: the variable is not set and the code's defaults apply."
