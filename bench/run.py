@@ -269,7 +269,9 @@ class Bench:
         url = f"sqlite:///{self.sqlite_path(size)}" if source == "sqlite" else PG_SA_URL
         args = {"url": url, "table": self.table(size), "out": str(out), "target": target}
         if target == "gcs":
-            args |= self.worker_target(size) | {"bucket": f"bench-{self.suffix}-s1"}
+            # a bucket and dataset of its own: the stack's loader loads these snapshots too, and the
+            # chain's table refuses snapshots from another bucket (README "Loader")
+            args |= self.worker_target(size) | {"bucket": f"bench-{self.suffix}-s1", "dataset": f"bench_{self.suffix}_s1"}
         result = worker(ROOT / ".venv" / "bin" / "python", "ours-extract", args)
         shutil.rmtree(out, ignore_errors=True)
         self.record(scenario, size, f"ours-{target}", repeat, result, source=source)
