@@ -271,7 +271,8 @@ class Bench:
         if target == "gcs":
             # a bucket and dataset of its own: the stack's loader loads these snapshots too, and the
             # chain's table refuses snapshots from another bucket (README "Loader")
-            args |= self.worker_target(size) | {"bucket": f"bench-{self.suffix}-s1", "dataset": f"bench_{self.suffix}_s1"}
+            args |= self.worker_target(size) | {"bucket": f"bench-{self.suffix}-s1",
+                                                "dataset": f"bench_{self.suffix}_s1"}
         result = worker(ROOT / ".venv" / "bin" / "python", "ours-extract", args)
         shutil.rmtree(out, ignore_errors=True)
         self.record(scenario, size, f"ours-{target}", repeat, result, source=source)
