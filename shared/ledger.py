@@ -123,7 +123,7 @@ def _entry(row: bigquery.Row) -> Entry:
     keys, hashed = row["key_columns"], row["hashed_columns"]
     return Entry(str(row["run_id"]), int(row["sequence"] or 0), str(row["status"]), row["published_at"] is not None,
                  tuple(keys.split(KEY_SEPARATOR)) if keys else None, tuple(json.loads(hashed)) if hashed else None,
-                 row["manifest_uri"])
+                 row.get("manifest_uri"))
 
 
 def mark_published(project: str, dataset: str, table_id: str, run_id: str) -> None:
