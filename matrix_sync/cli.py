@@ -17,7 +17,7 @@ from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report, styled
 from matrix_sync.dead_letters_command import dead_letters
 from matrix_sync.environment import local_stack, target_config
-from matrix_sync.errors import fail, one_line_errors, path_error
+from matrix_sync.errors import bigquery_timeout_line, fail, one_line_errors, path_error
 from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.report import report
@@ -300,11 +300,23 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | N
         return
     for table_id in found:  # a broken MATRIX_RECONCILE is refused here, not read as "repair everything"
         from_environment(table_id, strict=True)
-    certificates = [check_table(request, table_id) for table_id in found]
-    console.print(certificates_table(certificates, title="reconciliation"))
+    certificates, not_reconciled = [], []
+    for table_id in found:
+        try:
+            certificates.append(check_table(request, table_id))
+        except Exception as error:  # a timed-out table leaves the others to reconcile; anything else stops
+            line = bigquery_timeout_line(error)
+            if line is None:
+                raise
+            logs.get(__name__).info("reconciling %s: %s", table_id, line, exc_info=True)  # the trace: log file only
+            not_reconciled.append(f"{table_id.split('.')[-1]}: not reconciled, {line}")
+    if certificates or not not_reconciled:
+        console.print(certificates_table(certificates, title="reconciliation"))
     for line in certificate_messages(certificates):
         console.print(line, highlight=False, soft_wrap=True)
-    if unknown or not all(c.clean for c in certificates):
+    for line in not_reconciled:
+        errors.print(styled(line, "bold red"), highlight=False, soft_wrap=True)
+    if unknown or not_reconciled or not all(c.clean for c in certificates):
         sys.exit(1)
 
 

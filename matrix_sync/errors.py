@@ -6,6 +6,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, NoReturn
 
+import requests
+from google.api_core.exceptions import RetryError
 from google.auth.exceptions import DefaultCredentialsError
 
 from matrix_sync.console import errors, styled
@@ -16,13 +18,22 @@ NO_CREDENTIALS = ("no Google credentials found, and no local stack is running: s
 
 
 def one_line_errors(*expected: type[BaseException]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Also a file or directory the command cannot use (see `path_error`); any other OSError (a
-    socket, say) is no user's doing and keeps its traceback."""
+    """Also a file or directory the command cannot use (see `path_error`), and a BigQuery request
+    that outlived MATRIX_BIGQUERY_REQUEST_TIMEOUT_S (see `bigquery_timeout_line`); any other OSError
+    (a socket, say) is no user's doing and keeps its traceback."""
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return command(*args, **kwargs)
+            except (requests.exceptions.Timeout, RetryError) as error:
+                line = bigquery_timeout_line(error)
+                if line is not None:
+                    fail(line)
+                if not isinstance(error, expected):
+                    raise
+                text = str(error).strip()
+                fail(text.splitlines()[0] if text else type(error).__name__)
             except (*expected, DefaultCredentialsError) as error:
                 text = NO_CREDENTIALS if isinstance(error, DefaultCredentialsError) else str(error).strip()
                 fail(text.splitlines()[0] if text else type(error).__name__)
@@ -35,6 +46,17 @@ def one_line_errors(*expected: type[BaseException]) -> Callable[[Callable[..., A
         return wrapper
 
     return decorate
+
+
+def bigquery_timeout_line(error: BaseException, what: str = "a BigQuery request") -> str | None:
+    """One line for a BigQuery request that timed out, naming the setting that bounds it (None for
+    any other error). The read timeout surfaces as `requests`' ReadTimeout (or, from the real
+    service, as the RetryError the client's retry ends with), whose own text names no setting."""
+    from shared import bigquery as bq
+
+    if not bq.request_timed_out(error):
+        return None
+    return f"{what} {bq.request_timeout_hint()}"
 
 
 def path_error(error: OSError) -> str | None:

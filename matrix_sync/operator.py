@@ -21,7 +21,7 @@ from rich.table import Table
 from matrix_sync import compare as cmp
 from matrix_sync.console import console, errors, print_unwrapped, styled
 from matrix_sync.environment import target_config
-from matrix_sync.errors import one_line_errors
+from matrix_sync.errors import bigquery_timeout_line, one_line_errors
 from matrix_sync.operator_views import (
     MAX_SHOWN,
     OperatorError,
@@ -104,6 +104,10 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
                     raise  # no table can be compared: one line says why
                 except Exception as error:  # noqa: BLE001 - one table's failure leaves the others to compare
                     log.exception("comparing %s failed", table.name)
+                    timed_out = bigquery_timeout_line(error)
+                    if timed_out is not None:
+                        not_compared.append(f"{table.name}: not compared, {timed_out}")
+                        continue
                     first_line = (str(error).strip().splitlines() or [""])[0][:300]
                     not_compared.append(f"{table.name}: not compared, {type(error).__name__}: {first_line} "
                                         "(the stack trace is in the log file)")

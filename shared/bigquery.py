@@ -10,7 +10,7 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import bigquery
 
-from shared.clients import bigquery_client, emulated
+from shared.clients import REQUEST_TIMEOUT_ENV, bigquery_client, emulated, request_timeout_s
 from shared.identifiers import quote_bigquery
 from shared.schema import HASH_COLUMNS, TableSchema
 
@@ -33,6 +33,33 @@ def query(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter
         sql, job_config=job_config, job_id=job_id, retry=_retry(), job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY
     )
     return list(job.result(retry=_retry()))
+
+
+def request_timed_out(error: BaseException) -> bool:
+    """Whether `error` is a BigQuery request that outlived its read timeout (MATRIX_BIGQUERY_REQUEST_TIMEOUT_S):
+    the `requests` ReadTimeout itself (the emulator's retry does not retry it), or the RetryError the
+    client's default retry gives up with once it has retried such timeouts to its deadline. A GCS
+    request's timeout (another URL) and a connect timeout (an unreachable host) are not this."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, requests.exceptions.Timeout) and not isinstance(
+                current, requests.exceptions.ConnectTimeout):
+            url = str(getattr(getattr(current, "request", None), "url", None) or "")
+            return "/bigquery/" in url
+        cause = current.cause if isinstance(current, gexc.RetryError) else None
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    return False
+
+
+def request_timeout_hint() -> str:
+    """The end of a sentence about a timed-out request: names the setting, its value and the fix."""
+    try:
+        seconds = f"{request_timeout_s():g}"
+    except ValueError:
+        seconds = "?"
+    return f"took longer than {REQUEST_TIMEOUT_ENV}={seconds} s; raise it for wide tables"
 
 
 class MissingDatasetError(RuntimeError):

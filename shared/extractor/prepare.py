@@ -17,6 +17,7 @@ import pyarrow as pa
 from shared import logs
 from shared.columnar_convert import ColumnConverter, NotColumnar, Processor
 from shared.columnar_hash import ColumnarHashError, hash_columns
+from shared.extractor import quarantine
 from shared.extractor.arrow_stream import ArrowChunk
 from shared.extractor.dbapi_stream import SourceChunk
 from shared.hashing import RowHasher, TableFingerprint
@@ -185,6 +186,5 @@ class ChunkPreparer:
         return tuple(values)
 
     def quarantine_entry(self, row: tuple, error: Exception) -> dict[str, object]:
-        names = [c.name for c in self._schema.columns]
-        key = {k: repr(row[names.index(k)]) for k in self._schema.key if names.index(k) < len(row)}
-        return {"key": key, "reason": f"{type(error).__name__}: {error}", "row": [repr(v) for v in row]}
+        """The row's quarantine line (`shared.extractor.quarantine`: compact, every value bounded)."""
+        return quarantine.entry([c.name for c in self._schema.columns], self._schema.key, row, error)

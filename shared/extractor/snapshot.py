@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import secrets
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from shared import gcs, logs, parquet_parts
 from shared.config import Config
+from shared.extractor import quarantine
 from shared.extractor.delta import Base, KeyOrderError, find_base, key_diff
 from shared.extractor.prefetch import read_ahead
 from shared.extractor.prepare import ChunkPreparer, Prepared
@@ -226,11 +226,14 @@ class SnapshotWriter:
         return Part(uri=stored.uri, rows=rows, bytes=stored.size, md5=stored.md5)
 
     def _upload_quarantine(self, rejected: list[dict[str, object]]) -> None:
-        body = "\n".join(json.dumps(entry, ensure_ascii=False) for entry in rejected).encode()
+        """One quarantine file (format: `shared.extractor.quarantine`), written a line at a time."""
+        if not rejected:
+            return
         name = f"{self.folder}/quarantine-{self.name_prefix}{len(self.quarantine_uris):05d}.jsonl"
-        self.quarantine_uris.append(gcs.upload(self.config.gcs.bucket, name, body, "application/x-ndjson").uri)
+        self.quarantine_uris.append(quarantine.upload(self.config.gcs.bucket, name, rejected).uri)
         self.quarantined += len(rejected)
-        log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name, rejected[0]["reason"])
+        log.warning("quarantined %d row(s) of %s: %s", len(rejected), self.source.config.name,
+                    quarantine.reasons_counted(rejected))
 
     def quarantine_left_out(self, engine: Engine) -> None:
         """Quarantines the rows the key-ordered stream left out: a NULL in a key column, or a key

@@ -19,6 +19,7 @@ from matrix_sync.stack import LocalStack
 from shared import gcs
 from shared.clients import storage_client
 from shared.config import Config, SourceConfig, TableConfig, load_config
+from shared.extractor import quarantine
 from shared.extractor import source as source_module
 from shared.extractor.run import extract, extract_tables
 from shared.extractor.source import connect, discover, find_duplicated_keys
@@ -72,7 +73,7 @@ def _quarantined(manifest_uri: str) -> dict[str, str]:
     manifest = json.loads(gcs.read(*gcs.split_uri(manifest_uri)))
     entries = [json.loads(line) for uri in manifest["quarantine"]["uris"]
                for line in gcs.read(*gcs.split_uri(uri)).splitlines()]
-    return {e["row"][2]: e["reason"] for e in entries}
+    return {repr(quarantine.decoded(e["row"][2])): e["reason"] for e in entries}  # v is text: its repr, as _shipped
 
 
 def _shipped(manifest_uri: str, scratch: Path) -> list[str]:
