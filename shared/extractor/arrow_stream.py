@@ -164,10 +164,15 @@ def _sqlite_reader(connection: sa.Connection, table: sa.Table, schema: TableSche
     def processors(_schema: pa.Schema) -> list[Processor]:
         return [processor_for(column, dialect, None) for column in columns]
 
+    widest: list[int] = []  # the table's widest row, measured once for every (re)start of the stream
+
     def options(chunk_rows: int, chunk_bytes: int | None) -> dict[str, str]:
-        rows = chunk_rows if chunk_bytes is None else _sqlite_batch_rows(connection, table, schema, chunk_rows,
-                                                                         chunk_bytes)
-        return {"adbc.sqlite.query.batch_rows": str(rows)}
+        if chunk_bytes is None:
+            return {"adbc.sqlite.query.batch_rows": str(chunk_rows)}
+        if not widest:
+            with contextlib.closing(connect()) as adbc:
+                widest.append(_sqlite_widest_row(adbc, dialect.identifier_preparer.quote, table.name, schema))
+        return {"adbc.sqlite.query.batch_rows": str(_sqlite_batch_rows(widest[0], chunk_rows, chunk_bytes))}
 
     affinities = [_affinity(declared.get(column.name, "")) for column in columns]
 
@@ -201,24 +206,36 @@ def _stored_values(array: pa.Array, affinity: str) -> bool:
 _NUMBER_TEXT = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 
 
-_SAMPLE_ROWS = 256
-_HEADROOM = 4  # batches sized for rows this many times the widest sampled
+_MIN_BATCH_ROWS = 16  # fewer rows a batch than this, and the DBAPI reader reads the table
 
 
-def _sqlite_batch_rows(connection: sa.Connection, table: sa.Table, schema: TableSchema, chunk_rows: int,
-                       chunk_bytes: int) -> int:
+def _sqlite_widest_row(adbc: Any, quote: Callable[[str], str], table: str, schema: TableSchema) -> int:
+    """The bytes of the table's widest row: its long values' bytes (0 without long-value columns),
+    plus `FIXED_VALUE_BYTES` a column. SQLite answers `octet_length` of a column from the record
+    header, without reading the value (ADBC bundles SQLite 3.43+; Python's sqlite3 may be older), so
+    every row is measured at the cost of a scan of the table's pages without their overflow pages:
+    about 0.1 s a million narrow rows, milliseconds for a few hundred 9 MB ones."""
+    long = [schema.columns[p].name for p in long_value_positions(schema)]
+    widest = 0
+    if long:
+        width = " + ".join(f"coalesce(octet_length({quote(name)}), 0)" for name in long)
+        with contextlib.closing(adbc.cursor()) as cursor:
+            cursor.execute(f"SELECT max({width}) FROM {quote(table)}")
+            widest = int(cursor.fetchone()[0] or 0)
+    return widest + FIXED_VALUE_BYTES * len(schema.columns)
+
+
+def _sqlite_batch_rows(widest_row: int, chunk_rows: int, chunk_bytes: int) -> int:
     """Rows a batch of SQLite's Arrow reader holds: ADBC fixes them per statement, before any row is
-    seen, so they come from the widest of the table's first rows, with room to spare (batches far
-    past the budget hand the table to the DBAPI reader, `_rechunked`). Fewer rows a batch cost no
-    speed, but SQLite's per-batch type inference then fails more often on sparse columns."""
-    long = [table.columns[schema.columns[p].name] for p in long_value_positions(schema)]
-    if not long:
-        return chunk_rows
-    width = sum((sa.func.coalesce(sa.func.length(sa.cast(c, sa.LargeBinary)), 0) for c in long), sa.literal(0))
-    sample = sa.select(width.label("width")).select_from(table).limit(_SAMPLE_ROWS).subquery()
-    widest = int(connection.execute(sa.select(sa.func.max(sample.c.width))).scalar() or 0)
-    row = widest + FIXED_VALUE_BYTES * len(schema.columns)
-    return max(1, min(chunk_rows, chunk_bytes // (_HEADROOM * row)))
+    seen, so they are the rows of the table's widest width the budget holds (`_sqlite_widest_row`):
+    no batch passes the budget, wherever its wide rows stand in the table. Where that leaves fewer
+    than `_MIN_BATCH_ROWS` a batch, the DBAPI reader reads the table instead (a few rows a fetch):
+    ADBC's batches of a row or two cost ten times the time a row, and its per-batch type inference
+    fails more often on sparse columns."""
+    fits = chunk_bytes // max(1, widest_row)
+    if fits < _MIN_BATCH_ROWS:
+        raise _NotArrow(f"rows up to {widest_row:,} bytes: {fits} of them a batch fill extract.chunk_bytes")
+    return min(chunk_rows, fits)
 
 
 def _affinity(declared: str) -> str:
@@ -364,7 +381,7 @@ def _rechunked(batches: pa.RecordBatchReader, chunk_rows: int, chunk_bytes: int 
     for batch in batches:
         if chunk_bytes is not None and batch.nbytes > _OVERSIZED * chunk_bytes:
             raise _NotArrow(f"a batch of {batch.num_rows:,} rows holds {batch.nbytes:,} bytes, past "
-                            f"{_OVERSIZED}x extract.chunk_bytes: its rows are wider than the first ones")
+                            f"{_OVERSIZED}x extract.chunk_bytes: its rows are wider than the widest measured")
         if chunk_bytes is not None and pending and held_bytes + batch.nbytes > chunk_bytes:
             yield _columns(pending)
             pending, held, held_bytes = [], 0, 0

@@ -12,7 +12,14 @@ from typing import Any, overload
 import sqlalchemy as sa
 
 from shared import exact_processors
-from shared.extractor.chunk_size import gathered, long_value_positions, row_bytes
+from shared.extractor.chunk_size import (
+    FETCH_ROWS,
+    FIXED_VALUE_BYTES,
+    fetch_rows,
+    gathered,
+    long_value_positions,
+    row_bytes,
+)
 from shared.schema import TableSchema
 
 KeyBound = tuple | None
@@ -68,8 +75,10 @@ class SourceChunk(Sequence[tuple]):
 
 
 def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select, chunk_rows: int, lower: KeyBound,
-                 upper: KeyBound, *, chunk_bytes: int | None = None) -> Iterator[SourceChunk]:
-    """Chunks of at most chunk_rows rows, fewer once they hold about chunk_bytes (`chunk_size`).
+                 upper: KeyBound, *, chunk_bytes: int | None = None,
+                 widest_row: int | None = None) -> Iterator[SourceChunk]:
+    """Chunks of at most chunk_rows rows, fewer once they hold about chunk_bytes (`chunk_size`; the
+    table's widest row, where known (`sqlite_widest_row`), lets a fetch ask for more rows).
     SQLite text is first decoded strictly, in C; only if some value is not UTF-8 does the rest of
     the table (after the last key handed out) go through `connect`'s tolerant decoder, in Python."""
     dialect = connection.dialect
@@ -78,6 +87,7 @@ def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select,
     # Resuming after the last key needs a key; a keyless table is decoded tolerantly throughout.
     strict = tolerant is not None and tolerant is not str and bool(schema.key)
     size = row_bytes(len(schema.columns), long_value_positions(schema))
+    most = fetch_rows(schema, fetches_round_trip(dialect), chunk_bytes, widest_row)
     try:
         while True:
             if strict:
@@ -85,7 +95,7 @@ def stream_dbapi(connection: sa.Connection, schema: TableSchema, select: Select,
             query = select(lower, upper)
             try:
                 for chunk in _stream_cursor(_server_side_cursor(connection), dialect, query, chunk_rows,
-                                            chunk_bytes, size):
+                                            chunk_bytes, size, most):
                     yield chunk
                     lower = chunk.last_key(schema.key_positions)
                 return
@@ -112,6 +122,29 @@ def _server_side_cursor(connection: sa.Connection) -> Any:
     if dialect.name in ("mysql", "mariadb"):
         return driver_connection.cursor(dialect.dbapi.cursors.SSCursor)  # the driver module: pymysql
     return driver_connection.cursor()  # sqlite3 steps through the result as rows are fetched
+
+
+def sqlite_widest_row(connection: sa.Connection, table: sa.Table, schema: TableSchema) -> int:
+    """The bytes of a SQLite table's widest row: its long values' bytes, plus `FIXED_VALUE_BYTES` a
+    column. From SQLite 3.43 `octet_length` of a column is answered from the record header without
+    reading the value; before, `length` of the value as a blob reads it (about 0.1 s a million
+    narrow rows either way; the second costs a read of every long value more)."""
+    long = [table.columns[schema.columns[p].name] for p in long_value_positions(schema)]
+    if long:
+        bytes_of = (sa.func.octet_length if sqlite3.sqlite_version_info >= (3, 43)
+                    else lambda c: sa.func.length(sa.cast(c, sa.LargeBinary)))
+        width = sum((sa.func.coalesce(bytes_of(c), 0) for c in long), sa.literal(0))
+        widest = int(connection.execute(sa.select(sa.func.max(width)).select_from(table)).scalar() or 0)
+    else:
+        widest = 0
+    return widest + FIXED_VALUE_BYTES * len(schema.columns)
+
+
+def fetches_round_trip(dialect: sa.Dialect) -> bool:
+    """Whether each fetch from a streaming result is a round trip to the server: PostgreSQL's
+    server-side cursors (psycopg2's named cursor sends FETCH FORWARD n). sqlite3 steps the statement,
+    pymysql's SSCursor and pymssql read the rows the server streams, as they are fetched."""
+    return dialect.name == "postgresql"
 
 
 _PG_NUMERIC_OID = 1700
@@ -162,12 +195,12 @@ def raw_rows(connection: sa.Connection, query: sa.Select, chunk_rows: int) -> It
 
 
 def _stream_cursor(cursor: Any, dialect: sa.Dialect, query: sa.Select, chunk_rows: int, chunk_bytes: int | None = None,
-                   size: Callable[[list], int] = len) -> Iterator[SourceChunk]:
+                   size: Callable[[list], int] = len, most: int = FETCH_ROWS) -> Iterator[SourceChunk]:
     sql, parameters = statement(dialect, query)
     try:
         cursor.execute(sql, parameters)
         processors: list[Processor] | None = None
-        for rows in gathered(cursor.fetchmany, chunk_rows, chunk_bytes, size):
+        for rows in gathered(cursor.fetchmany, chunk_rows, chunk_bytes, size, most):
             if processors is None:  # a named cursor describes its columns once rows arrive
                 processors = [processor_for(column, dialect, description[1])
                               for column, description in zip(query.selected_columns, cursor.description, strict=True)]

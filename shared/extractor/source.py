@@ -17,8 +17,14 @@ from shared.config import SourceConfig, TableConfig
 from shared.credentials import source_url
 from shared.extractor import engines, pg_domains, sqlite_types
 from shared.extractor.arrow_stream import READER_CHOICES, READER_ENV, arrow_reader, stream_arrow
-from shared.extractor.chunk_size import FETCH_ROWS, gathered, long_value_positions, row_bytes
-from shared.extractor.dbapi_stream import raw_rows, reads_from_cursor, stream_dbapi
+from shared.extractor.chunk_size import fetch_rows, gathered, long_value_positions, row_bytes
+from shared.extractor.dbapi_stream import (
+    fetches_round_trip,
+    raw_rows,
+    reads_from_cursor,
+    sqlite_widest_row,
+    stream_dbapi,
+)
 from shared.extractor.read_types import PgText, read_as
 from shared.identifiers import IdentifierError
 from shared.mssql.catalog import DEFAULT_SCHEMA, MssqlCatalogError, discover_mssql
@@ -269,19 +275,25 @@ def stream_rows(engine: Engine, source: SourceTable, chunk_rows: int, lower: Key
 
             reader = arrow_reader(connection, source.table, source.schema)
             if reader is None:
+                # SQLite measures its widest row cheaply: narrow rows are then fetched 256 at a time
+                widest = (sqlite_widest_row(connection, source.table, source.schema)
+                          if engine.dialect.name == "sqlite" and chunk_bytes is not None else None)
                 yield from stream_dbapi(connection, source.schema, select, chunk_rows, lower, upper,
-                                        chunk_bytes=chunk_bytes)
+                                        chunk_bytes=chunk_bytes, widest_row=widest)
             else:
                 yield from stream_arrow(reader, connection, engine, source.schema, select, chunk_rows, lower, upper,
                                         chunk_bytes=chunk_bytes)
             return
-        buffered = chunk_rows if chunk_bytes is None else min(chunk_rows, FETCH_ROWS)
+        # pymssql reads the rows SQL Server streams as they are fetched: a few rows a fetch where
+        # long values may come (`chunk_size.fetch_rows`), so a run of documents passes the budget by those
+        most = fetch_rows(source.schema, fetches_round_trip(engine.dialect))
+        buffered = chunk_rows if chunk_bytes is None else min(chunk_rows, most)
         result = connection.execution_options(stream_results=True, yield_per=buffered).execute(query)
 
         def fetch(rows: int) -> list[tuple]:
             return [tuple(row) for row in result.fetchmany(rows)]
         size = row_bytes(len(source.schema.columns), long_value_positions(source.schema))
-        yield from gathered(fetch, chunk_rows, chunk_bytes, size)
+        yield from gathered(fetch, chunk_rows, chunk_bytes, size, most)
 
 
 def rows_without_key(engine: Engine, source: SourceTable, chunk_rows: int) -> Iterator[list[tuple]]:

@@ -1,7 +1,9 @@
 """A table of large documents is read in chunks cut by bytes (`extract.chunk_bytes`), through every
 reader of every server source, with every row kept in key order: memory follows the budget, not
-the number of rows a chunk may hold. Where the first rows are narrow and later ones wide, SQLite's
-Arrow reader (whose batch size is fixed per statement) hands the table to the DBAPI reader. A
+the number of rows a chunk may hold. Where the first rows are narrow and later ones wide, a chunk
+passes its budget by a few rows at most: SQLite's Arrow reader (whose batch size is fixed per
+statement) sizes its batches on the table's widest row, or hands the table to the DBAPI reader
+where that leaves too few rows a batch, and the DBAPI readers fetch a few rows at a time. A
 snapshot's parts are cut the same way."""
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from matrix_sync.stack import LocalStack
 from shared import gcs
 from shared.config import SourceConfig, TableConfig
 from shared.extractor.arrow_stream import READER_ENV, ArrowChunk
-from shared.extractor.chunk_size import FETCH_ROWS
+from shared.extractor import source as source_module
+from shared.extractor.chunk_size import FETCH_ROWS, STREAMED_FETCH_ROWS
 from shared.extractor.source import connect, discover, stream_rows
 from shared.manifest import parse_manifest
 from tests.support import ensure_resources, write_config
@@ -81,17 +84,44 @@ def test_sqlite_documents_are_read_in_chunks_cut_by_bytes(
     _assert_cut_by_bytes(chunks, rows)
 
 
-def test_sqlite_rows_wider_than_the_first_ones_go_to_the_dbapi_reader(
+def test_sqlite_rows_wider_than_the_first_ones_are_batched_at_the_widest(
     sqlite_documents: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, path = sqlite_documents
-    rows = _documents(first_narrow=260, rows=560)  # batches are sized on the first 256 rows
+    rows = _documents(first_narrow=260, rows=560)  # batches were sized on the first 256 rows
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT)")
         connection.executemany("INSERT INTO docs VALUES (?, ?)", rows)
     chunks = _chunks(url, "docs", "arrow", monkeypatch)
     assert [row for _, chunk in chunks for row in chunk] == rows
-    assert {kind for kind, _ in chunks} == {"SourceChunk"}
+    assert {kind for kind, _ in chunks} == {"ArrowChunk"}
+    assert max(sum(len(body) for _, body in chunk) for _, chunk in chunks) <= BUDGET
+
+
+@pytest.mark.parametrize(("wide", "arrow_kind"), [(BODY, "ArrowChunk"), (300_000, "SourceChunk")])
+@pytest.mark.parametrize("reader", ["arrow", "dbapi", "sqlalchemy"])
+def test_a_run_of_wide_rows_after_narrow_ones_passes_the_budget_by_a_few_rows_at_most(
+    sqlite_documents: tuple[str, str], reader: str, wide: int, arrow_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prober's table (narrow rows, then 9 MB ones) at a smaller scale: a fetch of 256 rows
+    after the narrow ones, or an Arrow batch sized on them, held the whole run of wide rows."""
+    url, path = sqlite_documents
+    run = 6 * BUDGET // wide  # six budgets of wide rows
+    rows = [(i, f"{i}:n", f"{i}:t") for i in range(1, 301)]  # a BLOB column would leave ADBC out
+    rows += [(i, f"{i}:" + "w" * wide if i % 2 else None, None if i % 2 else f"{i}:" + "v" * wide)
+             for i in range(301, 301 + run)]
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, body TEXT, other TEXT)")
+        connection.executemany("INSERT INTO docs VALUES (?, ?, ?)", rows)
+    if reader == "sqlalchemy":  # the path of the drivers read through SQLAlchemy (pymssql)
+        monkeypatch.setattr(source_module, "reads_from_cursor", lambda _dialect: False)
+    chunks = _chunks(url, "docs", "dbapi" if reader == "sqlalchemy" else reader, monkeypatch)
+    assert [row for _, chunk in chunks for row in chunk] == rows
+    held = [sum(len(value) for row in chunk for value in row[1:] if value is not None) for _, chunk in chunks]
+    if reader == "arrow":
+        assert {kind for kind, _ in chunks} == {arrow_kind}
+    bound = BUDGET if (reader, arrow_kind) == ("arrow", "ArrowChunk") else BUDGET + STREAMED_FETCH_ROWS * wide
+    assert max(held) <= bound, held
 
 
 @pytest.mark.parametrize("server", sorted(SERVERS))
