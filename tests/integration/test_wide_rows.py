@@ -19,8 +19,8 @@ from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
 from shared import gcs
 from shared.config import SourceConfig, TableConfig
-from shared.extractor.arrow_stream import READER_ENV, ArrowChunk
 from shared.extractor import source as source_module
+from shared.extractor.arrow_stream import READER_ENV, ArrowChunk
 from shared.extractor.chunk_size import FETCH_ROWS, STREAMED_FETCH_ROWS
 from shared.extractor.source import connect, discover, stream_rows
 from shared.manifest import parse_manifest
