@@ -135,8 +135,9 @@ def third_party_imports(entry: Path, root: Path = ROOT) -> set[str]:
     }
 
 
-def reachable_files(entry: Path, root: Path = ROOT) -> set[Path]:
-    """`entry` and the files of every `shared` module its imports reach, transitively."""
+def reachable_files(entry: Path, root: Path = ROOT, packages: tuple[str, ...] = (SHARED,)) -> set[Path]:
+    """`entry` and the files of every module of `packages` (the project's own: `shared` by default)
+    its imports reach, transitively."""
     seen: set[Path] = set()
     pending = [entry]
     while pending:
@@ -145,7 +146,7 @@ def reachable_files(entry: Path, root: Path = ROOT) -> set[Path]:
             continue
         seen.add(path)
         for module in _imports(path):
-            if module.split(".")[0] == SHARED:
+            if module.split(".")[0] in packages:
                 pending.extend(_shared_files(module, root))
     return seen
 

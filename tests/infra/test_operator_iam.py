@@ -136,26 +136,7 @@ def test_the_dead_letter_subscriptions_granted_are_those_terraform_creates(evalu
 
 def _files(entry: Path, root: Path = ROOT) -> set[Path]:
     """package.reachable_files, following matrix_sync's own modules too (the CLI lives there)."""
-    seen: set[Path] = set()
-    pending = [entry]
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in package._imports(path):
-            parts = module.split(".")
-            if parts[0] == package.SHARED:
-                pending.extend(package._shared_files(module, root))
-            elif parts[0] == "matrix_sync":
-                for end in range(len(parts), 1, -1):
-                    candidates = [root.joinpath(*parts[:end]).with_suffix(".py"),
-                                  root.joinpath(*parts[:end]) / "__init__.py"]
-                    found = [c for c in candidates if c.is_file()]
-                    if found:
-                        pending.append(found[0])
-                        break
-    return seen
+    return package.reachable_files(entry, root, packages=(package.SHARED, "matrix_sync"))
 
 
 @pytest.fixture()
