@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from google.api_core import exceptions as gexc
 
@@ -61,6 +62,17 @@ def upload(bucket: str, name: str, data: bytes, content_type: str, *, only_if_ne
     if blob.md5_hash != md5_base64(data):
         raise IOError(f"{uri(bucket, name)}: GCS reports MD5 {blob.md5_hash}, expected {md5_base64(data)}")
     return ObjectInfo(uri(bucket, name), len(data), blob.md5_hash)
+
+
+def upload_file(bucket: str, name: str, body: BinaryIO, size: int, md5: str, content_type: str) -> ObjectInfo:
+    """`upload` for a body already on disk (or spooled): `md5`, its base64 MD5, sent along and checked."""
+    blob = storage_client().bucket(bucket).blob(name)
+    blob.md5_hash = md5
+    with writing(bucket, name):
+        blob.upload_from_file(body, size=size, content_type=content_type, checksum=None, rewind=True)
+    if blob.md5_hash != md5:
+        raise IOError(f"{uri(bucket, name)}: GCS reports MD5 {blob.md5_hash}, expected {md5}")
+    return ObjectInfo(uri(bucket, name), size, md5)
 
 
 def read(bucket: str, name: str) -> bytes:

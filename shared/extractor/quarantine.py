@@ -31,7 +31,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shared import gcs
-from shared.clients import storage_client
 
 FORMAT = 2
 VALUE_LIMIT = 1024 * 1024
@@ -109,15 +108,8 @@ def upload(bucket: str, name: str, entries: Iterable[dict[str, object]]) -> gcs.
             body.writelines((line,))
             md5.update(line)
             size += len(line)
-        expected = base64.b64encode(md5.digest()).decode()
         body.seek(0)
-        blob = storage_client().bucket(bucket).blob(name)
-        blob.md5_hash = expected
-        with gcs.writing(bucket, name):
-            blob.upload_from_file(body, size=size, content_type=CONTENT_TYPE, checksum=None, rewind=True)
-    if blob.md5_hash != expected:
-        raise OSError(f"{gcs.uri(bucket, name)}: GCS reports MD5 {blob.md5_hash}, expected {expected}")
-    return gcs.ObjectInfo(gcs.uri(bucket, name), size, expected)
+        return gcs.upload_file(bucket, name, body, size, base64.b64encode(md5.digest()).decode(), CONTENT_TYPE)
 
 
 def read_lines(data: bytes) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from shared import gcs
 from shared.extractor import quarantine
 from shared.extractor.prepare import ChunkPreparer
 from shared.extractor.snapshot import SnapshotWriter
@@ -94,7 +95,7 @@ class _Client:
 @pytest.fixture
 def bucket(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     client = _Client()
-    monkeypatch.setattr(quarantine, "storage_client", lambda: client)
+    monkeypatch.setattr(gcs, "storage_client", lambda: client)
     return client.store
 
 
