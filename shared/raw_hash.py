@@ -6,14 +6,22 @@ values (a miss, two different rows hashing alike, has a chance of about 2^-64 a 
 periodic full snapshot and `compare-keys` would still catch one). Anything else (another DuckDB,
 another hash encoding, a type DuckDB cannot hash) just means the row is prepared as before.
 
+A raw hash says the source value is unchanged, not that today's code would convert or quarantine it
+as the code that wrote the base did: SQLite's BOOLEAN 2 landed as TRUE before a release quarantined
+it, and a kept base row stayed TRUE in BigQuery with every check passing. So `TAG` also names the
+code and the libraries that turn raw values into loaded ones: after an upgrade the first delta
+prepares every row again (as without raw hashes) and ships whatever the new rules change.
+
 DuckDB's `hash()` runs vectorized over the Arrow buffers. It treats -0.0 as 0.0, as SQL equality
 does, so floats are hashed by their bit patterns instead.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -25,7 +33,31 @@ from shared.schema import RAW_HASH_COLUMN as RAW_HASH_COLUMN  # re-exported besi
 if TYPE_CHECKING:
     import duckdb
 
-TAG = f"duckdb-{importlib.metadata.version('duckdb')}/hash-of-raw-values-1/encoding-{ENCODING_VERSION}"
+# read, convert, check or hash values on the way from the source to a row of the snapshot
+CONVERTING_LIBRARIES = ("pyarrow", "pydantic", "SQLAlchemy", "adbc-driver-sqlite", "adbc-driver-postgresql",
+                        "psycopg2-binary", "PyMySQL", "pymssql", "numpy", "datafusion")
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def code_digest(package: Path, libraries: Sequence[str] = CONVERTING_LIBRARIES) -> str:
+    """12 hex digits naming the package's Python sources and the libraries' versions: another release
+    of either may read, convert or quarantine a value differently."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for library in libraries:
+        digest.update(f"{library}={_version(library)}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+TAG = (f"duckdb-{importlib.metadata.version('duckdb')}/hash-of-raw-values-1/encoding-{ENCODING_VERSION}"
+       f"/code-{code_digest(Path(__file__).resolve().parent)}")
 
 _local = threading.local()
 

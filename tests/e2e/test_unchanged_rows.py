@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from matrix_sync.stack import LocalStack
-from shared import gcs, key_index
+from shared import gcs, key_index, raw_hash
 from shared.config import Config
 from shared.extractor import snapshot
 from shared.extractor.delta import Base
@@ -159,3 +159,40 @@ def test_a_change_that_sqlite_widening_blurs_is_still_shipped(stack: LocalStack,
     finally:
         engine.dispose()
     assert {row["id"] for row in _read(delta.parts).to_pylist()} == {1, 3}
+
+
+def test_a_base_written_by_other_code_is_not_screened(stack: LocalStack, tmp_path: Path, unique_name: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raw hash proves the value unchanged, not that this release converts or quarantines it as the
+    release that wrote the base did (SQLite BOOLEAN 2 landed as TRUE, then was quarantined, and the
+    kept base row stayed TRUE): a base index tagged by other code has every row prepared again."""
+    table = f"upgraded_{unique_name}"
+    engine = _source("sqlite", tmp_path, table)
+    config = write_config(tmp_path / "config.yaml", url=str(engine.url), tables={table: ["id"]},
+                          suffix=unique_name, chunk_rows=128)
+    ensure_resources(stack, config)
+    source_engine = connect(config.source)
+    try:
+        source = discover(source_engine, config.table(table))
+        base_result = snapshot.extract_table(config, source_engine, source, force_full=True)
+        written = _manifest(config, base_result)
+        assert written.index_raw_hash == raw_hash.TAG and "/code-" in raw_hash.TAG
+        older = written.model_copy(update={"index_raw_hash": raw_hash.TAG.rsplit("/code-", 1)[0]})
+        prepared_rows = []
+        original = ChunkPreparer.__call__
+
+        def counting(self: ChunkPreparer, chunk: object) -> object:
+            prepared_rows.append(len(chunk))  # type: ignore[arg-type]
+            return original(self, chunk)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ChunkPreparer, "__call__", counting)
+        for base, expected in ((written, 0), (older, ROWS)):
+            prepared_rows.clear()
+            on_base = Base(base, key_index.of_snapshot(base, base_result.manifest_uri))
+            delta = _manifest(config, snapshot._extract(config, source_engine, source, on_base, None,
+                                                        snapshot.clock_sequence))
+            assert sum(prepared_rows) == expected
+            assert not delta.parts and delta.fingerprint == written.fingerprint
+    finally:
+        source_engine.dispose()
+        engine.dispose()
