@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import re
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from shared.clients import REQUEST_TIMEOUT_ENV, bigquery_client, emulated, request_timeout_s
 from shared.identifiers import quote_bigquery
@@ -26,13 +31,57 @@ def _retry() -> gretry.Retry:
     return _EMULATOR_RETRY if emulated() else bigquery.DEFAULT_RETRY
 
 
-def query(project: str, sql: str, params: Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter] = (),
-          job_id: str | None = None) -> list[bigquery.Row]:
+Params = Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter]
+
+
+def query(project: str, sql: str, params: Params = (), job_id: str | None = None) -> list[bigquery.Row]:
+    if job_id is None:
+        return list(query_results(project, sql, params, retry=_retry()))
     job_config = bigquery.QueryJobConfig(query_parameters=list(params))
-    job = client(project).query(
-        sql, job_config=job_config, job_id=job_id, retry=_retry(), job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY
-    )
-    return list(job.result(retry=_retry()))
+    with _forgetting_on_not_found(project):  # jobs.query takes no job id: jobs.insert, then wait
+        job = client(project).query(sql, job_config=job_config, job_id=job_id, retry=_retry(), job_retry=None)
+        return list(job.result(retry=_retry()))
+
+
+# Starts with SELECT or WITH (after comments and parentheses) and holds no `;` but a last one: a single
+# statement that only reads, so running it again changes nothing.
+_READ_ONLY = re.compile(r"(?:\s|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/|\()*(?:SELECT|WITH)\b", re.I | re.S)
+
+
+def reads_only(sql: str) -> bool:
+    return _READ_ONLY.match(sql) is not None and ";" not in sql.rstrip().rstrip(";")
+
+
+def query_results(project: str, sql: str, params: Params = (), *, retry: gretry.Retry,
+                  script: bool = False) -> bigquery.table.RowIterator:
+    """Runs a query or script with one jobs.query request (not jobs.insert + 2 getQueryResults) and
+    returns its rows, paged lazily past the first page, with `job_id`, `total_bytes_processed` and
+    `num_dml_affected_rows`. `retry` retries the request under one requestId (BigQuery answers a repeat
+    with the same query). Only a statement that reads (`reads_only`) is run again if it fails (the
+    default job retry, deployed), never one that writes: a rerun under a new requestId could apply it twice."""
+    writes = script or not reads_only(sql)
+    job_config = bigquery.QueryJobConfig(query_parameters=list(params))
+    with _forgetting_on_not_found(project):
+        rows = client(project).query_and_wait(
+            sql, job_config=job_config, retry=retry,
+            job_retry=None if writes or emulated() else DEFAULT_JOB_RETRY)
+        _raise_reported_error(project, rows, retry)
+    return rows
+
+
+def _raise_reported_error(project: str, rows: bigquery.table.RowIterator, retry: gretry.Retry) -> None:
+    """The emulator answers a failed jobs.query with HTTP 200 and `errors`, which the client ignores
+    (BigQuery answers with an error status). The job then says whether it failed: its error is raised
+    as jobs.insert + getQueryResults raised it. (BigQuery may list errors of a job that succeeded.)"""
+    errors = (getattr(rows, "_first_page_response", None) or {}).get("errors")
+    if not errors:
+        return
+    if rows.job_id is None:
+        raise gexc.from_http_status(400, str(errors[0].get("message")), errors=errors)
+    job = client(project).get_job(rows.job_id, project=rows.project, location=rows.location, retry=retry)
+    if job.error_result:
+        job.result(retry=retry)
+        raise gexc.from_http_status(400, str(job.error_result.get("message")), errors=errors)
 
 
 def request_timed_out(error: BaseException) -> bool:
@@ -66,18 +115,71 @@ class MissingDatasetError(RuntimeError):
     """A deployed dataset that does not exist: Terraform (infra/) creates datasets, the functions never do."""
 
 
+# Datasets and bookkeeping tables this process has seen exist (ensure_dataset, ensure_table), per client,
+# so a warm instance checks each once; reset_clients() gives a new client and so an empty cache. Any
+# NotFound of a query, load or table creation empties it: something was dropped, the next ensure looks again.
+_known: weakref.WeakKeyDictionary[bigquery.Client, dict[str, object]] = weakref.WeakKeyDictionary()
+_known_lock = threading.Lock()
+
+
+def _known_of(project: str) -> dict[str, object]:
+    """The cache of the project's client (call under _known_lock); a stand-in client that cannot be
+    weakly referenced (a test's) gets a fresh one each time, so nothing is remembered for it."""
+    bq_client = client(project)
+    try:
+        return _known.setdefault(bq_client, {})
+    except TypeError:
+        return {}
+
+
+def _known_as(project: str, object_id: str) -> object | None:
+    with _known_lock:
+        return _known_of(project).get(object_id)
+
+
+def _remember_known(project: str, object_id: str, value: object) -> None:
+    with _known_lock:
+        _known_of(project)[object_id] = value
+
+
+def forget_known(project: str, object_id: str | None = None) -> None:
+    """Forget that `object_id` (or anything of the project) exists, so the next ensure checks again."""
+    with _known_lock:
+        known = _known_of(project)
+        if object_id is None:
+            known.clear()
+        else:
+            known.pop(object_id, None)
+
+
+@contextmanager
+def _forgetting_on_not_found(project: str) -> Iterator[None]:
+    try:
+        yield
+    except gexc.NotFound:
+        forget_known(project)
+        raise
+
+
 def ensure_dataset(project: str, dataset: str, location: str = "US",
                    default_table_expiration: dt.timedelta | None = None) -> bigquery.Dataset:
-    """The dataset, checked to exist; against the local emulators a missing one is created. Deployed,
-    the functions' dataset-level roles grant no bigquery.datasets.create or .update, so an existing
-    dataset is only looked at and a missing one is a clear error naming the fix."""
+    """The dataset, checked to exist (once per process, until a NotFound); against the local emulators
+    a missing one is created. Deployed, the functions' dataset-level roles grant no
+    bigquery.datasets.create or .update, so an existing dataset is only looked at and a missing one
+    is a clear error naming the fix."""
+    dataset_id = f"{project}.{dataset}"
+    known = _known_as(project, dataset_id)
+    if isinstance(known, bigquery.Dataset):
+        return known
     try:
-        return client(project).get_dataset(f"{project}.{dataset}")
+        found = client(project).get_dataset(dataset_id)
     except gexc.NotFound:
         if not emulated():
             raise MissingDatasetError(f"dataset {project}.{dataset} does not exist: deploy infra/ (Terraform "
                                       "creates the target and staging datasets)") from None
-    return create_missing_dataset(project, dataset, location, default_table_expiration)
+        found = create_missing_dataset(project, dataset, location, default_table_expiration)
+    _remember_known(project, dataset_id, found)
+    return found
 
 
 def create_missing_dataset(project: str, dataset: str, location: str,
@@ -108,6 +210,7 @@ def get_table(table_id: str) -> bigquery.Table | None:
     try:
         return client(project).get_table(table_id)
     except gexc.NotFound:
+        forget_known(project, table_id)
         return None
 
 
@@ -118,7 +221,8 @@ def create_table(table_id: str, fields: list[bigquery.SchemaField], *, clusterin
         table.clustering_fields = clustering[:4]
     if expires is not None:
         table.expires = expires
-    return client(table_id.split(".")[0]).create_table(table, exists_ok=True, retry=_retry())
+    with _forgetting_on_not_found(table_id.split(".")[0]):  # its dataset is gone
+        return client(table_id.split(".")[0]).create_table(table, exists_ok=True, retry=_retry())
 
 
 def load_parquet_file(table_id: str, path: Path) -> int:
@@ -126,13 +230,14 @@ def load_parquet_file(table_id: str, path: Path) -> int:
     not bound by a query's 10 MB request limit); returns the rows loaded."""
     config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
                                     write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
-    with path.open("rb") as stream:
+    with path.open("rb") as stream, _forgetting_on_not_found(table_id.split(".")[0]):
         job = client(table_id.split(".")[0]).load_table_from_file(stream, table_id, job_config=config)
-    job.result(retry=_retry())
+        job.result(retry=_retry())
     return int(job.output_rows or 0)
 
 
 def drop_table(table_id: str) -> None:
+    forget_known(table_id.split(".")[0], table_id)
     client(table_id.split(".")[0]).delete_table(table_id, not_found_ok=True)
 
 
@@ -162,11 +267,11 @@ _EMULATOR_SCRIPT_RETRY = gretry.Retry(
 
 
 def script(project: str, sql: str) -> list[bigquery.Row]:
-    """Runs a multi-statement script and returns its last statement's rows. Retrying a whole script
-    is safe only because the load script guards itself with the ledger."""
+    """Runs a multi-statement script and returns its last statement's rows. A failed script is not
+    run again here (a repeated request is, under its requestId): the caller decides, and the load
+    script guards itself with the ledger should a redelivery run it again."""
     retry = _EMULATOR_SCRIPT_RETRY if emulated() else bigquery.DEFAULT_RETRY
-    job = client(project).query(sql, retry=retry, job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY)
-    return list(job.result(retry=retry))
+    return list(query_results(project, sql, retry=retry, script=True))
 
 
 def _ddl_type(bq_type: str) -> str:
@@ -187,15 +292,21 @@ def _sync_schema(table_id: str, wanted: dict[str, bigquery.SchemaField]) -> None
 
 
 def ensure_table(table_id: str, fields: Sequence[bigquery.SchemaField], clustering: list[str]) -> None:
-    """Creates a bookkeeping table (ledger, results), or adds the columns an older version lacks."""
+    """Creates a bookkeeping table (ledger, results), or adds the columns an older version lacks; once
+    per process for the same columns, until a NotFound (see `_known`)."""
+    project = table_id.split(".")[0]
+    wanted = tuple((f.name.lower(), f.field_type) for f in fields)
+    if _known_as(project, table_id) == wanted:
+        return
     existing = get_table(table_id)
     if existing is None:
         create_table(table_id, list(fields), clustering=clustering)
-        return
-    have = {f.name.lower() for f in existing.schema}
-    missing = [bigquery.SchemaField(f.name, f.field_type) for f in fields if f.name.lower() not in have]
-    if missing:
-        add_columns(table_id, missing)
+    else:
+        have = {f.name.lower() for f in existing.schema}
+        missing = [bigquery.SchemaField(f.name, f.field_type) for f in fields if f.name.lower() not in have]
+        if missing:
+            add_columns(table_id, missing)
+    _remember_known(project, table_id, wanted)
 
 
 def add_columns(table_id: str, fields: Sequence[bigquery.SchemaField]) -> None:

@@ -32,15 +32,18 @@ class JobStats:
     dml_rows: int = 0
     job_ids: list[str] = field(default_factory=list)
 
-    def add(self, job: bigquery.QueryJob) -> None:
+    def add(self, job: bigquery.QueryJob | bigquery.table.RowIterator) -> None:
+        """Counts a finished job, or the rows of a jobs.query (a query BigQuery ran without a job, as
+        JOB_CREATION_OPTIONAL allows, has a query id instead of a job id)."""
         self.jobs += 1
         self.bytes_processed += int(job.total_bytes_processed or 0)
         self.dml_rows += int(job.num_dml_affected_rows or 0)
-        if job.job_id:
-            self.job_ids.append(job.job_id)
+        job_id = job.job_id or getattr(job, "query_id", None)
+        if job_id:
+            self.job_ids.append(job_id)
 
 
-Params = Sequence[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter]
+Params = bq.Params
 
 
 def run(project: str, sql: str, params: Params = (), stats: JobStats | None = None) -> list[bigquery.Row]:
@@ -51,14 +54,9 @@ def run(project: str, sql: str, params: Params = (), stats: JobStats | None = No
 def rows(project: str, sql: str, params: Params = (), stats: JobStats | None = None) -> Iterator[bigquery.Row]:
     """Runs one query, waits, adds its numbers to `stats`, then yields its rows a page at a time
     (BigQuery's pages of at most about 10 MB), so a result of any size is never held whole."""
-    retry = _retry()
-    job = bq.client(project).query(
-        sql, job_config=bigquery.QueryJobConfig(query_parameters=list(params)), retry=retry,
-        job_retry=None if emulated() else bigquery.DEFAULT_JOB_RETRY,  # type: ignore[attr-defined]
-    )
-    result = job.result(retry=retry)
+    result = bq.query_results(project, sql, params, retry=_retry())  # one jobs.query; see there for retries
     if stats is not None:
-        stats.add(job)
+        stats.add(result)
     yield from result
 
 

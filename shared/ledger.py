@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from shared import bigquery as bq
@@ -77,7 +78,8 @@ def quoted(project: str, dataset: str) -> str:
 
 
 def ensure(project: str, dataset: str) -> None:
-    """Creates the ledger, or adds the columns a ledger made by an older loader lacks."""
+    """Creates the ledger, or adds the columns a ledger made by an older loader lacks (checked once
+    per process until a query finds it gone: see bigquery.ensure_table)."""
     bq.ensure_table(ledger_id(project, dataset), FIELDS, clustering=["table_id"])
 
 
@@ -104,17 +106,20 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
 
 
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
-    """The rows of the run and its base, and the newest applied row, in one query."""
+    """The rows of the run and its base, and the newest applied row, in one query. A ledger dropped
+    since this process ensured it is created again (as `ensure` would have) and read once more."""
     columns = "run_id, sequence, status, published_at, key_columns, hashed_columns, manifest_uri"
     table = quoted(project, dataset)
-    rows = bq.query(
-        project,
-        f"SELECT FALSE AS latest, {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)\n"
-        f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} WHERE table_id = @table_id "
-        f"AND status = '{APPLIED}' ORDER BY sequence DESC, recorded_at DESC LIMIT 1)",
-        [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
-         bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])],
-    )
+    sql = (f"SELECT FALSE AS latest, {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)\n"
+           f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} WHERE table_id = @table_id "
+           f"AND status = '{APPLIED}' ORDER BY sequence DESC, recorded_at DESC LIMIT 1)")
+    params = [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
+              bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])]
+    try:
+        rows = bq.query(project, sql, params)
+    except gexc.NotFound:
+        ensure(project, dataset)
+        rows = bq.query(project, sql, params)
     latest = [r for r in rows if r["latest"]]
     return History(tuple(_entry(r) for r in rows if not r["latest"]), _entry(latest[0]) if latest else None)
 

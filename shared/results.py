@@ -7,6 +7,7 @@ the ones an older table lacks, so a deployed dataset keeps working after an upgr
 """
 from __future__ import annotations
 
+from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 
 from shared import bigquery as bq
@@ -73,8 +74,16 @@ def ensure(project: str, dataset: str, name: str) -> None:
 
 
 def write(project: str, dataset: str, name: str, rows: list[dict[str, object]]) -> None:
+    """Appends the rows. `ensure` checks the table once per process: should it have been dropped since,
+    the INSERT's NotFound (nothing written) makes it check, create and insert once more."""
     ensure(project, dataset, name)
-    if rows:
+    if not rows:
+        return
+    try:
+        bq.insert_rows(table_id(project, dataset, name), _TABLES[name], rows)
+    except gexc.NotFound:
+        log.warning("%s was not found; created again", table_id(project, dataset, name))
+        ensure(project, dataset, name)
         bq.insert_rows(table_id(project, dataset, name), _TABLES[name], rows)
 
 

@@ -32,6 +32,8 @@ CALL_PERMISSIONS: dict[str, frozenset[str]] = {name: frozenset(perms) for name, 
     "lookup_bucket": {"storage.buckets.get"},
     "get_bucket": {"storage.buckets.get"},
     "query": {"bigquery.jobs.create"},
+    "query_and_wait": {"bigquery.jobs.create"},
+    "get_job": {"bigquery.jobs.create"},  # a job of one's own: jobs.create lets its creator read it
     "load_table_from_uri": {"bigquery.jobs.create", "bigquery.tables.updateData"},
     "load_table_from_file": {"bigquery.jobs.create", "bigquery.tables.updateData"},
     "create_table": {"bigquery.tables.create"},
