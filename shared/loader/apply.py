@@ -5,12 +5,16 @@ before anything is changed; then schema additions, staging, and one transaction 
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from shared import bigquery as bq
-from shared import gcs, ledger, logs
+from shared import ledger, logs
 from shared.identifiers import quote_bigquery
 from shared.loader import faults, index_compaction, locks, schema_plan, staging
 from shared.loader.conflicts import retry_on_conflict
@@ -25,11 +29,12 @@ from shared.loader.merge_sql import (
     load_script,
     repeated_keys_query,
 )
-from shared.loader.part_footers import check_part_footers
+from shared.loader.part_footers import check_parts
 from shared.manifest import Manifest
 
 _SHOWN_KEYS = 5
 log = logs.get(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,56 +46,60 @@ class LoadOutcome:
     seconds: float = 0.0
     message: str = ""
     needs_publish: bool = False  # committed, and `table-loaded` not yet published for it
-
-
-def check_parts(manifest: Manifest) -> None:
-    """Every object of the snapshot exists with the size and MD5 the manifest promises (metadata only)."""
-    for part in manifest.all_parts:
-        stored = gcs.info(part.uri)
-        if stored is None:
-            raise RefusedError(f"part {part.uri} is missing")
-        if stored.md5 != part.md5 or stored.size != part.bytes:
-            raise RefusedError(f"part {part.uri} does not match the manifest: {stored.size} bytes with MD5 "
-                               f"{stored.md5}, expected {part.bytes} bytes with MD5 {part.md5}")
+    staged: staging.Staged | None = field(default=None, compare=False)  # to drop once published
 
 
 def apply_snapshot(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
-    """Raises RefusedError (terminal), TransientError or any BigQuery error (both: deliver again)."""
+    """Raises RefusedError (terminal), TransientError or any BigQuery error (both: deliver again).
+    A returned outcome's staging tables are the caller's to drop (after publishing); on a raise they
+    are dropped here."""
     started = time.monotonic()
     target = manifest.target
-    bq.ensure_dataset(target.project, target.dataset)
-    ledger.ensure(target.project, target.dataset)
-    history = ledger.history(target.project, target.dataset, target.table_id, manifest.run_id,
-                             manifest.delta.base_run_id if manifest.delta else None)
-    existing = bq.get_table(target.table_id)
-    decision = decide(manifest, history, manifest_uri, table_exists=existing is not None)
-    if decision.verdict is Verdict.DUPLICATE:
-        return _duplicate(manifest, manifest_uri, published=bool(decision.applied and decision.applied.published))
-    if decision.verdict is Verdict.STALE:
-        return LoadOutcome(ledger.STALE, message=decision.reason)
-    if decision.verdict is Verdict.WAIT_FOR_BASE:
-        raise BaseNotApplied(decision.reason)
-    if decision.verdict in (Verdict.BASE_SUPERSEDED, Verdict.FOREIGN):
-        raise RefusedError(decision.reason)
-    check_parts(manifest)
-    check_part_footers(manifest)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="loader-check") as pool:
+        # read-only, side by side with the ledger's history; the parts' verdict counts only if the ledger's lets
+        # the snapshot through (a duplicate whose parts are gone is still a duplicate)
+        parts_checked = _beside(pool, check_parts, manifest)
+        bq.ensure_dataset(target.project, target.dataset)
+        ledger.ensure(target.project, target.dataset)
+        existing = _beside(pool, bq.get_table, target.table_id)
+        history = ledger.history(target.project, target.dataset, target.table_id, manifest.run_id,
+                                 manifest.delta.base_run_id if manifest.delta else None)
+        decision = decide(manifest, history, manifest_uri, table_exists=existing.result() is not None)
+        if decision.verdict is Verdict.DUPLICATE:
+            return _duplicate(manifest, manifest_uri,
+                              published=bool(decision.applied and decision.applied.published))
+        if decision.verdict is Verdict.STALE:
+            return LoadOutcome(ledger.STALE, message=decision.reason)
+        if decision.verdict is Verdict.WAIT_FOR_BASE:
+            raise BaseNotApplied(decision.reason)
+        if decision.verdict in (Verdict.BASE_SUPERSEDED, Verdict.FOREIGN):
+            raise RefusedError(decision.reason)
+        parts_checked.result()
     schema_plan.refuse_what_the_emulator_cannot_hold(manifest)
     compaction = index_compaction.Compaction(manifest, manifest_uri)
     committed = False
+    staged: staging.Staged | None = None
     try:
-        plan = schema_plan.plan(existing, manifest, history.latest)
-        schema_plan.apply(manifest, plan)
-        staged = staging.stage(manifest)
-        faults.inject(faults.AFTER_STAGE)
         try:
-            outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, staged, plan.reordered))
+            plan = schema_plan.plan(existing.result(), manifest, history.latest)
+            schema_plan.apply(manifest, plan)
+            fresh = staging.stage(manifest)
+            faults.inject(faults.AFTER_STAGE)  # a crash here leaves the staging for the redelivery to reuse
+            staged = fresh
+            outcome = retry_on_conflict(lambda: _run(manifest, manifest_uri, fresh, plan.reordered))
+            committed = outcome.needs_publish
         finally:
-            staging.drop(staged)
-        committed = outcome.needs_publish
-    finally:
-        compaction.finish(committed=committed)
+            compaction.finish(committed=committed)
+    except BaseException:
+        staging.drop(staged)
+        raise
     return LoadOutcome(outcome.status, outcome.rows_inserted, outcome.rows_updated, outcome.rows_deleted,
-                       round(time.monotonic() - started, 3), outcome.message, outcome.needs_publish)
+                       round(time.monotonic() - started, 3), outcome.message, outcome.needs_publish, staged)
+
+
+def _beside(pool: ThreadPoolExecutor, check: Callable[..., T], *args: object) -> Future[T]:
+    """`check(*args)` on the pool, in a copy of this context (its log lines carry the event's labels)."""
+    return pool.submit(contextvars.copy_context().run, check, *args)
 
 
 def _duplicate(manifest: Manifest, manifest_uri: str, *, published: bool) -> LoadOutcome:

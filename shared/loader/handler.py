@@ -14,7 +14,7 @@ from google.api_core import exceptions as gexc
 
 from shared import gcs, ledger, logs, pubsub
 from shared.events import EventError, StorageObject, event_id, storage_object
-from shared.loader import faults, index_pruning, locks, refusal
+from shared.loader import faults, index_pruning, locks, refusal, staging
 from shared.loader.apply import LoadOutcome, apply_snapshot
 from shared.loader.conflicts import retry_on_conflict
 from shared.loader.errors import TransientError
@@ -54,7 +54,6 @@ def _handle_manifest(obj: StorageObject) -> LoadOutcome | None:
 
 
 def _apply(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
-    target = manifest.target
     try:
         outcome = apply_snapshot(manifest, manifest_uri)
     except ManifestError as error:
@@ -66,18 +65,27 @@ def _apply(manifest: Manifest, manifest_uri: str) -> LoadOutcome:
     except Exception as error:
         log.error("load failed, the event will be delivered again: %s: %s", type(error).__name__, error)
         raise
+    try:
+        _announce(manifest, manifest_uri, outcome)
+    finally:
+        staging.drop(outcome.staged)  # after publishing: dropping staging never delays the chain
+    if outcome.needs_publish:
+        index_pruning.prune_superseded(manifest, manifest_uri)  # after publishing: never delays the chain
+    return outcome
+
+
+def _announce(manifest: Manifest, manifest_uri: str, outcome: LoadOutcome) -> None:
+    """A stale snapshot recorded as such; a committed one published."""
     if outcome.status == ledger.STALE:
         _record_stale(manifest, manifest_uri, outcome.message)
-        return outcome
-    logs.event(log, f"{outcome.status} snapshot {manifest.run_id} to {target.table_id}: "
+        return
+    logs.event(log, f"{outcome.status} snapshot {manifest.run_id} to {manifest.target.table_id}: "
                     f"+{outcome.rows_inserted} ~{outcome.rows_updated} -{outcome.rows_deleted}",
                status=outcome.status, mode=manifest.mode, inserted=outcome.rows_inserted,
                updated=outcome.rows_updated, deleted=outcome.rows_deleted, seconds=outcome.seconds)
     if outcome.needs_publish:
         faults.inject(faults.BEFORE_PUBLISH)
         _publish_loaded(manifest, manifest_uri, outcome)
-        index_pruning.prune_superseded(manifest, manifest_uri)  # after publishing: never delays the chain
-    return outcome
 
 
 def _record_stale(manifest: Manifest, manifest_uri: str, message: str) -> None:

@@ -5,16 +5,19 @@ hash of the parts' URIs and checksums) and an attempt number. A delivery first l
 of attempt 1, 2, ...: a job that succeeded and left exactly the manifest's row count in its table
 is reused, so a redelivery after a crash resumes instead of loading twice; a failed job, or a table
 holding any other count (half-written, tampered, expired), is dropped and the next attempt loaded.
-Each delivery starts at most one new load job. Tables are dropped after the load transaction and
-expire on their own (table expiration, and the staging dataset's default) if a crash leaves them.
+Each delivery starts at most one new load job per part list (a delta's rows and deleted keys are
+staged at the same time). Tables are dropped after the load transaction and expire on their own
+(table expiration, and the staging dataset's default) if a crash leaves them.
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
@@ -81,18 +84,40 @@ def deleted_key_fields(manifest: Manifest) -> list[bigquery.SchemaField]:
 
 
 def stage(manifest: Manifest) -> Staged:
+    """A delta's rows and deleted keys are staged at the same time (the deleted keys on a thread);
+    if either fails, the other's table is dropped too and the first failure raised."""
     target = manifest.target
     dataset = bq.ensure_dataset(target.project, staging_dataset(manifest), default_table_expiration=STAGING_TTL)
     location = dataset.location
-    rows = _stage_parts(manifest, ROWS, bq.table_fields(manifest.table_schema), manifest.parts, location)
-    deleted = None
-    if manifest.delta is not None:
-        deleted = _stage_parts(manifest, DELETED, deleted_key_fields(manifest), manifest.delta.deleted_parts, location)
-    return Staged(rows, deleted)
+    if manifest.delta is None:
+        return Staged(_stage_parts(manifest, ROWS, bq.table_fields(manifest.table_schema), manifest.parts, location))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-deleted") as pool:
+        # run in a copy of this context, so its log lines carry the event's labels
+        deleted = pool.submit(contextvars.copy_context().run, _stage_parts, manifest, DELETED,
+                              deleted_key_fields(manifest), manifest.delta.deleted_parts, location)
+        try:
+            rows = _stage_parts(manifest, ROWS, bq.table_fields(manifest.table_schema), manifest.parts, location)
+        except BaseException:
+            _drop_sibling(deleted)
+            raise
+        try:
+            return Staged(rows, deleted.result())
+        except BaseException:
+            bq.drop_table(rows)
+            raise
 
 
-def drop(staged: Staged) -> None:
-    for table_id in staged.tables:
+def _drop_sibling(staging_of: Future[str]) -> None:
+    """After the other staging failed: waits for this one and drops its table (its own failure is logged)."""
+    error = staging_of.exception()
+    if error is None:
+        bq.drop_table(staging_of.result())
+    else:
+        log.warning("the other staging of the snapshot failed as well: %s: %s", type(error).__name__, error)
+
+
+def drop(staged: Staged | None) -> None:
+    for table_id in staged.tables if staged else []:
         bq.drop_table(table_id)
 
 
