@@ -19,7 +19,6 @@ from shared import logs, results
 from shared.events import EventError, Message, event_id, meant_for_another, pubsub_message
 from shared.loaded_event import loaded_snapshot
 from shared.manifest import ManifestError
-from shared.reconciler.certificate import Certificate
 from shared.reconciler.on_request import Handled, handle_request
 from shared.reconciler.options import ReconcileOptions, from_environment
 from shared.reconciler.reconcile import reconcile
@@ -68,11 +67,8 @@ def _loaded(event: CloudEvent, message: Message, options: ReconcileOptions | Non
         chosen = options or from_environment(target.table_id)
         if deep_requested:
             chosen = chosen.model_copy(update={"deep": True})
-        if not loaded.is_latest:
-            certificate = Certificate(target.table_id, manifest.run_id, verdict=results.SUPERSEDED,
-                                      message="a newer snapshot was applied before this check ran")
-        else:
-            certificate = reconcile(manifest, chosen, manifest_uri=loaded.manifest_uri)
+        # the ledger is read in the fingerprint's query: a newer applied snapshot makes it `superseded`
+        certificate = reconcile(manifest, chosen, manifest_uri=loaded.manifest_uri, only_if_latest=True)
         mismatch = certificate.verdict == results.MISMATCH
         record(certificate, project=target.project, dataset=target.dataset, pubsub_project=target.pubsub_project,
                alert=f"table differs from snapshot: {certificate.message}" if mismatch else None)

@@ -17,9 +17,14 @@ from shared.topology import DEPLOYMENT_FIELD, EXTRACT_REQUESTS_TOPIC, manifest_r
 log = logs.get(__name__)
 
 
+SUPERSEDED_MESSAGE = "a newer snapshot was applied before this check ran"
+
+
 def reconcile(manifest: Manifest, options: ReconcileOptions | None = None, *,
-              manifest_uri: str | None = None) -> Certificate:
-    """Proves the table equal to the snapshot, or finds, repairs and requests what differs."""
+              manifest_uri: str | None = None, only_if_latest: bool = False) -> Certificate:
+    """Proves the table equal to the snapshot, or finds, repairs and requests what differs.
+    `only_if_latest`: when the ledger, read in the same query as the table's fingerprint, names a
+    newer applied snapshot, the certificate says `superseded` and nothing is diagnosed or repaired."""
     options = options or ReconcileOptions()
     started = time.monotonic()
     stats = bq_jobs.JobStats()
@@ -32,7 +37,10 @@ def reconcile(manifest: Manifest, options: ReconcileOptions | None = None, *,
         certificate.message = f"deep mode unavailable ({unavailable}); "
     certificate.mode = "deep" if deep else "fingerprint"
     try:
-        comparison = compare_with_snapshot(manifest, deep=deep, stats=stats)
+        comparison = compare_with_snapshot(manifest, deep=deep, with_ledger=only_if_latest, stats=stats)
+        if comparison.superseded:
+            certificate.verdict, certificate.message = results.SUPERSEDED, SUPERSEDED_MESSAGE
+            return certificate
         certificate.source_rows, certificate.target_rows = comparison.source_rows, comparison.target_rows
         certificate.source_fingerprint = comparison.source_fingerprint
         certificate.target_fingerprint = comparison.target_fingerprint

@@ -40,13 +40,14 @@ than retried forever.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from google.api_core import exceptions as gexc
 
 from shared import bq_jobs, ledger
 from shared.identifiers import quote_bigquery as q
+from shared.loaded_event import is_latest_of, latest_applied_column, latest_applied_of
 from shared.manifest import Manifest
 from shared.schema import Column
 from shared.type_ranges import date_range, integer_range
@@ -56,6 +57,7 @@ from shared.validator.thresholds import Thresholds
 ERROR, WARNING = "error", "warning"
 _NUMERIC_DIGITS = {"NUMERIC": (29, 9), "BIGNUMERIC": (38, 38)}
 ALL_SKIPPED = "all_skipped"  # the one result of a run whose every check is skipped by the thresholds
+Latest = Mapping[str, object] | None  # the ledger's newest applied row of the table (run_id, recorded_at)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,14 @@ class _Probe:
     sql: dict[str, str]
     result: Callable[[dict[str, object]], CheckResult]
     columns: tuple[Column, ...] = ()  # the columns the expressions read
+
+
+@dataclass
+class _LedgerRow:
+    """The ledger's newest applied row, once the profile query (asked to read it too) has read it."""
+
+    read: bool = False
+    latest: Latest = None
 
 
 def _count_result(name: str, count_alias: str, expected: str = "0 row(s)") -> Callable[[dict[str, object]], CheckResult]:
@@ -219,30 +229,38 @@ def _query_failed(probe: _Probe, error: gexc.GoogleAPICallError) -> CheckResult:
                        "a table the profile query can read", str(error.message or error)[:1000])
 
 
-def _query_profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats | None) -> list[CheckResult]:
-    """One query for every probe. A query BigQuery refuses for good (the table changed between reading
-    its schema and querying it) fails the probes, so the result is recorded instead of retried forever."""
+def _query_profile(manifest: Manifest, probes: list[_Probe], stats: bq_jobs.JobStats | None,
+                   ledger_row: _LedgerRow | None = None) -> list[CheckResult]:
+    """One query for every probe (given `ledger_row`, it also reads the ledger's newest applied row
+    into it, in the same statement). A query BigQuery refuses for good (the table changed between
+    reading its schema and querying it) fails the probes, so the result is recorded instead of
+    retried forever."""
     if not probes:
         return []
-    expressions = ", ".join(f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items())
+    columns, params = [f"{sql} AS {alias}" for p in probes for alias, sql in p.sql.items()], []
+    if ledger_row is not None:
+        latest, params = latest_applied_column(manifest.target)
+        columns.append(latest)
     table = q(*manifest.target.table_id.split("."))
     try:
-        rows = bq_jobs.run(manifest.target.project, f"SELECT {expressions} FROM {table}", stats=stats)
+        rows = bq_jobs.run(manifest.target.project, f"SELECT {', '.join(columns)} FROM {table}", params, stats=stats)
     except (gexc.BadRequest, gexc.NotFound) as error:
         return [_query_failed(p, error) for p in probes]
     values = dict(rows[0].items())
+    if ledger_row is not None:
+        ledger_row.read, ledger_row.latest = True, latest_applied_of(values)
     return [p.result(values) for p in probes]
 
 
 def _profile(manifest: Manifest, probes: list[_Probe], live: LiveSchema | None,
-             stats: bq_jobs.JobStats | None) -> list[CheckResult]:
+             stats: bq_jobs.JobStats | None, ledger_row: _LedgerRow | None = None) -> list[CheckResult]:
     """The probes' results in their order; those whose table or columns are gone are skipped, saying why."""
     if not probes:  # every check the query would make is skipped
         return []
     if live is None:
         return [_skipped(p, "table missing in BigQuery") for p in probes]
     reasons = {p.name: _unreadable(p, live) for p in probes}
-    measured = _query_profile(manifest, [p for p in probes if reasons[p.name] is None], stats)
+    measured = _query_profile(manifest, [p for p in probes if reasons[p.name] is None], stats, ledger_row)
     by_name = {c.check_name: c for c in measured}
     return [by_name[p.name] if reasons[p.name] is None else _skipped(p, str(reasons[p.name])) for p in probes]
 
@@ -268,9 +286,9 @@ def schema_drift(manifest: Manifest, thresholds: Thresholds, live: LiveSchema | 
                        "extra columns allowed" if severity == WARNING else "", severity)
 
 
-def freshness(manifest: Manifest, thresholds: Thresholds, now: dt.datetime) -> CheckResult:
-    target = manifest.target
-    latest = ledger.latest_applied(target.project, target.dataset, target.table_id)
+def freshness(thresholds: Thresholds, now: dt.datetime, latest: Latest) -> CheckResult:
+    """`latest`: the ledger's newest applied row as `run_checks` read it once, not read again here: a
+    row read earlier is at most as new, so the age is at least the true one and never too young."""
     expected = f"at most {thresholds.freshness_max_age_s} s"
     if latest is None or latest.get("recorded_at") is None:
         return CheckResult("freshness", False, "never loaded", expected)
@@ -285,29 +303,51 @@ def quarantine(manifest: Manifest, thresholds: Thresholds) -> CheckResult:
                        f"at most {thresholds.max_quarantined_rows}", "; ".join(manifest.quarantine.uris)[:1000])
 
 
+def superseded_result() -> CheckResult:
+    """The one result of a run whose table already holds a newer applied snapshot."""
+    return CheckResult("superseded", True, "newer snapshot applied", "", "checks skipped")
+
+
 def _all_skipped(thresholds: Thresholds) -> CheckResult:
     """The result recorded when the thresholds skip every check, so the run still shows as validated."""
     return CheckResult(ALL_SKIPPED, True, "skipped: every check", "checks to run",
                        f"every check is in the table's skip list: {', '.join(thresholds.skip)}"[:1000])
 
 
+def _latest(manifest: Manifest, ledger_row: _LedgerRow) -> Latest:
+    """The ledger's newest applied row: the one the profile query read, or (no profile query ran, or
+    BigQuery refused it) one read now."""
+    if ledger_row.read:
+        return ledger_row.latest
+    target = manifest.target
+    return ledger.latest_applied(target.project, target.dataset, target.table_id)
+
+
 def run_checks(manifest: Manifest, thresholds: Thresholds | None = None, *, now: dt.datetime | None = None,
-               stats: bq_jobs.JobStats | None = None) -> list[CheckResult]:
+               stats: bq_jobs.JobStats | None = None, only_if_latest: bool = False) -> list[CheckResult]:
     """Every named check of the table the manifest was loaded into, in a fixed order. The table's
     columns are read first: a missing table or column fails `schema_drift` and skips the checks that
-    need it, the others still run. At least one result, even when the thresholds skip every check."""
+    need it, the others still run. At least one result, even when the thresholds skip every check.
+
+    The ledger's newest applied row (for `freshness`, and for `only_if_latest`) is read once, in the
+    profile query when there is one. `only_if_latest`: when it names a newer run than the manifest's,
+    the one result is `superseded` (the table no longer holds this snapshot, so nothing is checked)."""
     thresholds = thresholds or Thresholds()
     now = now or dt.datetime.now(dt.UTC)
     probes = _probes(manifest, thresholds)
     needs_table = bool(probes) or not thresholds.skipped("schema_drift")
     live = read_live_schema(manifest.target.table_id) if needs_table else None
-    checks = _profile(manifest, probes, live, stats)
+    ledger_row = _LedgerRow() if only_if_latest or not thresholds.skipped("freshness") else None
+    checks = _profile(manifest, probes, live, stats, ledger_row)
+    latest = _latest(manifest, ledger_row) if ledger_row is not None else None
+    if only_if_latest and not is_latest_of(manifest, latest):
+        return [superseded_result()]
     keyless = manifest.table_schema.keyless
     extra: list[tuple[str, Callable[[], CheckResult]]] = [
         *([("key_unique", lambda: _keyless("key_unique")), ("key_not_null", lambda: _keyless("key_not_null"))]
           if keyless else []),
         ("schema_drift", lambda: schema_drift(manifest, thresholds, live)),
-        ("freshness", lambda: freshness(manifest, thresholds, now)),
+        ("freshness", lambda: freshness(thresholds, now, latest)),
         ("quarantined_rows", lambda: quarantine(manifest, thresholds)),
     ]
     checks += [check() for name, check in extra if not thresholds.skipped(name)]
