@@ -66,6 +66,19 @@ def _read(parts: list) -> pa.Table:
     return pa.concat_tables(tables) if tables else pa.table({})
 
 
+def _count_prepared_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every chunk ChunkPreparer prepares from now on (until monkeypatch.undo)."""
+    prepared_rows: list[int] = []
+    original = ChunkPreparer.__call__
+
+    def counting(self: ChunkPreparer, chunk: object) -> object:
+        prepared_rows.append(len(chunk))  # type: ignore[arg-type]
+        return original(self, chunk)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChunkPreparer, "__call__", counting)
+    return prepared_rows
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
         kind: str, stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,14 +105,7 @@ def test_a_delta_prepares_only_changed_rows_and_equals_a_full_snapshot(
         # its raw hash sees the sign, so it is prepared again (SQLite stores it as integer 0 anyway)
         prepared = changed | ({14} if kind == "postgresql" else set())
 
-        prepared_rows = []
-        original = ChunkPreparer.__call__
-
-        def counting(self: ChunkPreparer, chunk: object) -> object:
-            prepared_rows.append(len(chunk))  # type: ignore[arg-type]
-            return original(self, chunk)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(ChunkPreparer, "__call__", counting)
+        prepared_rows = _count_prepared_rows(monkeypatch)
         on_base = Base(base, key_index.of_snapshot(base, base_uri))
         delta = _manifest(config, snapshot._extract(config, source_engine, source, on_base, None,
                                                     snapshot.clock_sequence))
@@ -178,14 +184,7 @@ def test_a_base_written_by_other_code_is_not_screened(stack: LocalStack, tmp_pat
         written = _manifest(config, base_result)
         assert written.index_raw_hash == raw_hash.TAG and "/code-" in raw_hash.TAG
         older = written.model_copy(update={"index_raw_hash": raw_hash.TAG.rsplit("/code-", 1)[0]})
-        prepared_rows = []
-        original = ChunkPreparer.__call__
-
-        def counting(self: ChunkPreparer, chunk: object) -> object:
-            prepared_rows.append(len(chunk))  # type: ignore[arg-type]
-            return original(self, chunk)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(ChunkPreparer, "__call__", counting)
+        prepared_rows = _count_prepared_rows(monkeypatch)
         for base, expected in ((written, 0), (older, ROWS)):
             prepared_rows.clear()
             on_base = Base(base, key_index.of_snapshot(base, base_result.manifest_uri))
