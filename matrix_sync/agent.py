@@ -185,8 +185,8 @@ def _pass_on_foreign(config: Config, path: str, received: object, seen: set[str]
 def _handle(config: Config, path: str, received: object,
             on_results: Callable[[Extraction], None]) -> SourceError | None:
     """A request that is not one (not a JSON object, naming no table of the config) is dropped: it
-    would fail the same way on every delivery. One whose source cannot be reached is handed back to
-    Pub/Sub for another delivery, and its error returned."""
+    would fail the same way on every delivery. One whose source cannot be reached, at connect time or
+    once extracting (SourceLost), is handed back to Pub/Sub for another delivery, and its error returned."""
     pubsub_message = received.message  # type: ignore[attr-defined]
     ack_id: str = received.ack_id  # type: ignore[attr-defined]
     message_id = str(pubsub_message.message_id)
@@ -206,15 +206,15 @@ def _handle(config: Config, path: str, received: object,
         if unreachable is not None:  # after _held, so no renewal extends the deadline again
             _hand_back(path, ack_id, message_id, unreachable)
             return unreachable
-    if not acknowledged:  # Pub/Sub delivers it again once its ack deadline passes
-        log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
-                  message_id, len(outcome.unexpected))
-        return None
-    try:
-        subscriber().acknowledge(subscription=path, ack_ids=[ack_id])
-    except TRANSIENT as error:
-        log.warning("extract request %s could not be acknowledged (%s): it will be delivered again and its "
-                    "tables extracted again", message_id, error)
+        if not acknowledged:  # Pub/Sub delivers it again once its ack deadline passes
+            log.error("extract request %s left for another delivery: %d table(s) failed unexpectedly",
+                      message_id, len(outcome.unexpected))
+            return None
+        try:
+            subscriber().acknowledge(subscription=path, ack_ids=[ack_id])
+        except TRANSIENT as error:
+            log.warning("extract request %s could not be acknowledged (%s): it will be delivered again and its "
+                        "tables extracted again", message_id, error)
     return None
 
 

@@ -2,9 +2,11 @@
 `matrix-sync run` all do. Each table is extracted under its lock (shared/extractor/lock.py), so a
 table another extraction is working on is skipped and reported, never extracted twice at once.
 A table that cannot be snapshotted fails alone: it is reported and the other tables go on. Its
-definition (gone from the source, a key column missing, a column type with no BigQuery type) fails
-it the same way every time; any other error (a dropped connection, a driver's refusal) is
-`unexpected`, and whoever delivered the request delivers it again (`Extraction.unexpected`)."""
+definition (gone from the source, a key column missing, a column type with no BigQuery type) or a
+privilege the source user lacks fails it the same way every time; a source that goes away mid-way
+ends the request with SourceLost, as one that cannot be reached at connect time does (SourceError);
+any other error is `unexpected`, and whoever delivered the request delivers it again
+(`Extraction.unexpected`)."""
 from __future__ import annotations
 
 import logging
@@ -19,7 +21,7 @@ from shared.config import Config, TableConfig
 from shared.extractor import outcomes
 from shared.extractor.lock import Clock, Lease, LeaseLost, TableLocked, table_lock, utc_now
 from shared.extractor.snapshot import ExtractResult, extract_table, new_run_id
-from shared.extractor.source import SourceError, connect, discover, find_duplicated_keys
+from shared.extractor.source import SourceError, SourceLost, connect, discover, find_duplicated_keys, source_failure
 from shared.gcs import BucketUnavailable
 from shared.secrets import error_line
 
@@ -97,7 +99,7 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
         raise
     try:
         with logs.labels(lock_holder=holder):
-            for table in chosen:
+            for at, table in enumerate(chosen):
                 try:
                     with table_lock(config.gcs.bucket, config.gcs.prefix, table.target_table, holder,
                                     config.extract.lock_lease_s, clock) as lease:
@@ -108,13 +110,19 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                 except LeaseLost:
                     _skipped(LockedTable(table.name, "lock taken over mid-way by another extraction", "", "", None),
                              outcome, progress)
+                except SourceLost as error:
+                    _source_lost(config, chosen[at:], outcome, error)
                 except SourceError as error:
                     _failed(config, table, FailedTable(table.name, str(error)), outcome)
                 except EVERY_TABLE_ERRORS:
                     raise  # one error for the whole request
                 except Exception as error:  # drivers' and clients' own types: this table fails, the rest go on
-                    _failed(config, table, FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}",
-                                                       unexpected=True), outcome, error)
+                    known = source_failure(table.name, error)  # a privilege revoked, the source gone
+                    if isinstance(known, SourceLost):
+                        _source_lost(config, chosen[at:], outcome, known, error)
+                    failed = (FailedTable(table.name, str(known)) if known is not None else
+                              FailedTable(table.name, f"{type(error).__name__}: {error_line(error)}", unexpected=True))
+                    _failed(config, table, failed, outcome, error if known is None else None)
                 else:
                     _record(config, table, outcomes.EXTRACTED, run_id=result.run_id)
                     progress.table_done(result)
@@ -146,6 +154,18 @@ def _extract_locked(config: Config, engine: Engine, table: TableConfig, lease: L
 
     return extract_table(config, engine, source, on_rows=on_rows, force_full=force_full,
                          next_sequence=lease.next_sequence, last_issued=lease.sequence)
+
+
+def _source_lost(config: Config, left: list[TableConfig], outcome: Extraction, lost: SourceLost,
+                 error: BaseException | None = None) -> None:
+    """The source went away: the tables not extracted yet are recorded failed and the request ends
+    as at connect time, to be delivered again once the source may be back (the snapshots already
+    written stand)."""
+    logs.event(log, f"extraction stopped: {lost}", logging.ERROR, outcome="source lost", table=left[0].name,
+               written=[r.table for r in outcome.written], exc_info=error)
+    for table in left:
+        _record(config, table, outcomes.FAILED, reason=str(lost))
+    raise lost from None
 
 
 def _skipped(locked: LockedTable, outcome: Extraction, progress: ExtractProgress) -> None:

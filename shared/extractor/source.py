@@ -42,6 +42,74 @@ class SourceError(RuntimeError):
     """The source cannot be reached or does not hold what the config names."""
 
 
+class SourceLost(SourceError):
+    """The source stopped answering after it was connected to (a server restarting mid-extraction):
+    the request is handed back as when it cannot be reached at connect time."""
+
+
+# Driver errors that mean the source user may not read the table, whoever retries: (PostgreSQL's
+# SQLSTATE; MySQL/MariaDB's and SQL Server's error numbers). SQLite has no privileges.
+_DENIED_SQLSTATES = {"42501"}  # insufficient_privilege
+_DENIED_NUMBERS = {1142, 1143, 1044,  # MySQL/MariaDB: command denied, column command denied, access denied
+                   229, 230}  # SQL Server: the permission was denied on the object / on the column
+# ... and those that mean the connection went (or cannot be made): SQLSTATE class 08 and the
+# shutdown codes; MySQL's can't connect, server gone away, lost connection; pymssql's unreachable
+# server, connection refused, DBPROCESS dead.
+_LOST_SQLSTATES = {"57P01", "57P02", "57P03"}
+_LOST_NUMBERS = {2003, 2006, 2013, 20009, 20003, 20047}
+
+
+def source_failure(table: str, error: BaseException) -> SourceError | None:
+    """What a driver's error met while extracting `table` says about the source: a SourceError (a
+    privilege the source user lacks: the table fails alone until someone grants it) or a SourceLost
+    (the source went away). None for any other error (`unexpected`)."""
+    for cause in _causes(error):
+        code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+        number = cause.args[0] if cause.args and isinstance(cause.args[0], int) else None
+        if code in _DENIED_SQLSTATES or (number in _DENIED_NUMBERS and _from_driver(cause, "pymysql", "pymssql")):
+            return SourceError(f"table {table!r}: the source user may not read it ({_driver_line(cause, number)}); "
+                               "grant it SELECT on the table")
+        lost_code = isinstance(code, str) and (code.startswith("08") or code in _LOST_SQLSTATES)
+        if lost_code or _lost_psycopg2(cause, code) or (number in _LOST_NUMBERS
+                                                         and _from_driver(cause, "pymysql", "pymssql")):
+            return SourceLost(f"lost the source while extracting table {table!r}: {_driver_line(cause, number)}")
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error, the DBAPI error SQLAlchemy wrapped (`orig`), and the errors it was raised from."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        cause = pending.pop(0)
+        if cause is None or id(cause) in seen or len(seen) > 10:
+            continue
+        seen.add(id(cause))
+        yield cause
+        orig = getattr(cause, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, cause.__cause__, cause.__context__]
+
+
+def _driver_line(error: BaseException, number: int | None) -> str:
+    """The error's type and first line, secrets removed; pymysql's and pymssql's as `number message`."""
+    if number is None or len(error.args) < 2:
+        return f"{type(error).__name__}: {error_line(error)}"
+    message = error.args[1]
+    text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+    return f"{type(error).__name__}: {number} {error_line(RuntimeError(text))}"
+
+
+def _from_driver(error: BaseException, *modules: str) -> bool:
+    return type(error).__module__.split(".")[0] in modules
+
+
+def _lost_psycopg2(error: BaseException, code: object) -> bool:
+    """psycopg2 raises its base classes with no SQLSTATE when the server cannot be reached or closed
+    the connection (an error the server sent is of a psycopg2.errors class, by its SQLSTATE)."""
+    kind = type(error)  # by name: the extractor package does not depend on psycopg2
+    return code is None and kind.__module__ == "psycopg2" and kind.__name__ in ("OperationalError", "InterfaceError")
+
+
 def connect(source: SourceConfig) -> Engine:
     """An engine whose first connection is tried now, so an unreachable source fails early and clearly.
     The password (environment or Secret Manager, shared/credentials.py) is added to the URL here only."""
