@@ -13,7 +13,6 @@ object name changes only when the code or a locked version does.
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -27,6 +26,8 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+
+from shared import module_files
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can store
@@ -130,7 +131,7 @@ def third_party_imports(entry: Path, root: Path = ROOT) -> set[str]:
     return {
         module
         for path in reachable_files(entry, root)
-        for module in _imports(path)
+        for module in module_files.imports_of(path)
         if module.split(".")[0] not in (SHARED, "__future__") and module.split(".")[0] not in sys.stdlib_module_names
     }
 
@@ -138,17 +139,7 @@ def third_party_imports(entry: Path, root: Path = ROOT) -> set[str]:
 def reachable_files(entry: Path, root: Path = ROOT, packages: tuple[str, ...] = (SHARED,)) -> set[Path]:
     """`entry` and the files of every module of `packages` (the project's own: `shared` by default)
     its imports reach, transitively."""
-    seen: set[Path] = set()
-    pending = [entry]
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in _imports(path):
-            if module.split(".")[0] in packages:
-                pending.extend(_shared_files(module, root))
-    return seen
+    return module_files.reachable_files(entry, root, packages)
 
 
 def distribution_of(module: str) -> str | None:
@@ -165,28 +156,6 @@ def distribution_of(module: str) -> str | None:
         if owner:
             return owner
     return None
-
-
-def _imports(path: Path) -> Iterator[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from google.cloud import bigquery` imports google.cloud.bigquery when that is a module
-            yield from (f"{node.module}.{alias.name}" for alias in node.names)
-
-
-def _shared_files(module: str, root: Path) -> list[Path]:
-    """The files executed by importing `module` (and each package on the way), if they exist."""
-    parts = module.split(".")
-    files = []
-    for end in range(1, len(parts) + 1):
-        base = root.joinpath(*parts[:end])
-        for candidate in (base / "__init__.py", base.with_suffix(".py")):
-            if candidate.is_file():
-                files.append(candidate)
-    return files
 
 
 def _closure(roots: set[str]) -> dict[str, importlib.metadata.Distribution]:

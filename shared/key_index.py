@@ -46,7 +46,7 @@ class CompactedIndex(BaseModel):
     format_version: Literal[1] = 1
     run_id: str
     rows: int = Field(ge=0)
-    raw_hash: str | None = Field(description="how _raw_hash was computed (shared.raw_hash.TAG); None: not usable")
+    raw_hash: str | None = Field(description="how _raw_hash was computed (shared.raw_hash.tag()); None: not usable")
     parts: list[Part]
 
 

@@ -109,7 +109,7 @@ class Manifest(_Strict):
                                 "base. A delta ships only its patch (Delta.index_patch_parts) instead")
     index_raw_hash: str | None = Field(
         default=None, exclude_if=lambda tag: tag is None,
-        description="how the index's (or index patch's) _raw_hash was computed (shared.raw_hash.TAG); absent: none")
+        description="how the index's (or index patch's) _raw_hash was computed (shared.raw_hash.tag()); absent: none")
     delta: Delta | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -28,7 +28,7 @@ from shared.identifiers import quote_bigquery
 from shared.key_index import KeyIndex
 from shared.manifest import Manifest, Part
 from shared.raw_hash import RAW_HASH_COLUMN
-from shared.raw_hash import TAG as RAW_HASH_TAG
+from shared.raw_hash import tag as raw_hash_tag
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 from shared.topology import RECONCILIATION_TABLE
 from shared.types import arrow_type
@@ -133,7 +133,7 @@ def key_diff(index: KeyIndex, schema: TableSchema) -> tuple[KeyDiff | ColumnKeyD
     index, read once, when that index carries raw hashes this extractor can compare with."""
     parts, names = index.parts, [c.bq_name for c in schema.key_columns]
     if len(names) == 1 and ordered_like_python(arrow_type(schema.key_columns[0].bq_type)):
-        if index.raw_hash == RAW_HASH_TAG and screenable(schema):
+        if index.raw_hash == raw_hash_tag() and screenable(schema):
             return screened_join(previous_batches(parts, names, raw_hash=True), schema)
         return ColumnKeyDiff(previous_batches(parts, names), names[0]), Screen(schema)
     return KeyDiff(previous_index(parts, names)), Screen(schema)

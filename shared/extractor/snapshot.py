@@ -41,7 +41,7 @@ from shared.extractor.uploads import BackgroundUploads
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, TableFingerprint
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Quarantine, Target
 from shared.raw_hash import RAW_HASH_COLUMN
-from shared.raw_hash import TAG as RAW_HASH_TAG
+from shared.raw_hash import tag as raw_hash_tag
 from shared.schema import KEY_HASH_COLUMN, TableSchema
 from shared.topology import MANIFEST_NAME
 from shared.types import arrow_type
@@ -300,7 +300,7 @@ class SnapshotWriter:
             fingerprint=Fingerprint(**self.fingerprint.to_dict()),
             quarantine=Quarantine(rows=self.quarantined, uris=self.quarantine_uris),
             index_parts=self.index_parts,
-            index_raw_hash=RAW_HASH_TAG if self.index_parts or delta else None,  # a delta: even without a patch
+            index_raw_hash=raw_hash_tag() if self.index_parts or delta else None,  # a delta: even without a patch
             delta=delta,
         )
         gcs.upload(config.gcs.bucket, f"{self.folder}/{MANIFEST_NAME}", manifest.to_json().encode(),

@@ -182,8 +182,8 @@ def test_a_base_written_by_other_code_is_not_screened(stack: LocalStack, tmp_pat
         source = discover(source_engine, config.table(table))
         base_result = snapshot.extract_table(config, source_engine, source, force_full=True)
         written = _manifest(config, base_result)
-        assert written.index_raw_hash == raw_hash.TAG and "/code-" in raw_hash.TAG
-        older = written.model_copy(update={"index_raw_hash": raw_hash.TAG.rsplit("/code-", 1)[0]})
+        assert written.index_raw_hash == raw_hash.tag() and "/code-" in raw_hash.tag()
+        older = written.model_copy(update={"index_raw_hash": raw_hash.tag().rsplit("/code-", 1)[0]})
         prepared_rows = _count_prepared_rows(monkeypatch)
         for base, expected in ((written, 0), (older, ROWS)):
             prepared_rows.clear()

@@ -23,14 +23,13 @@ from google.cloud import bigquery
 
 from matrix_sync.stack import LocalStack
 from shared import bigquery as bq
-from shared import gcs, parquet_parts
+from shared import gcs, parquet_parts, raw_hash
 from shared.clients import publisher, subscriber
 from shared.extractor.snapshot import arrow_schema, new_run_id
 from shared.hashing import ENCODING_VERSION, HASH_ALGORITHM, RowHasher, TableFingerprint
 from shared.identifiers import quote_bigquery
 from shared.key_index import index_schema
 from shared.manifest import FORMAT_VERSION, Delta, Fingerprint, HashSpec, Manifest, Part, Target
-from shared.raw_hash import TAG as RAW_HASH_TAG
 from shared.schema import KEY_HASH_COLUMN, Column, TableSchema
 from shared.topology import (
     GCS_NOTIFICATIONS_TOPIC,
@@ -196,7 +195,7 @@ class Writer:
             extracted_at=datetime.now(UTC), schema=self.schema,
             hash=HashSpec(algorithm=HASH_ALGORITHM, encoding_version=ENCODING_VERSION), parts=parts,
             row_count=len(after), fingerprint=Fingerprint(**fingerprint.to_dict()), delta=delta,
-            index_parts=list(index_parts), index_raw_hash=RAW_HASH_TAG if index_parts or (
+            index_parts=list(index_parts), index_raw_hash=raw_hash.tag() if index_parts or (
                 delta and delta.index_patch_parts) else None,
         )
 
