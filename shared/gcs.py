@@ -18,6 +18,7 @@ class ObjectInfo:
     uri: str
     size: int
     md5: str
+    generation: int | None = None  # as `info` found it: `read_range` of that generation reads that content
 
 
 class BucketUnavailable(RuntimeError):
@@ -85,7 +86,14 @@ def info(object_uri: str) -> ObjectInfo | None:
     blob = storage_client().bucket(bucket).get_blob(name)
     if blob is None:
         return None
-    return ObjectInfo(object_uri, int(blob.size or 0), blob.md5_hash or "")
+    return ObjectInfo(object_uri, int(blob.size or 0), blob.md5_hash or "", blob.generation)
+
+
+def read_range(object_uri: str, start: int, end: int, generation: int | None = None) -> bytes:
+    """Bytes start..end (inclusive) of the object, of `generation` when given (gone once replaced: NotFound)."""
+    bucket, name = split_uri(object_uri)
+    blob = storage_client().bucket(bucket).blob(name, generation=generation)
+    return blob.download_as_bytes(start=start, end=end, checksum=None)
 
 
 def delete_with_suffix(object_uri: str, suffix: str) -> bool:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from google.cloud import storage
 
 from shared import bigquery as bq
 from shared import gcs, key_index
-from shared.clients import storage_client
 from shared.loader.errors import RefusedError
 from shared.loader.staging import deleted_key_fields
 from shared.manifest import Manifest, Part
@@ -62,17 +60,14 @@ def _footers(manifest: Manifest) -> dict[str, _Footer]:
 
 
 def _check_part(part: Part, footer: _Footer | None) -> None:
-    bucket, name = gcs.split_uri(part.uri)
-    stored = storage_client().bucket(bucket).get_blob(name)
+    stored = gcs.info(part.uri)
     if stored is None:
         raise RefusedError(f"part {part.uri} is missing")
-    size, md5 = int(stored.size or 0), stored.md5_hash or ""
-    if md5 != part.md5 or size != part.bytes:
-        raise RefusedError(f"part {part.uri} does not match the manifest: {size} bytes with MD5 "
-                           f"{md5}, expected {part.bytes} bytes with MD5 {part.md5}")
+    if stored.md5 != part.md5 or stored.size != part.bytes:
+        raise RefusedError(f"part {part.uri} does not match the manifest: {stored.size} bytes with MD5 "
+                           f"{stored.md5}, expected {part.bytes} bytes with MD5 {part.md5}")
     if footer is not None:
-        pinned = storage_client().bucket(bucket).blob(name, generation=stored.generation)
-        _check_footer(part, _footer(part, pinned, size), footer)
+        _check_footer(part, _footer(part, stored), footer)
 
 
 def _check_footer(part: Part, metadata: pq.FileMetaData, footer: _Footer) -> None:
@@ -100,10 +95,10 @@ def _kind(arrow: pa.DataType) -> str:
     return next((kind for kind, matches in checks if matches(arrow)), str(arrow))
 
 
-def _footer(part: Part, pinned: storage.Blob, size: int) -> pq.FileMetaData:
-    """`pinned`: the object at the generation checked (a replaced object is not found: read again later)."""
+def _footer(part: Part, stored: gcs.ObjectInfo) -> pq.FileMetaData:
+    """Of the generation checked (a replaced object is not found: read again later)."""
     try:
-        return pq.ParquetFile(io.BufferedReader(_Generation(pinned, size), _FOOTER_READ_BYTES)).metadata
+        return pq.ParquetFile(io.BufferedReader(_Generation(stored), _FOOTER_READ_BYTES)).metadata
     except (pa.ArrowInvalid, OSError) as error:
         raise RefusedError(f"part {part.uri} is not a readable Parquet file: {str(error).splitlines()[0]}") from None
 
@@ -111,8 +106,8 @@ def _footer(part: Part, pinned: storage.Blob, size: int) -> pq.FileMetaData:
 class _Generation(io.RawIOBase):
     """One generation of an object as a seekable file, each read a ranged GET (the size is known)."""
 
-    def __init__(self, blob: storage.Blob, size: int) -> None:
-        self._blob, self._size, self._position = blob, size, 0
+    def __init__(self, stored: gcs.ObjectInfo) -> None:
+        self._stored, self._size, self._position = stored, stored.size, 0
 
     def readable(self) -> bool:
         return True
@@ -133,7 +128,7 @@ class _Generation(io.RawIOBase):
         count = min(len(view), self._size - self._position)
         if count <= 0:
             return 0
-        data = self._blob.download_as_bytes(start=self._position, end=self._position + count - 1, checksum=None)
+        data = gcs.read_range(self._stored.uri, self._position, self._position + count - 1, self._stored.generation)
         view[:len(data)] = data
         self._position += len(data)
         return len(data)
