@@ -28,8 +28,8 @@ def count_queries(target: str, staging: str) -> dict[str, str]:
     """Copies the load adds and removes, net, from the state before it; nothing is an update."""
     counts = f"FROM ({multiplicity_sql(target, staging)})"
     return {
-        "v_inserted": f"SELECT IFNULL(SUM(GREATEST(staged - held, 0)), 0) {counts}",
-        "v_deleted": f"SELECT IFNULL(SUM(GREATEST(held - staged, 0)), 0) {counts}",
+        "inserted": f"SELECT IFNULL(SUM(GREATEST(staged - held, 0)), 0) {counts}",
+        "deleted": f"SELECT IFNULL(SUM(GREATEST(held - staged, 0)), 0) {counts}",
     }
 
 

@@ -148,10 +148,10 @@ def count_queries(schema: TableSchema, tables: Tables, *, rewrite: bool = False)
         deleted = (f"SELECT COUNT(*) FROM {target} AS T WHERE EXISTS "
                    f"(SELECT 1 FROM {tables.deleted} AS D WHERE {_key_match(schema, 'T', 'D')})")
     return {
-        "v_inserted": f"SELECT COUNT(*) FROM {staging} AS S WHERE NOT EXISTS (SELECT 1 FROM {target} AS T WHERE {match})",
-        "v_updated": (f"SELECT COUNT(*) FROM {staging} AS S JOIN {target} AS T ON {match} "
+        "inserted": f"SELECT COUNT(*) FROM {staging} AS S WHERE NOT EXISTS (SELECT 1 FROM {target} AS T WHERE {match})",
+        "updated": (f"SELECT COUNT(*) FROM {staging} AS S JOIN {target} AS T ON {match} "
                       f"WHERE {_changed(rewrite)}"),
-        "v_deleted": deleted,
+        "deleted": deleted,
     }
 
 
@@ -171,17 +171,16 @@ def held_twice_sql(schema: TableSchema, target: str) -> str:
     return f"EXISTS (SELECT 1 FROM (SELECT {keys} FROM {target} GROUP BY {keys} HAVING COUNT(*) > 1) AS R WHERE {match})"
 
 
-def _replace_held_twice(schema: TableSchema, target: str) -> str:
+def _replace_held_twice(schema: TableSchema, target: str, opening: str) -> str:
     """Before a full snapshot's MERGE: rows of keys the target holds twice (written behind the
-    pipeline's back) are deleted, and the MERGE inserts the snapshot's one row for each. Left in
-    place, every copy would match and stay, the row count check would roll the load back, and no
-    snapshot could ever heal the table."""
-    held_twice = held_twice_sql(schema, target)
-    return (f"  SET v_held_twice = (SELECT COUNT(*) FROM {target} AS T WHERE {held_twice});\n"
-            f"  IF v_held_twice > 0 THEN\n"
-            f"    DELETE FROM {target} AS T WHERE {held_twice};\n"
-            f"    SET v_message = CONCAT(IFNULL(CONCAT(v_message, '; '), ''), 'replaced ', CAST(v_held_twice AS STRING), "
-            f"' row(s) of keys the table held more than once');\n"
+    pipeline's back) are deleted, the counts taken again, and the MERGE inserts the snapshot's one
+    row for each. Left in place, every copy would match and stay, the row count check would roll
+    the load back, and no snapshot could ever heal the table."""
+    return (f"  IF opening.held_twice > 0 THEN\n"
+            f"    DELETE FROM {target} AS T WHERE {held_twice_sql(schema, target)};\n"
+            f"    SET v_message = CONCAT(IFNULL(CONCAT(v_message, '; '), ''), 'replaced ', "
+            f"CAST(opening.held_twice AS STRING), ' row(s) of keys the table held more than once');\n"
+            f"    SET opening = ({opening});\n"
             f"  END IF;\n")
 
 
@@ -191,9 +190,27 @@ def ledger_insert(ledger: str) -> str:
         "rows_inserted, rows_updated, rows_deleted, source_rows, bytes, extracted_at, recorded_at, message, "
         "key_columns, published_at, hashed_columns)\n"
         f"SELECT v_table_id, v_source_table, v_run_id, v_sequence, v_mode, '{APPLIED}', v_manifest_uri, "
-        "v_inserted, v_updated, v_deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), v_message, "
+        "opening.inserted, opening.updated, opening.deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), v_message, "
         "v_key_columns, NULL, v_hashed_columns"
     )
+
+
+OPENING_FIELDS = "outcome STRING, repeated_keys BOOL, held_twice INT64, inserted INT64, updated INT64, deleted INT64"
+
+
+def opening_query(schema: TableSchema, tables: Tables, *, rewrite: bool = False) -> str:
+    """Everything the load reads before it writes, in one query (each statement of a script is a
+    job of its own in BigQuery): the guard's outcome, whether staged rows repeat a key, the rows of
+    keys a full snapshot's target holds twice, and the counts the ledger records."""
+    delta = tables.deleted is not None
+    repeated = "FALSE" if schema.keyless else f"EXISTS ({repeated_keys_query(schema, tables.staging)})"
+    held_twice = "0" if schema.keyless or delta else (
+        f"(SELECT COUNT(*) FROM {tables.target} AS T WHERE {held_twice_sql(schema, tables.target)})")
+    counts = _counts(schema, tables, rewrite)
+    return (f"SELECT AS STRUCT ({guard_query(tables.ledger, delta=delta)}) AS outcome, {repeated} AS repeated_keys, "
+            f"{held_twice} AS held_twice, "
+            + ", ".join(f"({counts[name]}) AS {name}" if name in counts else f"0 AS {name}"
+                        for name in ("inserted", "updated", "deleted")))
 
 
 def _counts(schema: TableSchema, tables: Tables, rewrite: bool) -> dict[str, str]:
@@ -215,9 +232,10 @@ def _writes(schema: TableSchema, tables: Tables, rewrite: bool) -> list[str]:
 
 def load_script(schema: TableSchema, target: str, staging: str, ledger: str, values: LoadValues, *,
                 deleted: str | None = None, rewrite: bool = False, fault: bool = False) -> str:
-    """A script whose last statement returns the counts and the outcome (one of OUTCOMES).
+    """A script whose last statement returns the counts (what an `applied` load writes) and the
+    outcome (one of OUTCOMES).
 
-    Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
+    One query reads all the script needs before writing (`opening_query`). Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
     delivery finds the ledger row. The table must end with exactly the manifest's row count, or
     everything is rolled back (`diverged`): a delta applied to a table that is not its base's
     result must not commit. A full snapshot first replaces the rows of keys the table holds twice. Staged rows holding a key twice write nothing (`duplicate_keys`).
@@ -225,28 +243,22 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     multiplicity instead of by key, in the same transaction.
     """
     tables = Tables(target, staging, ledger, deleted)
-    counts = "\n".join(f"  SET {name} = ({sql});" for name, sql in _counts(schema, tables, rewrite).items())
+    opening = opening_query(schema, tables, rewrite=rewrite)
     writes = [w + ";" for w in _writes(schema, tables, rewrite)]
     if fault:
         writes.insert(1, "SELECT ERROR('MATRIX_FAULT=during_merge');")
     body = "\n".join(f"  {w}" for w in writes)
-    replace_held_twice = "" if schema.keyless or deleted is not None else _replace_held_twice(schema, target)
-    repeated_keys = "" if schema.keyless else (
-        f"IF outcome = '{APPLIED}' AND EXISTS ({repeated_keys_query(schema, staging)}) THEN\n"
-        f"  SET outcome = '{DUPLICATE_KEYS}';\nEND IF;\n")
+    replace_held_twice = "" if schema.keyless or deleted is not None else _replace_held_twice(schema, target, opening)
     return f"""
 {values.declarations()}
 DECLARE outcome STRING DEFAULT NULL;
-DECLARE v_inserted INT64 DEFAULT 0;
-DECLARE v_updated INT64 DEFAULT 0;
-DECLARE v_deleted INT64 DEFAULT 0;
+DECLARE opening STRUCT<{OPENING_FIELDS}> DEFAULT NULL;
 DECLARE v_rows_after INT64 DEFAULT NULL;
-DECLARE v_held_twice INT64 DEFAULT 0;
 BEGIN TRANSACTION;
-SET outcome = ({guard_query(ledger, delta=deleted is not None)});
-{repeated_keys}IF outcome = '{APPLIED}' THEN
-{replace_held_twice}{counts}
-  {ledger_insert(ledger)};
+SET opening = ({opening});
+SET outcome = IF(opening.outcome = '{APPLIED}' AND opening.repeated_keys, '{DUPLICATE_KEYS}', opening.outcome);
+IF outcome = '{APPLIED}' THEN
+{replace_held_twice}  {ledger_insert(ledger)};
 {body}
   SET v_rows_after = (SELECT COUNT(*) FROM {target});
 END IF;
@@ -256,5 +268,5 @@ IF outcome = '{APPLIED}' AND v_rows_after != v_source_rows THEN
 ELSE
   COMMIT TRANSACTION;
 END IF;
-SELECT v_inserted AS rows_inserted, v_updated AS rows_updated, v_deleted AS rows_deleted, v_rows_after AS rows_after, outcome AS outcome;
+SELECT opening.inserted AS rows_inserted, opening.updated AS rows_updated, opening.deleted AS rows_deleted, v_rows_after AS rows_after, outcome AS outcome;
 """.strip()

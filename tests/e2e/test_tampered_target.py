@@ -31,5 +31,8 @@ def test_a_full_snapshot_replaces_the_rows_of_a_key_the_table_holds_twice(
     assert (healed.load_status, healed.reconciliation, healed.validation) == ("applied", "match", "passed"), healed
     assert_tables_equal(config)
     assert bq.query(project, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"] == 30
-    ledger = bq.query(project, f"SELECT message FROM `{project}.{dataset}._sync_ledger` WHERE run_id = '{healed.run_id}'")
+    ledger = bq.query(project, f"SELECT message, rows_inserted, rows_updated, rows_deleted "
+                               f"FROM `{project}.{dataset}._sync_ledger` WHERE run_id = '{healed.run_id}'")
     assert ledger[0]["message"] == "replaced 2 row(s) of keys the table held more than once"
+    # counted after both copies of key 7 went: the snapshot's row 7 is an insert, row 3 an update
+    assert (ledger[0]["rows_inserted"], ledger[0]["rows_updated"], ledger[0]["rows_deleted"]) == (1, 1, 0)

@@ -150,7 +150,7 @@ def apply_on_sqlite(before: list[tuple[int, str | None]], snapshot: list[tuple[i
     db.execute(_sqlite(keyless_sql.delete_statement(target, staging)))
     db.execute(_sqlite(keyless_sql.insert_statement(KEYLESS, target, staging)))
     after = Counter(db.execute("SELECT sku, note, _key_hash, _row_hash FROM t").fetchall())
-    return after, counts["v_inserted"], counts["v_deleted"]
+    return after, counts["inserted"], counts["deleted"]
 
 
 def test_deleting_one_of_three_identical_rows_and_duplicating_one_replicates_exactly() -> None:

@@ -16,6 +16,7 @@ from shared.loader.merge_sql import (
     guard_query,
     load_script,
     merge_statement,
+    opening_query,
 )
 from shared.schema import Column, TableSchema
 
@@ -99,8 +100,24 @@ def test_guard_and_counts_are_valid_queries(delta: bool) -> None:
     guard = guard_query(LEDGER, delta=delta)
     assert isinstance(strict(guard), exp.Select)
     assert ("v_base_run_id" in guard) == delta
-    for sql in count_queries(SCHEMA, Tables(TARGET, STAGING, LEDGER, DELETED if delta else None)).values():
+    tables = Tables(TARGET, STAGING, LEDGER, DELETED if delta else None)
+    for sql in count_queries(SCHEMA, tables).values():
         assert isinstance(strict(sql), exp.Select)
+    assert isinstance(strict(opening_query(SCHEMA, tables)), exp.Select)
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_everything_read_before_the_first_write_is_one_statement(delta: bool) -> None:
+    """Each statement of a script is a job of its own in BigQuery: the guard, the repeated-keys
+    check and the counts are one query, not five."""
+    script = load_script(SCHEMA, TARGET, STAGING, LEDGER, DELTA_VALUES if delta else VALUES,
+                         deleted=DELETED if delta else None)
+    statements = script_statements(script.split("BEGIN TRANSACTION;")[1])
+    before_writes = statements[:next(i for i, s in enumerate(statements) if isinstance(s, (exp.Insert, exp.Delete)))]
+    reading = [s for s in before_writes if s.find(exp.From)]
+    assert len(reading) == 1 and isinstance(reading[0], exp.Set)
+    opening = reading[0].sql("bigquery")
+    assert "HAVING COUNT(*) > 1" in opening and "COUNT(*)" in opening and "'stale'" in opening
 
 
 def test_full_script_parses_statement_by_statement_in_transaction_order() -> None:
@@ -110,7 +127,8 @@ def test_full_script_parses_statement_by_statement_in_transaction_order() -> Non
     # the one DELETE replaces rows of keys the table holds twice, before the counts and the MERGE
     assert kinds.count("Delete") == 1 and kinds.index("Transaction") < kinds.index("Delete") < kinds.index("Insert")
     assert kinds.index("Transaction") < kinds.index("Insert") < kinds.index("Merge") < kinds.index("Commit")
-    assert script.index("v_held_twice > 0") < script.index("SET v_inserted") < script.index("MERGE")
+    # counted again after that DELETE, before the MERGE
+    assert script.index("opening.held_twice > 0") < script.index("SET opening", script.index("DELETE")) < script.index("MERGE")
     assert "Rollback" in kinds  # the row-count check's way out
     assert script.rstrip().endswith("outcome AS outcome;")
     assert "ERROR(" not in script
@@ -125,7 +143,7 @@ def test_delta_script_applies_rows_and_deleted_keys_in_one_merge_inside_the_tran
     merge = next(s for s in statements if isinstance(s, exp.Merge))
     assert len(merge.args["whens"].expressions) == 3
     assert "DECLARE v_base_run_id STRING DEFAULT '20261124T101010000001Z-123456';" in script
-    assert script.index("SET v_deleted") < script.index("MERGE")  # counted before the changes
+    assert script.index("SET opening") < script.index("MERGE")  # counted before the changes
 
 
 def test_fault_fails_the_script_between_merge_and_commit() -> None:
@@ -161,5 +179,5 @@ def test_a_rewrite_writes_every_matched_row_and_records_why() -> None:
     assert "WHEN MATCHED AND TRUE THEN UPDATE" in script
     assert "DECLARE v_hashed_columns STRING DEFAULT '[\"a\", \"b\"]';" in script
     assert "DECLARE v_message STRING DEFAULT 'every row rewritten';" in script
-    updated = count_queries(SCHEMA, Tables(TARGET, STAGING, LEDGER), rewrite=True)["v_updated"]
+    updated = count_queries(SCHEMA, Tables(TARGET, STAGING, LEDGER), rewrite=True)["updated"]
     assert updated.endswith("WHERE TRUE")
