@@ -156,12 +156,12 @@ def _load(current: Attempt, fields: list[bigquery.SchemaField], parts: Sequence[
     )
     try:
         # URIs listed one by one: no wildcard, so nothing but the manifest's parts is read.
-        bq_jobs.load_uris([p.uri for p in parts], current.table_id, job_config, job_id=current.job_id,
-                          location=location)
+        job = bq_jobs.load_uris([p.uri for p in parts], current.table_id, job_config, job_id=current.job_id,
+                                location=location)
     except BaseException:
         bq.drop_table(current.table_id)
         raise
-    found = _row_count(current.table_id)
+    found = _row_count(current.table_id, _rows_written(job))
     if found is None:  # another delivery, which ran the same job (409), committed and dropped it
         raise TransientError(f"staging {current.table_id} was dropped by another delivery of the snapshot")
     if found != expected:
@@ -185,9 +185,22 @@ def _problem(job: bq_jobs.AnyJob, table_id: str, expected: int) -> str | None:
     return None
 
 
-def _row_count(table_id: str) -> int | None:
+def _rows_written(job: bq_jobs.AnyJob) -> int | None:
+    """What the job that filled a truncated staging table wrote, from its statistics: no COUNT(*)
+    job on the load's path (each job costs a second or so in BigQuery)."""
+    if isinstance(job, bigquery.LoadJob):
+        return job.output_rows
+    if isinstance(job, bigquery.QueryJob):
+        return job.num_dml_affected_rows
+    return None
+
+
+def _row_count(table_id: str, written: int | None = None) -> int | None:
+    """The rows `table_id` holds (None if it is gone): `written` if given, else counted."""
     if bq.get_table(table_id) is None:
         return None
+    if written is not None:
+        return written
     rows = bq.query(_project(table_id), f"SELECT COUNT(*) AS n FROM {quote_bigquery(*table_id.split('.'))}")
     return int(rows[0]["n"])
 

@@ -17,6 +17,7 @@ from shared import bigquery as bq
 from shared import bq_jobs
 from shared.identifiers import quote_bigquery
 from shared.loader import faults, staging
+from shared.loader.errors import RefusedError
 from shared.loader.handler import handle_snapshot_event
 from tests.integration.test_loader_support import (
     Place,
@@ -135,3 +136,16 @@ def test_a_failed_load_job_is_not_reused(stack: LocalStack, unique_name: str) ->
     assert any(m.startswith("not reusing staging") and "the load job failed" in m
                for m in log_messages(stack, run_id=snapshot.run_id))
     assert staging_tables(place) == []
+
+
+def test_parts_holding_other_rows_than_the_manifest_says_are_refused_and_unstaged(
+        stack: LocalStack, unique_name: str) -> None:
+    """The rows a load job wrote (its statistics, no COUNT job) are checked against the manifest."""
+    place = Place.create(stack, unique_name)
+    snapshot = Writer(place, "invoices").full(rows_for(5, 20), sequence=1)
+    (part,) = snapshot.manifest.parts
+    claims_more = snapshot.manifest.model_copy(update={"parts": [part.model_copy(update={"rows": 25})]})
+    with pytest.raises(RefusedError, match="hold 20 rows, the manifest says 25"):
+        staging.stage(claims_more)
+    assert staging_tables(place) == []
+    assert staged_rows(staging.stage(snapshot.manifest).rows) == 20
