@@ -62,6 +62,8 @@ def _doubles() -> list[float]:
     values += [2.0**e for e in range(-1074, 1024)] + [-(2.0**e) for e in range(-1074, 1024, 7)]
     values += [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(6000)]
     values += [round(rng.uniform(-1000, 1000), rng.randint(0, 6)) for _ in range(2000)]
+    # subnormals of few digits: their 15-digit rendering reads back too, but is not their shortest
+    values += [float(f"{rng.randint(1, 10 ** rng.randint(1, 15))}e-{rng.randint(309, 323)}") for _ in range(500)]
     return values
 
 
