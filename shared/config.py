@@ -50,8 +50,10 @@ class SourceConfig(_Strict):
             raise ValueError("must be a SQLAlchemy URL such as sqlite:///matrix.db")
         try:
             secrets.register(sa_url.make_url(value).password)
-        except Exception:  # an unparsable URL fails later with the driver's own message, redacted
-            pass
+        except Exception:  # noqa: BLE001 - SQLAlchemy's errors quote the URL, password and all
+            raise ValueError("is not a SQLAlchemy URL of the form dialect+driver://user@host:port/database "
+                             "(the port a number, characters such as @ : / in the user or password "
+                             "percent-encoded)") from None
         return value
 
     @field_validator("password")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config
+from shared.config import ConfigError, load_config
 from shared.extractor.source import SourceError, connect
 from shared.secrets import redact, register_url, url_passwords
 from tests.unit.test_secrets import CONFIG
@@ -66,3 +66,19 @@ def test_a_password_with_an_unencoded_at_is_masked_whole() -> None:
     shown = redact("mysql+pymysql://root:Ab@Secret9@127.0.0.1:3306/test")
     assert shown == "mysql+pymysql://root:***@127.0.0.1:3306/test"
     assert redact("postgresql://etl:pw1@db/archive@2024") == "postgresql://etl:***@db/archive@2024"
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg2://etl:Pa55-NoAt!127.0.0.1:5432/test",   # the '@' left out: the password reads as a host
+    "postgresql+psycopg2://etl:Pa55-NoAt!@127.0.0.1:54x32/test",  # a port that is no number
+    "postgresql+psycopg2://etl:Pa55-NoAt!@[::1:5432/test",        # an unclosed IPv6 bracket
+])
+def test_a_url_sqlalchemy_cannot_parse_is_refused_without_quoting_it(
+        tmp_path: Path, log_stream: io.StringIO, url: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={"MATRIX_SOURCE__URL": url})
+    message = str(error.value)
+    assert "source.url: is not a SQLAlchemy URL" in message and "MATRIX_SOURCE__URL" in message
+    assert "Pa55-NoAt" not in message + log_stream.getvalue()
