@@ -29,8 +29,9 @@ from matrix_sync.environment import target_config
 from matrix_sync.errors import one_line_errors
 from matrix_sync.stack import StackError
 from shared import bigquery as bq
+from shared.clients import emulated
 from shared.config import Config, ConfigError, TableConfig, load_config
-from shared.ddl import create_table_ddl
+from shared.ddl import cluster_columns, create_table_ddl, emulator_refusal
 from shared.extractor.source import SourceError, connect, discover
 from shared.models import class_name_for, docstring_literal, model_source
 from shared.schema import TableSchema
@@ -78,6 +79,16 @@ def _existing(table: bigquery.Table, schema: TableSchema) -> str:
                                                             else " (missing)")
                for f in bq.table_fields(schema) if have.get(f.name.lower()) != standard_type(f.field_type)]
     return f"exists, left as it is; differs: {', '.join(differs)}" if differs else "exists, left as it is"
+
+
+def _create(table_id: str, schema: TableSchema, ddl: str) -> None:
+    """Runs the DDL. The emulator reads its plain NUMERIC as DuckDB's DECIMAL(18,3), which rounds
+    every value to three places and cannot hold 16 integer digits: there the table is created
+    from the same columns through the API, as the loader creates one (NUMERIC keeps 9 places)."""
+    if not emulated():
+        bq.query(table_id.split(".")[0], ddl)
+        return
+    bq.create_table(table_id, bq.table_fields(schema), clustering=cluster_columns(schema) or None)
 
 
 def module_name_for(target_table: str) -> str:
@@ -130,11 +141,17 @@ def create_tables(config_path: Path, out_dir: Path, apply: bool) -> None:
     where = ""
     if apply:
         where = f" in {target_config(config)}"
+        if emulated():
+            refusals = [r for table, schema, _ in discovered
+                        if (r := emulator_refusal(schema, f"{target.project}.{target.dataset}.{table.target_table}"))]
+            if refusals:
+                raise GenerateError(f"DDL written, nothing applied: {'; '.join(refusals)}")
         bq.ensure_dataset(target.project, target.dataset, target.location)
         for i, (ddl, (table, schema, _dialect)) in enumerate(zip(statements, discovered, strict=True)):
-            existing = bq.get_table(f"{target.project}.{target.dataset}.{table.target_table}")
+            table_id = f"{target.project}.{target.dataset}.{table.target_table}"
+            existing = bq.get_table(table_id)
             if existing is None:
-                bq.query(target.project, ddl)
+                _create(table_id, schema, ddl)
             name, path, status = rows[i]
             rows[i] = (name, path, f"{status}, {'applied' if existing is None else _existing(existing, schema)}")
     _report(f"DDL for {target.project}.{target.dataset}{where} ({out_dir})", rows)

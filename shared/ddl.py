@@ -28,6 +28,19 @@ MAX_CLUSTER_COLUMNS = 4
 _CLUSTERABLE = {"BIGNUMERIC", "BOOL", "DATE", "DATETIME", "GEOGRAPHY", "INT64", "NUMERIC", "STRING", "TIMESTAMP"}
 
 
+def emulator_refusal(schema: TableSchema, table_id: str) -> str | None:
+    """Why the BigQuery emulator cannot hold this table, or None. It keeps its tables in DuckDB, whose
+    decimals stop at 38 digits: it answers every CREATE or ALTER with a BIGNUMERIC column with
+    HTTP 500, which would be retried until an event's deadline with nothing said."""
+    wide = [f"{c.bq_name} ({c.source_type})" for c in schema.columns
+            if c.bq_type.upper() in ("BIGNUMERIC", "BIGDECIMAL")]
+    if not wide:
+        return None
+    return (f"column(s) {', '.join(wide)} of {table_id} need BIGNUMERIC (more than 29 integer or 9 fractional "
+            "digits), which the BigQuery emulator cannot hold: this table replicates to BigQuery, not to the "
+            "local stack")
+
+
 def cluster_columns(schema: TableSchema) -> list[str]:
     """BigQuery names of the key columns the table can be clustered by, in key order, at most four;
     `_row_hash` for a keyless table."""

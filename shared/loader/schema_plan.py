@@ -9,7 +9,7 @@ from google.cloud import bigquery
 from shared import bigquery as bq
 from shared import logs
 from shared.clients import emulated
-from shared.ddl import cluster_columns
+from shared.ddl import cluster_columns, emulator_refusal
 from shared.ledger import Entry
 from shared.loader.errors import RefusedError, SchemaChangeError
 from shared.manifest import Manifest
@@ -52,17 +52,10 @@ def key_names(manifest: Manifest) -> tuple[str, ...]:
 
 
 def refuse_what_the_emulator_cannot_hold(manifest: Manifest) -> None:
-    """The BigQuery emulator keeps its tables in DuckDB, whose decimals stop at 38 digits: it answers
-    every CREATE or ALTER with a BIGNUMERIC column with HTTP 500, which would be retried until the
-    event's deadline with nothing said. On the local stack such a table is refused at once."""
-    if not emulated():
-        return
-    wide = [f"{c.bq_name} ({c.source_type})" for c in manifest.table_schema.columns
-            if normalised(c.bq_type) == "BIGNUMERIC"]
-    if wide:
-        raise RefusedError(f"column(s) {', '.join(wide)} of {manifest.target.table_id} need BIGNUMERIC (more than "
-                           "29 integer or 9 fractional digits), which the BigQuery emulator cannot hold: this table "
-                           "replicates to BigQuery, not to the local stack")
+    """On the local stack, a table the emulator cannot hold is refused at once (`emulator_refusal`)."""
+    refusal = emulator_refusal(manifest.table_schema, manifest.target.table_id) if emulated() else None
+    if refusal:
+        raise RefusedError(refusal)
 
 
 def plan(existing: bigquery.Table | None, manifest: Manifest, latest: Entry | None) -> SchemaPlan:

@@ -5,6 +5,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -279,6 +280,38 @@ def test_create_tables_apply_creates_them_on_the_running_local_stack(stack: Loca
     drifted = matrix_sync(*args, stack=stack, cwd=tmp_path)
     assert drifted.returncode == 0, drifted.stdout + drifted.stderr
     assert all(word in drifted.stdout for word in ("differs:", "note_text", "(missing)")), drifted.stdout
+
+
+def test_create_tables_apply_on_the_local_stack_keeps_every_decimal_place(stack: LocalStack, tmp_path: Path,
+                                                                         unique_name: str) -> None:
+    """The emulator reads the DDL's plain NUMERIC as DECIMAL(18,3): values were rounded to three
+    places and `run` still said applied, match, passed. A table the emulator cannot hold at all
+    (BIGNUMERIC) is refused before anything is created."""
+    database = tmp_path / "prices.db"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE prices (id INTEGER PRIMARY KEY, unit_price DECIMAL(12,4))")
+        connection.executemany("INSERT INTO prices VALUES (?, ?)", [(1, "0.0001"), (2, "123456.7891")])
+    config = write_config(tmp_path / "config.yaml", url=f"sqlite:///{database}", tables={"prices": ["id"]},
+                          suffix=unique_name)
+    args = ("--config", str(tmp_path / "config.yaml"))
+    created = matrix_sync("create-tables", *args, "--out", str(tmp_path / "ddl"), "--apply", stack=stack, cwd=tmp_path)
+    assert created.returncode == 0, created.stdout + created.stderr
+    ran = matrix_sync("run", *args, stack=stack, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    table = f"`{config.bigquery.project}.{config.bigquery.dataset}.prices`"
+    held = {r["id"]: r["unit_price"] for r in bq.query(config.bigquery.project, f"SELECT * FROM {table}")}
+    assert held == {1: Decimal("0.0001"), 2: Decimal("123456.7891")}
+
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE ledger_lines (id INTEGER PRIMARY KEY, amount DECIMAL(38,4))")
+    write_config(tmp_path / "wide.yaml", url=f"sqlite:///{database}", tables={"ledger_lines": ["id"]},
+                 suffix=unique_name)
+    wide = matrix_sync("create-tables", "--config", str(tmp_path / "wide.yaml"), "--out", str(tmp_path / "ddl"),
+                       "--apply", stack=stack, cwd=tmp_path)
+    assert wide.returncode == 2, wide.stdout + wide.stderr
+    said = " ".join(wide.stderr.split())
+    assert "nothing applied" in said and "amount (decimal(38, 4))" in said and "need BIGNUMERIC" in said
+    assert bq.get_table(f"{config.bigquery.project}.{config.bigquery.dataset}.ledger_lines") is None
 
 
 @pytest.mark.parametrize("command", [
