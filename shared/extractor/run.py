@@ -117,6 +117,7 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
                 except EVERY_TABLE_ERRORS:
                     raise  # one error for the whole request
                 except Exception as error:  # drivers' and clients' own types: this table fails, the rest go on
+                    _raise_interrupt(error)
                     known = source_failure(table.name, error)  # a privilege revoked, the source gone
                     if isinstance(known, SourceLost):
                         _source_lost(config, chosen[at:], outcome, known, error)
@@ -130,6 +131,18 @@ def extract(config: Config, tables: list[str] | None = None, progress: ExtractPr
     finally:
         engine.dispose()
     return outcome
+
+
+def _raise_interrupt(error: BaseException) -> None:
+    """Ctrl-C stops the run: a library that turns the KeyboardInterrupt into an error of its own
+    (DuckDB's "Query interrupted", raised from it) must not make it one failed table among others."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            raise KeyboardInterrupt from error
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
 
 
 def _record(config: Config, table: TableConfig, outcome: str, *, run_id: str | None = None,

@@ -76,3 +76,23 @@ def test_an_unexpected_error_fails_its_table_and_the_request_is_delivered_again(
     assert _tables_with_a_manifest(config) == [config.table("accounts").target_table]
     outcome = run_request(config, Message(data={"tables": ["customers"]}, attributes={}, message_id="8"))
     assert outcome.failed == [FailedTable("customers", "OperationalError: database is locked", unexpected=True)]
+
+
+def test_ctrl_c_turned_into_a_library_error_stops_the_run(
+    stack: LocalStack, tmp_path: Path, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB answers Ctrl-C with RuntimeError("Query interrupted") raised from the KeyboardInterrupt:
+    that used to fail the one table and go on with the next."""
+    config = sample_config(stack, tmp_path / "c.yaml", seed=10, suffix=unique_name,
+                           tables={"customers": ["customer_id"], "accounts": ["account_id"]})
+
+    def interrupted(config, engine, source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Query interrupted") from interrupt
+
+    monkeypatch.setattr(extractor_run, "extract_table", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        extractor_run.extract(config)
+    assert _tables_with_a_manifest(config) == []
