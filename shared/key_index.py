@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,10 +33,15 @@ COMPACTED_LISTING = "_index/compacted.json"
 # How every compacted part's name ends: the only objects the loader may delete (its IAM condition)
 COMPACTED_PART_SUFFIX = ".compacted.parquet"
 READ_BATCH_ROWS = 50_000
+_CHECKS_AT_ONCE = 8
 
 
 class IndexUnavailable(RuntimeError):
     """The snapshot's whole key index cannot be had (not written yet, or gone)."""
+
+
+class IndexDamaged(IndexUnavailable):
+    """A part of the index is gone or no longer holds what was written."""
 
 
 class CompactedIndex(BaseModel):
@@ -101,7 +107,8 @@ def listing_of(run_id: str, manifest_uri: str) -> CompactedIndex | None:
 
 
 def of_snapshot(manifest: Manifest, manifest_uri: str) -> KeyIndex:
-    """The whole key index after this snapshot."""
+    """The whole key index after this snapshot; a delta's compacted parts checked to be there as
+    written (`require_intact`), a full snapshot's left to the caller."""
     if not ships_patch(manifest):
         if not manifest.index_parts:
             raise IndexUnavailable(f"snapshot {manifest.run_id} was written without a key index")
@@ -110,17 +117,23 @@ def of_snapshot(manifest: Manifest, manifest_uri: str) -> KeyIndex:
     if listing is None:
         raise IndexUnavailable(f"delta {manifest.run_id} has no compacted key index (the loader writes it "
                                "when it applies the delta)")
-    _require_parts(listing)
+    require_intact(listing.run_id, "compacted key index", listing.parts)
     return KeyIndex(listing.parts, listing.raw_hash, raw_hash_column=True)
 
 
-def _require_parts(listing: CompactedIndex) -> None:
-    """A listing outlives its parts (pruned once superseded, or past the bucket's retention): checked
-    here, by metadata, rather than found out halfway through streaming them."""
-    gone = next((p.uri for p in listing.parts if gcs.info(p.uri) is None), None)
-    if gone is not None:
-        raise IndexUnavailable(f"the compacted key index of {listing.run_id} is gone ({gone}: pruned once "
-                               "superseded, or past the bucket's retention)")
+def require_intact(run_id: str, what: str, parts: Sequence[Part]) -> None:
+    """An index outlives its parts (pruned once superseded, or past the bucket's retention), and a
+    part can be overwritten: checked here, by metadata, rather than found out halfway through
+    streaming them, where every later extraction would fail the same way."""
+    with ThreadPoolExecutor(_CHECKS_AT_ONCE, thread_name_prefix="index-check") as pool:
+        found = list(pool.map(gcs.info, [p.uri for p in parts]))
+    for part, info in zip(parts, found, strict=True):
+        if info is None:
+            raise IndexDamaged(f"the {what} of {run_id} is gone ({part.uri}: pruned once superseded, or past "
+                               "the bucket's retention)")
+        if (info.size, info.md5) != (part.bytes, part.md5):
+            raise IndexDamaged(f"the {what} of {run_id} was changed after it was written ({part.uri}: "
+                               f"{info.size} bytes, MD5 {info.md5}; written as {part.bytes} bytes, MD5 {part.md5})")
 
 
 def read_batches(parts: Sequence[Part], columns: Sequence[str],

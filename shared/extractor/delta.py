@@ -19,14 +19,14 @@ import pyarrow as pa
 from google.cloud import bigquery
 
 from shared import bigquery as bq
-from shared import gcs, key_index, ledger, logs, results
+from shared import key_index, ledger, logs, results
 from shared.applied import manifest_at
 from shared.extractor.column_key_diff import ColumnKeyDiff, ordered_like_python
 from shared.extractor.key_order import ChunkDiff, KeyOrder, KeyOrderError
 from shared.extractor.unchanged import Screen, screenable
 from shared.identifiers import quote_bigquery
 from shared.key_index import KeyIndex
-from shared.manifest import Manifest, Part
+from shared.manifest import Manifest, ManifestError, Part
 from shared.raw_hash import RAW_HASH_COLUMN
 from shared.raw_hash import tag as raw_hash_tag
 from shared.schema import KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
@@ -75,7 +75,12 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)
         return None
     manifest_uri = str(latest["manifest_uri"])
-    manifest = manifest_at(manifest_uri)
+    try:
+        manifest = manifest_at(manifest_uri)
+    except ManifestError as error:
+        log.warning("the manifest of %s's last snapshot cannot be read (%s: %s): full snapshot",
+                    table_id, manifest_uri, error)
+        return None
     if manifest is None:
         log.warning("last snapshot of %s is gone from the bucket (%s, past the bucket's retention?): full snapshot",
                     table_id, manifest_uri)
@@ -84,14 +89,13 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
         return None
     try:
         index = key_index.of_snapshot(manifest, manifest_uri)
+        if not key_index.ships_patch(manifest):
+            key_index.require_intact(manifest.run_id, "key index", index.parts)
+    except key_index.IndexDamaged as error:
+        log.warning("no base for a delta of %s (%s): full snapshot", table_id, error)
+        return None
     except key_index.IndexUnavailable as error:
         log.info("no base for a delta of %s (%s): full snapshot", table_id, error)
-        return None
-    # of_snapshot checked a delta's compacted parts (pruned once superseded); a full snapshot's are checked here
-    gone = [] if key_index.ships_patch(manifest) else [p.uri for p in index.parts if gcs.info(p.uri) is None]
-    if gone:
-        log.warning("key index of %s's last snapshot %s is gone from the bucket (%s, past the bucket's retention?): "
-                    "full snapshot", table_id, manifest.run_id, gone[0])
         return None
     return Base(manifest, index) if index.parts else None
 

@@ -74,3 +74,31 @@ def test_a_table_whose_snapshot_expired_cannot_be_checked(stack: LocalStack, tmp
     validated = matrix_sync("validate", "--config", str(path), stack=stack, cwd=tmp_path)
     assert validated.returncode == 1 and "Traceback" not in validated.stderr, validated.stdout + validated.stderr
     assert "FAILED" in validated.stdout and "is gone from the" in " ".join(validated.stdout.split())
+
+
+def _overwrite(config: Config, table: str, endswith: str) -> str:
+    """Overwrites the newest object of the table whose name ends so with bytes that are no Parquet or JSON."""
+    blobs = [b for b in storage_client().list_blobs(config.gcs.bucket, prefix=f"{config.gcs.prefix}/{table}/")
+             if b.name.endswith(endswith)]
+    newest = max(blobs, key=lambda b: b.name)
+    newest.upload_from_string(b"garbage written over the snapshot " * 2)
+    return newest.name
+
+
+@pytest.mark.parametrize("damaged", ["index-00000.parquet", ".compacted.parquet", "_manifest.json"])
+def test_a_delta_whose_base_was_overwritten_is_a_full_snapshot(stack: LocalStack, tmp_path: Path,
+                                                               unique_name: str, damaged: str) -> None:
+    """A base manifest or key index part that no longer holds what was written used to fail every
+    later extraction of the table (ArrowInvalid, ManifestError) without naming the object."""
+    config = sample_config(stack, tmp_path / "config.yaml", seed=5, tables={"customers": ["customer_id"]},
+                           suffix=unique_name)
+    database = tmp_path / "matrix.db"
+    assert _cycle(config) == ("full", "applied", "match")
+    if damaged == ".compacted.parquet":  # a delta's index is the one the loader compacted
+        _change(database, "UPDATE customers SET email = 'a@example.com' WHERE customer_id = 1")
+        assert _cycle(config) == ("delta", "applied", "match")
+    name = _overwrite(config, "customers", damaged)
+    _change(database, "UPDATE customers SET email = 'b@example.com' WHERE customer_id = 2")
+    assert _cycle(config) == ("full", "applied", "match"), name
+    _change(database, "UPDATE customers SET email = 'c@example.com' WHERE customer_id = 3")
+    assert _cycle(config) == ("delta", "applied", "match")
