@@ -105,14 +105,24 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
     return True
 
 
+def truncated_at(ledger: str, table_id: str) -> str:
+    """When an operator last truncated the table (the start of time if never): the snapshots applied
+    before no longer order the next ones, so a truncate and a full snapshot get a table past an
+    applied row of impossible sequence (a forged manifest's, a hand-edited ledger's)."""
+    return (f"IFNULL((SELECT MAX(recorded_at) FROM {ledger} WHERE table_id = {table_id} "
+            f"AND status = '{OPERATOR_TRUNCATE}'), TIMESTAMP '0001-01-01 00:00:00+00')")
+
+
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
-    """The rows of the run and its base, and the newest applied row, in one query. A ledger dropped
+    """The rows of the run and its base, and the newest applied row since the table's last truncate
+    (`truncated_at`), in one query. A ledger dropped
     since this process ensured it is created again (as `ensure` would have) and read once more."""
     columns = "run_id, sequence, status, published_at, key_columns, hashed_columns, manifest_uri"
     table = quoted(project, dataset)
     sql = (f"SELECT FALSE AS latest, {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)\n"
            f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} WHERE table_id = @table_id "
-           f"AND status = '{APPLIED}' ORDER BY sequence DESC, recorded_at DESC LIMIT 1)")
+           f"AND status = '{APPLIED}' AND recorded_at > {truncated_at(table, '@table_id')} "
+           "ORDER BY sequence DESC, recorded_at DESC LIMIT 1)")
     params = [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
               bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])]
     try:
@@ -151,10 +161,11 @@ def applied_run(project: str, dataset: str, table_id: str, run_id: str) -> dict[
 
 
 def latest_applied(project: str, dataset: str, table_id: str) -> dict[str, object] | None:
+    """The newest applied row since the table's last truncate (`truncated_at`)."""
     rows = bq.query(
         project,
         f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id AND status = '{APPLIED}' "
-        "ORDER BY sequence DESC LIMIT 1",
+        f"AND recorded_at > {truncated_at(quoted(project, dataset), '@table_id')} ORDER BY sequence DESC LIMIT 1",
         _params(table_id=("STRING", table_id)),
     )
     return dict(rows[0].items()) if rows else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shared import sql_literals as lit
 from shared.identifiers import quote_bigquery as q
-from shared.ledger import APPLIED, DUPLICATE, STALE
+from shared.ledger import APPLIED, DUPLICATE, STALE, truncated_at
 from shared.loader import keyless_sql
 from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
@@ -120,11 +120,13 @@ def _unused_name(name: str, taken: list[str]) -> str:
 
 
 def guard_query(ledger: str, *, delta: bool) -> str:
-    """The snapshot's fate, decided inside the transaction from the ledger alone."""
+    """The snapshot's fate, decided inside the transaction from the ledger alone; what was applied
+    before the table's last truncate orders nothing (`ledger.truncated_at`)."""
     applied = f"FROM {ledger} WHERE table_id = v_table_id AND status = '{APPLIED}'"
+    current = f"{applied} AND recorded_at > {truncated_at(ledger, 'v_table_id')}"
     base_rule = ""
     if delta:
-        latest_run = f"(SELECT run_id {applied} ORDER BY sequence DESC LIMIT 1)"
+        latest_run = f"(SELECT run_id {current} ORDER BY sequence DESC LIMIT 1)"
         base_rule = (
             f"    WHEN {latest_run} IS DISTINCT FROM v_base_run_id THEN\n"
             f"      IF(EXISTS (SELECT 1 {applied} AND run_id = v_base_run_id), '{BASE_SUPERSEDED}', '{BASE_MISSING}')\n"
@@ -132,7 +134,7 @@ def guard_query(ledger: str, *, delta: bool) -> str:
     return (
         "SELECT CASE\n"
         f"    WHEN EXISTS (SELECT 1 {applied} AND run_id = v_run_id) THEN '{DUPLICATE}'\n"
-        f"    WHEN EXISTS (SELECT 1 {applied} AND sequence >= v_sequence) THEN '{STALE}'\n"
+        f"    WHEN EXISTS (SELECT 1 {current} AND sequence >= v_sequence) THEN '{STALE}'\n"
         f"{base_rule}"
         f"    ELSE '{APPLIED}' END"
     )

@@ -224,6 +224,7 @@ def _by_stored_key_hash(schema: TableSchema, diff_table: str, delete_kinds: str,
 def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
     target = manifest.target
     table = q(*target.table_id.split("."))
+    ledger_table = ledger.quoted(target.project, target.dataset)
     diff_table = q(*diff.diff_table.split("."))
     match = " AND ".join(f"D.{q(c.bq_name)} = T.{q(c.bq_name)}" for c in manifest.table_schema.key_columns)
     delete_kinds = ", ".join(lit.string(k) for k in TO_DELETE)
@@ -246,8 +247,9 @@ def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
         )
     return f"""
 {lit.declare("v_run_id", "STRING", lit.string(manifest.run_id))}
-DECLARE v_latest STRING DEFAULT (SELECT run_id FROM {ledger.quoted(target.project, target.dataset)}
-  WHERE table_id = {lit.string(target.table_id)} AND status = '{ledger.APPLIED}' ORDER BY sequence DESC LIMIT 1);
+DECLARE v_latest STRING DEFAULT (SELECT run_id FROM {ledger_table}
+  WHERE table_id = {lit.string(target.table_id)} AND status = '{ledger.APPLIED}'
+  AND recorded_at > {ledger.truncated_at(ledger_table, lit.string(target.table_id))} ORDER BY sequence DESC LIMIT 1);
 DECLARE v_deleted INT64 DEFAULT 0;
 DECLARE v_restamped INT64 DEFAULT 0;
 IF v_latest = v_run_id THEN
