@@ -307,8 +307,10 @@ def _refuse_password_in_file(raw: dict[str, Any], path: Path) -> None:
 def _apply_overrides(raw: dict[str, Any], environ: dict[str, str] | os._Environ[str]
                      ) -> tuple[dict[str, Any], dict[str, str]]:
     """The file's settings with MATRIX_<SECTION>__<FIELD> variables over them, and which variable set
-    each overridden `section.field`. A variable naming no section is refused, not ignored."""
-    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    each overridden `section.field`. A variable naming no section is refused, not ignored. A section
+    with nothing under it (`source:` alone, YAML's null) counts as not given, so variables fill it."""
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()
+              if value is not None}
     overridden: dict[str, str] = {}
     sections = [name for name in Config.model_fields if name != "tables"]
     for name, value in environ.items():
