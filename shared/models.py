@@ -285,7 +285,30 @@ def _reason(specs: list[FieldSpec], error: dict[str, Any], offset: int = 0) -> s
     spec = specs[location[0]]
     if error.get("input", ...) is None and not spec.nullable:
         return f"{spec.column.name}: NULL in a NOT NULL column"
-    return f"{spec.column.name}: {error['msg']}"
+    beyond = _beyond_bigquery(spec, error.get("input"))
+    return f"{spec.column.name}: {beyond or error['msg']}"
+
+
+_TEMPORAL = (datetime.date, datetime.datetime, datetime.time)
+_YEAR_PAST_9999 = re.compile(r"\d{5,}-")
+
+
+def _beyond_bigquery(spec: FieldSpec, value: object) -> str | None:
+    """What is wrong with a date or time the driver left as its text because no Python value holds it
+    (PostgreSQL's 'infinity', a BC date, a year past 9999, 24:00:00: `shared.extractor.dbapi_stream`),
+    or None for any other value."""
+    if spec.py_type.runtime not in _TEMPORAL or not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text.endswith("infinity"):
+        return f"{value!r} is not a date/time BigQuery can hold"
+    if text.endswith(" bc"):
+        return f"{value!r} is not a date/time BigQuery can hold: a date before year 1"
+    if _YEAR_PAST_9999.match(text):
+        return f"{value!r} is not a date/time BigQuery can hold: a date after year 9999"
+    if spec.py_type.runtime is datetime.time and text.startswith("24:"):
+        return f"{value!r} is not a time BigQuery can hold: its times end at 23:59:59.999999"
+    return None
 
 
 def _row_type(specs: list[FieldSpec]) -> object:
