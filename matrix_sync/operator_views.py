@@ -142,9 +142,18 @@ def parse_key_filters(table_id: str, filters: tuple[str, ...]) -> tuple[str, lis
             raise OperatorError(f"--key names {column[0]} twice")
         seen.add(column[0])
         kind = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(column[1], column[1])
-        params.append(bigquery.ScalarQueryParameter(f"k{i}", kind, _typed(kind, text)))  # type: ignore[arg-type]
+        value = _typed_for(name.strip(), kind, text)
+        params.append(bigquery.ScalarQueryParameter(f"k{i}", kind, value))  # type: ignore[arg-type]
         conditions.append(f"{q(column[0])} = @k{i}")
     return " AND ".join(conditions), params
+
+
+def _typed_for(column: str, bq_type: str, text: str) -> object:
+    """`_typed`, its refusal naming the column as the --key gave it."""
+    try:
+        return _typed(bq_type, text)
+    except OperatorError as error:
+        raise OperatorError(f"--key {column}: {error}") from None
 
 
 def _bigquery_spelling(source_name: str) -> str:
