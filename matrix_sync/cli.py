@@ -197,7 +197,10 @@ def run(config_path: Path, tables: tuple[str, ...], timeout: int | None) -> None
     config = load_config(config_path)
     where = target_config(config)
     console.print(f"cycle for {config_path} -> {config.bigquery.project}.{config.bigquery.dataset} ({where})")
-    if not run_and_report(config, list(tables), timeout or config.run.wait_timeout_s, title=f"cycle {config_path}"):
+    with logs.told_by_command():  # each table that failed: a line of its own below the summary
+        verified = run_and_report(config, list(tables), timeout or config.run.wait_timeout_s,
+                                  title=f"cycle {config_path}")
+    if not verified:
         sys.exit(1)
 
 
@@ -210,7 +213,7 @@ def extract(config_path: Path, tables: tuple[str, ...], full: bool) -> None:
     """Writes the snapshots and returns; the loader takes them from the bucket's notifications."""
     config = load_config(config_path)
     target_config(config)
-    with RichProgress() as progress:
+    with RichProgress() as progress, logs.told_by_command():  # each failed table: a line of its own below
         outcome = extract_snapshots(config, list(tables) or None, progress, force_full=full)
     for r in outcome.written:
         console.print(f"{r.table}: {r.mode} snapshot {r.run_id}, {r.rows:,} rows, {r.shipped_rows:,} shipped, "

@@ -42,6 +42,7 @@ from shared.config import Config, ConfigError, load_config
 from shared.extractor.source import SourceError, connect
 from shared.identifiers import quote_bigquery as q
 from shared.reconciler.options import OptionsError
+from shared.secrets import redact
 from shared.validator.thresholds import ThresholdsError
 
 log = logs.get(__name__)
@@ -98,12 +99,13 @@ def _compare_all(config: Config, tables: list[str], keep: bool,
                 try:
                     results.append(cmp.compare_table(config, engine, table, progress, keep_hash_table=keep,
                                                      stored_hashes=stored_hashes))
-                except cmp.CompareError as error:
+                except (cmp.CompareError, SourceError) as error:  # a table not loaded, or not in the source
                     not_compared.append(f"{table.name}: not compared, {error}")
                 except (DefaultCredentialsError, StackError):
                     raise  # no table can be compared: one line says why
                 except Exception as error:  # noqa: BLE001 - one table's failure leaves the others to compare
-                    log.exception("comparing %s failed", table.name)
+                    with logs.told_by_command():  # the trace to the log file; the line below to the screen
+                        log.exception("comparing %s failed", table.name)
                     timed_out = bigquery_timeout_line(error)
                     if timed_out is not None:
                         not_compared.append(f"{table.name}: not compared, {timed_out}")
@@ -266,12 +268,23 @@ def _destroy(config: Config, table_name: str, where: str, params: list[Any], *, 
         return
     entry = record_operator_action(config, table.name, table_id, status, stats.dml_rows,
                                    f"{what}: {where}{described(params)}"[:1000])
+    _log_removal(table_id, entry, what, where, stats.dml_rows)
     summary = Table(title=what, title_justify="left")
     for heading in ("table", "rows removed", "ledger entry"):
         summary.add_column(heading)
     summary.add_row(table_id, f"{stats.dml_rows:,}", entry)
     console.print(summary)
     console.print("the next `matrix-sync run` brings back whatever the source still holds")
+
+
+def _log_removal(table_id: str, ledger_run_id: str, what: str, where: str, rows: int) -> None:
+    """The log file's line for a delete or truncate, labelled with its ledger entry: a --key condition
+    names its columns with parameters (`customer_id` = @k0), never their values; a --where condition is
+    as typed, passwords cut out."""
+    condition = redact(where)
+    which = ", every row" if condition == "TRUE" else f" where {condition}"
+    with logs.labels(run_id=ledger_run_id, table=table_id):
+        logs.event(log, f"{what}: {rows:,} row(s) removed from {table_id}{which}", rows=rows, condition=condition)
 
 
 @click.command("delete")

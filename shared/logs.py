@@ -14,6 +14,7 @@ from pathlib import Path
 from shared.secrets import redact
 
 _labels: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_labels", default={})
+_told_by_command: contextvars.ContextVar[bool] = contextvars.ContextVar("told_by_command", default=False)
 _SEVERITY = {"WARNING": "WARNING", "ERROR": "ERROR", "CRITICAL": "CRITICAL", "INFO": "INFO", "DEBUG": "DEBUG"}
 
 
@@ -26,6 +27,17 @@ def labels(**values: object) -> Iterator[None]:
         yield
     finally:
         _labels.reset(token)
+
+
+@contextlib.contextmanager
+def told_by_command() -> Iterator[None]:
+    """For a command that prints each failure of the block itself, a line each: the errors logged
+    inside go to the log file only, not to stderr a second time (warnings still go to both)."""
+    token = _told_by_command.set(True)
+    try:
+        yield
+    finally:
+        _told_by_command.reset(token)
 
 
 class CloudLoggingFormatter(logging.Formatter):
@@ -47,27 +59,54 @@ class CloudLoggingFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class TerminalFormatter(logging.Formatter):
+    """A log line as a person at the terminal reads it: `warning: what happened`, one line; the stack
+    trace, labels and fields stay in the log file."""
+
+    def __init__(self, log_file: Path) -> None:
+        super().__init__()
+        self._log_file = log_file
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = redact(record.getMessage()).strip().splitlines() or [""]
+        text = f"{record.levelname.lower()}: {lines[0]}"
+        if record.exc_info or len(lines) > 1:
+            text += f" (more in {self._log_file})"
+        return text
+
+
 def configure(stream: object = None, log_file: Path | None = None, level: str | None = None) -> None:
-    """JSON lines to stderr (functions: Cloud Logging reads them) and optionally to a file."""
+    """JSON lines to stderr (functions: Cloud Logging reads them); with a log file (the command line),
+    JSON lines to the file, and warnings and errors also to stderr as lines a person reads
+    (`TerminalFormatter`), but for the errors a command tells itself (`told_by_command`)."""
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level or os.environ.get("MATRIX_LOG_LEVEL", "INFO"))
-    formatter = CloudLoggingFormatter()
-    handlers: list[logging.Handler] = []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-        console = logging.StreamHandler(stream or sys.stderr)
-        console.setLevel(logging.WARNING)
-        console.addFilter(_not_credential_probing)
-        handlers.append(console)
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(CloudLoggingFormatter())
+        root.addHandler(to_file)
+        root.addHandler(_terminal_handler(stream, log_file))
     else:
-        handlers.append(logging.StreamHandler(stream or sys.stderr))
-    for handler in handlers:
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
+        to_stderr = logging.StreamHandler(stream or sys.stderr)
+        to_stderr.setFormatter(CloudLoggingFormatter())
+        root.addHandler(to_stderr)
     for noisy in ("urllib3", "google", "grpc", "werkzeug", "gunicorn"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _terminal_handler(stream: object, log_file: Path) -> logging.Handler:
+    terminal = logging.StreamHandler(stream or sys.stderr)
+    terminal.setLevel(logging.WARNING)
+    terminal.addFilter(_not_credential_probing)
+    terminal.addFilter(_not_told_by_command)
+    terminal.setFormatter(TerminalFormatter(log_file))
+    return terminal
+
+
+def _not_told_by_command(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR or not _told_by_command.get()
 
 
 def _not_credential_probing(record: logging.LogRecord) -> bool:

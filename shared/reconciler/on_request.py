@@ -93,6 +93,7 @@ def check_table(request: ReconcileRequest, table_id: str) -> Certificate:
     with logs.labels(table=table_id):
         certificate = _check_against_snapshot(request, table_id)
         certificate.details.update(requested_by=request.requested_by, deep_requested=request.deep)
-        record(certificate, project=request.project, dataset=request.dataset, pubsub_project=request.pubsub_project,
-               alert=unrepaired(certificate))
+        with logs.labels(run_id=certificate.run_id or None):
+            record(certificate, project=request.project, dataset=request.dataset,
+                   pubsub_project=request.pubsub_project, alert=unrepaired(certificate))
         return certificate
