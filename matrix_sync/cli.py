@@ -57,7 +57,7 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands)
 @click.option("--log-file", type=click.Path(path_type=Path), default=Path(".matrix-sync/logs/matrix-sync.jsonl"),
-              show_default=True, help="JSON log lines (Cloud Logging format); warnings also go to stderr.")
+              show_default=True, help="JSON log lines (Cloud Logging format); warnings and errors also go to stderr, a line each.")
 def main(log_file: Path) -> None:
     """Keeps BigQuery an exact, verified copy of the Matrix SQL Server."""
     if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
