@@ -160,12 +160,15 @@ def applied_run(project: str, dataset: str, table_id: str, run_id: str) -> dict[
     return dict(rows[0].items()) if rows else None
 
 
-def latest_applied(project: str, dataset: str, table_id: str) -> dict[str, object] | None:
-    """The newest applied row since the table's last truncate (`truncated_at`)."""
+def latest_applied(project: str, dataset: str, table_id: str, *,
+                   since_truncate: bool = False) -> dict[str, object] | None:
+    """The newest applied row: of all (what `status` shows the verdicts of, marked outdated after a
+    truncate), or `since_truncate` (what orders snapshots, see `truncated_at`)."""
+    since = f"AND recorded_at > {truncated_at(quoted(project, dataset), '@table_id')} " if since_truncate else ""
     rows = bq.query(
         project,
         f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id AND status = '{APPLIED}' "
-        f"AND recorded_at > {truncated_at(quoted(project, dataset), '@table_id')} ORDER BY sequence DESC LIMIT 1",
+        f"{since}ORDER BY sequence DESC LIMIT 1",
         _params(table_id=("STRING", table_id)),
     )
     return dict(rows[0].items()) if rows else None

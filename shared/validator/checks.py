@@ -320,7 +320,7 @@ def _latest(manifest: Manifest, ledger_row: _LedgerRow) -> Latest:
     if ledger_row.read:
         return ledger_row.latest
     target = manifest.target
-    return ledger.latest_applied(target.project, target.dataset, target.table_id)
+    return ledger.latest_applied(target.project, target.dataset, target.table_id, since_truncate=True)
 
 
 def run_checks(manifest: Manifest, thresholds: Thresholds | None = None, *, now: dt.datetime | None = None,

@@ -52,7 +52,8 @@ class _FakeBigQuery:
             values["latest_applied"] = self.latest
         return [values]
 
-    def latest_applied(self, _project: str, _dataset: str, _table_id: str) -> dict[str, object] | None:
+    def latest_applied(self, _project: str, _dataset: str, _table_id: str, *,
+                       since_truncate: bool = False) -> dict[str, object] | None:
         self.ledger_reads += 1
         return self.latest
 
