@@ -4,16 +4,15 @@ either reader, into the snapshot's quarantine file. Against the real server on 1
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from matrix_sync.cycle import extract_all
 from matrix_sync.stack import LocalStack
 from shared import gcs
 from shared.manifest import parse_manifest
+from tests.integration.test_postgres_driver_values import _execute, table  # noqa: F401 - the fixture too
 from tests.support import ensure_resources, write_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -34,19 +33,6 @@ TIME_OF_DAY_END = (9, ("t", "24:00:00", "ValueError: t: '24:00:00' is not a time
                                         "its times end at 23:59:59.999999"))
 
 
-def _execute(sql: str, params: tuple = ()) -> None:
-    with psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test") as connection:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-
-
-@pytest.fixture
-def table(unique_name: str) -> Iterator[str]:
-    name = f"pg_reasons_{unique_name}"
-    yield name
-    _execute(f"DROP TABLE IF EXISTS {name}")
-
-
 def _quarantine_reasons(manifest_uri: str) -> dict[int, str]:
     bucket, name = gcs.split_uri(manifest_uri)
     manifest = parse_manifest(gcs.read(bucket, name), bucket=bucket, prefix=name.rsplit("/", 1)[0])
@@ -56,7 +42,7 @@ def _quarantine_reasons(manifest_uri: str) -> dict[int, str]:
 
 @pytest.mark.parametrize("with_time", [False, True], ids=["arrow-reader", "dbapi-reader"])
 def test_a_date_or_time_bigquery_cannot_hold_is_quarantined_saying_what_the_value_is(
-        stack: LocalStack, tmp_path: Path, unique_name: str, table: str, with_time: bool) -> None:
+        stack: LocalStack, tmp_path: Path, unique_name: str, table: str, with_time: bool) -> None:  # noqa: F811 - the imported fixture
     # PostgreSQL time is not read through ADBC: a time column sends the table through psycopg2
     _execute(f"CREATE TABLE {table} (id int PRIMARY KEY, d date, ts timestamp, tz timestamptz"
              + (", t time)" if with_time else ")"))

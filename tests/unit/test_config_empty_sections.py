@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import ConfigError, load_config
+from tests.unit.test_config import write
 
 WITHOUT_SOURCE = """
 tables:
@@ -19,14 +20,8 @@ pubsub: {project: acme-dwh}
 """
 
 
-def _written(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "matrix-sync.yaml"
-    path.write_text(text)
-    return path
-
-
 def test_an_empty_source_section_takes_the_url_from_the_environment(tmp_path: Path) -> None:
-    path = _written(tmp_path, "source:\n" + WITHOUT_SOURCE)
+    path = write(tmp_path, "source:\n" + WITHOUT_SOURCE)
     url = "postgresql+psycopg2://etl@db.internal:5432/matrix"
 
     config = load_config(path, environ={"MATRIX_SOURCE__URL": url})
@@ -35,7 +30,7 @@ def test_an_empty_source_section_takes_the_url_from_the_environment(tmp_path: Pa
 
 
 def test_an_empty_optional_section_keeps_its_defaults(tmp_path: Path) -> None:
-    path = _written(tmp_path, "source: {url: 'sqlite:///matrix.db'}\nextract:\nrun:\n" + WITHOUT_SOURCE)
+    path = write(tmp_path, "source: {url: 'sqlite:///matrix.db'}\nextract:\nrun:\n" + WITHOUT_SOURCE)
 
     config = load_config(path, environ={"MATRIX_EXTRACT__CHUNK_ROWS": "1000"})
 
@@ -43,7 +38,7 @@ def test_an_empty_optional_section_keeps_its_defaults(tmp_path: Path) -> None:
 
 
 def test_an_empty_required_section_without_an_override_is_named_as_missing(tmp_path: Path) -> None:
-    path = _written(tmp_path, "source:\n" + WITHOUT_SOURCE)
+    path = write(tmp_path, "source:\n" + WITHOUT_SOURCE)
 
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
