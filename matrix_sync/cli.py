@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from google.api_core.exceptions import GoogleAPIError
+from google.auth.exceptions import GoogleAuthError
 from rich.table import Table
 from rich.text import Text
 
@@ -17,7 +18,7 @@ from matrix_sync.agent import ensure_subscription, request_extract, serve
 from matrix_sync.console import RichProgress, console, errors, print_not_extracted, run_and_report, styled
 from matrix_sync.dead_letters_command import dead_letters
 from matrix_sync.environment import local_stack, target_config
-from matrix_sync.errors import bigquery_timeout_line, fail, one_line_errors, path_error
+from matrix_sync.errors import fail, one_line_errors, path_error
 from matrix_sync.generate import create_tables, generate_models
 from matrix_sync.operator import COMMANDS as OPERATOR_COMMANDS
 from matrix_sync.report import report
@@ -307,12 +308,10 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | N
     for table_id in found:
         try:
             certificates.append(check_table(request, table_id))
-        except Exception as error:  # a timed-out table leaves the others to reconcile; anything else stops
-            line = bigquery_timeout_line(error)
-            if line is None:
-                raise
-            logs.get(__name__).info("reconciling %s: %s", table_id, line, exc_info=True)  # the trace: log file only
-            not_reconciled.append(f"{table_id.split('.')[-1]}: not reconciled, {line}")
+        except (GoogleAuthError, StackError):
+            raise  # no table can be reconciled: one line says why
+        except Exception as error:  # noqa: BLE001 - one broken table leaves the others to reconcile
+            not_reconciled.append(_not_reconciled(table_id, error))
     if certificates or not not_reconciled:
         console.print(certificates_table(certificates, title="reconciliation"))
     for line in certificate_messages(certificates):
@@ -321,6 +320,16 @@ def reconcile_command(config_path: Path, tables: tuple[str, ...], deep: bool | N
         errors.print(styled(line, "bold red"), highlight=False, soft_wrap=True)
     if unknown or not_reconciled or not all(c.clean for c in certificates):
         sys.exit(1)
+
+
+def _not_reconciled(table_id: str, error: Exception) -> str:
+    """The table's line for the screen; its stack trace goes to the log file only."""
+    from matrix_sync.reconcile_view import not_reconciled_line
+
+    line = not_reconciled_line(table_id, error)
+    with logs.told_by_command(), logs.labels(table=table_id):
+        logs.get(__name__).error("%s", line, exc_info=error)
+    return line
 
 
 @main.command()
