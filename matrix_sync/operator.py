@@ -343,11 +343,13 @@ def status_table(title: str, rows: list[tuple[str, tuple[str, ...]]], unhealthy:
 def status(config_path: Path) -> None:
     """Last runs per table from the ledger with their reconciliation and validation verdicts."""
     config = targeted_config(config_path)
-    rows, unhealthy = status_rows(config, dt.datetime.now(dt.UTC))
+    rows, unhealthy, hints = status_rows(config, dt.datetime.now(dt.UTC))
     table = status_table(f"status {config_path}", rows, unhealthy)
     print_unwrapped(table)
     if unhealthy:
         errors.print(styled("needs attention:", "bold red", f" {', '.join(unhealthy)}"), highlight=False)
+        for hint in hints:
+            errors.print(hint, highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from google.api_core import exceptions as gexc
 from google.auth.exceptions import GoogleAuthError
@@ -16,6 +17,7 @@ from google.cloud import bigquery
 from rich.table import Table
 
 from matrix_sync import compare as cmp
+from matrix_sync.reconcile_view import full_cycle_hint
 from shared import bigquery as bq
 from shared import bq_jobs, ledger, results
 from shared.applied import SnapshotGone, latest_snapshot
@@ -245,12 +247,24 @@ def _age(moment: object, now: dt.datetime) -> str:
     return f"{seconds:.0f} s"
 
 
-def _last_entries(project: str, dataset: str) -> dict[str, dict[str, object]]:
-    if bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is None:
-        return {}
-    rows = bq.query(project, f"SELECT * FROM {q(project, dataset, LEDGER_TABLE)} "
+INFORMATIONAL = (ledger.STALE, ledger.DUPLICATE)  # deliveries the loader skipped: they change no table
+
+
+def _last_entries(project: str, dataset: str, *, informational: bool) -> dict[str, dict[str, object]]:
+    """Each table's newest ledger row; without the `informational` ones, the newest that says
+    something about the table's content (cf. ledger.latest_event)."""
+    skipped = "" if informational else f"WHERE status NOT IN ({', '.join(f"'{s}'" for s in INFORMATIONAL)}) "
+    rows = bq.query(project, f"SELECT * FROM {q(project, dataset, LEDGER_TABLE)} {skipped}"
                              "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY recorded_at DESC) = 1")
     return {str(r["table_id"]): dict(r.items()) for r in rows}
+
+
+def _tables_of(project: str, dataset: str) -> set[str]:
+    """The ids of the dataset's tables: one listing, not a lookup per table."""
+    try:
+        return {f"{project}.{dataset}.{t.table_id}" for t in bq.client(project).list_tables(f"{project}.{dataset}")}
+    except gexc.NotFound:
+        return set()
 
 
 def _by_operator(entry: dict[str, object] | None) -> bool:
@@ -259,7 +273,7 @@ def _by_operator(entry: dict[str, object] | None) -> bool:
 
 def _outdated_by(entry: dict[str, object] | None) -> Callable[[object], bool]:
     """Whether a verdict checked at a moment predates the operator's delete or truncate that is the
-    table's last ledger entry (so it no longer describes the table)."""
+    table's last ledger entry about its content (so it no longer describes the table)."""
     if entry is None or not _by_operator(entry):
         return lambda _moment: False
     since = entry["recorded_at"]
@@ -267,42 +281,59 @@ def _outdated_by(entry: dict[str, object] | None) -> Callable[[object], bool]:
 
 
 PENDING = "pending"
+MISSING = "missing in BigQuery"
 
 
-def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple[str, ...]]], list[str]]:
-    """One display row per table, and the tables needing attention (never loaded, last snapshot
-    refused, its newest applied run not reconciled or validated yet or not clean, changed by an
-    operator since it was last checked, older than its freshness limit, or its last extraction
-    failed after the newest applied run was extracted)."""
+class StatusView(NamedTuple):
+    rows: list[tuple[str, tuple[str, ...]]]  # (table name, display row)
+    unhealthy: list[str]  # the names of the tables needing attention
+    hints: list[str]  # a line for each table with something to do about it
+
+
+def status_rows(config: Config, now: dt.datetime) -> StatusView:
+    """One display row per table, the tables needing attention (never loaded, gone from BigQuery,
+    last snapshot refused, its newest applied run not reconciled or validated yet or not clean,
+    changed by an operator since it was last checked, older than its freshness limit, or its last
+    extraction failed after the newest applied run was extracted), and what to do about a table gone.
+    Stale and duplicate ledger rows are shown, but decide nothing: they changed no table."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
-    last = _last_entries(project, dataset)
+    known = bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is not None
+    last = _last_entries(project, dataset, informational=True) if known else {}
+    events = _last_entries(project, dataset, informational=False) if known else {}
     table_ids = {table.name: f"{project}.{dataset}.{table.target_table}" for table in config.tables}
     newest = {t: ledger.latest_applied(project, dataset, t) for t in table_ids.values()} if last else {}
+    existing = _tables_of(project, dataset) if any(newest.values()) else set()
     # only verdicts on the newest applied run describe the table as that run left it
     runs = {t: str(row["run_id"]) for t, row in newest.items() if row}
     certificates = results.reconciliations_of(project, dataset, runs)
     validations = results.validations_of(project, dataset, runs)
     out: list[tuple[str, tuple[str, ...]]] = []
     unhealthy: list[str] = []
+    hints: list[str] = []
     for table in config.tables:
         table_id = table_ids[table.name]
         applied = newest.get(table_id)
         entry = last.get(table_id)
+        event = events.get(table_id)
         certificate = certificates.get(table_id)
         checks = validations.get(table_id, [])
         pending = applied is not None and (certificate is None or not checks)
-        outdated = _outdated_by(entry)
+        missing = applied is not None and table_id not in existing
+        outdated = _outdated_by(event)
         failed = sorted({str(c["check_name"]) for c in checks if not c["passed"]})
         verdict = str(certificate["verdict"]) if certificate else PENDING if applied else "-"
         if certificate and certificate.get("message") and verdict != results.MATCH:
             verdict += f" ({str(certificate['message']).strip('; ')})"
         validation = (f"failed: {', '.join(failed)}" if failed else "passed") if checks else PENDING if applied else "-"
-        unverified_change = bool(entry) and outdated(certificate and certificate["checked_at"])
+        unverified_change = bool(event) and outdated(certificate and certificate["checked_at"])
         if unverified_change:
             verdict = f"outdated: {verdict}" if certificate else "-"
         if checks and outdated(max(c["checked_at"] for c in checks)):
             validation = f"outdated: {validation}"
-        rows = _rows_text(applied, table_id, operator_changed=_by_operator(entry))
+        rows = _missing_text(applied) if missing else _rows_text(applied, table_id,
+                                                                 operator_changed=_by_operator(event))
+        if missing:
+            hints.append(f"{table.name}: {MISSING}: {full_cycle_hint(table_id)} to re-create and reload it")
         stale = _stale(applied, table_id, now)
         age = _age(applied and applied["recorded_at"], now) + (" (stale)" if stale else "")
         extraction = outcomes.read(config.gcs.bucket, config.gcs.prefix, table.target_table)
@@ -311,11 +342,16 @@ def status_rows(config: Config, now: dt.datetime) -> tuple[list[tuple[str, tuple
             table.name, str(applied["run_id"]) if applied else "never", age, rows, extraction_text(extraction, now),
             f"{entry['status']} ({_age(entry['recorded_at'], now)} ago)" if entry else "-", verdict, validation,
         )))
-        refused = entry is not None and entry["status"] == ledger.REFUSED
-        if (applied is None or failed or refused or unverified_change or pending or stale or extraction_failed
+        refused = event is not None and event["status"] == ledger.REFUSED
+        if (applied is None or missing or failed or refused or unverified_change or pending or stale
+                or extraction_failed
                 or (certificate and certificate["verdict"] in (results.MISMATCH, results.UNVERIFIED))):
             unhealthy.append(table.name)
-    return out, unhealthy
+    return StatusView(out, unhealthy, hints)
+
+
+def _missing_text(applied: dict[str, object] | None) -> str:
+    return f"{MISSING} (snapshot {int(str(applied and applied['source_rows'] or 0)):,})"
 
 
 def _rows_text(applied: dict[str, object] | None, table_id: str, *, operator_changed: bool) -> str:
