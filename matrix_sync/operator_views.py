@@ -17,7 +17,7 @@ from google.cloud import bigquery
 from rich.table import Table
 
 from matrix_sync import compare as cmp
-from matrix_sync.reconcile_view import full_cycle_hint
+from matrix_sync.reconcile_view import recreate_hint
 from shared import bigquery as bq
 from shared import bq_jobs, ledger, results
 from shared.applied import SnapshotGone, latest_snapshot
@@ -333,7 +333,7 @@ def status_rows(config: Config, now: dt.datetime) -> StatusView:
         rows = _missing_text(applied) if missing else _rows_text(applied, table_id,
                                                                  operator_changed=_by_operator(event))
         if missing:
-            hints.append(f"{table.name}: {MISSING}: {full_cycle_hint(table_id)} to re-create and reload it")
+            hints.append(f"{table.name}: {MISSING}: {recreate_hint(table_id)}")
         stale = _stale(applied, table_id, now)
         age = _age(applied and applied["recorded_at"], now) + (" (stale)" if stale else "")
         extraction = outcomes.read(config.gcs.bucket, config.gcs.prefix, table.target_table)

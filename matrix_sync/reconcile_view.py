@@ -53,12 +53,17 @@ def _why_not_reconciled(table_id: str, error: Exception) -> str:
         return timed_out
     if isinstance(error, NotFound) and bq.get_table(table_id) is None:  # not some other object gone meanwhile
         # a delta would be refused: the loader finds none of the rows it builds on
-        return f"the BigQuery table {table_id} does not exist: {full_cycle_hint(table_id)} to re-create and reload it"
+        return f"the BigQuery table {table_id} does not exist: {recreate_hint(table_id)}"
     if isinstance(error, ManifestError):
         return (f"the manifest of its last applied snapshot {_last_manifest_uri(table_id)} cannot be read ({error}): "
                 f"{full_cycle_hint(table_id)}")
     first_line = (str(error).strip().splitlines() or [""])[0][:300]
     return f"{type(error).__name__}: {first_line} (the stack trace is in the log file)"
+
+
+def recreate_hint(table_id: str) -> str:
+    """What brings back a table dropped in BigQuery: the next snapshot is full when the table is gone."""
+    return f"the next cycle re-creates and reloads it (matrix-sync run --table {_table_name(table_id)})"
 
 
 def full_cycle_hint(table_id: str) -> str:

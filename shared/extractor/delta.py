@@ -59,8 +59,8 @@ class Base:
 
 def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) -> Base | None:
     """The latest applied snapshot of the table, if a delta on top of it can be trusted: the table
-    has not been changed since by anything but that load (a refusal, an operator's delete or
-    truncate), the reconciler found it equal to that snapshot, and the schema is the same."""
+    is there and has not been changed since by anything but that load (a refusal, an operator's
+    delete or truncate), the reconciler found it equal to that snapshot, and the schema is the same."""
     if schema.keyless:
         log.info("%s is keyless: full snapshot (a delta needs unique, ordered keys to merge-join on)", table_id)
         return None
@@ -70,6 +70,9 @@ def find_base(project: str, dataset: str, table_id: str, schema: TableSchema) ->
             return None
         if not _reconciled_clean(project, dataset, table_id, str(latest["run_id"])):
             log.info("last snapshot of %s did not reconcile: full snapshot", table_id)
+            return None
+        if bq.get_table(table_id) is None:  # dropped by hand: a delta could only be refused
+            log.warning("%s is gone from BigQuery: full snapshot, to re-create and reload it", table_id)
             return None
     except Exception as error:  # no ledger yet, or BigQuery unreachable: a full snapshot is always safe
         log.info("no base for a delta of %s (%s): full snapshot", table_id, type(error).__name__)

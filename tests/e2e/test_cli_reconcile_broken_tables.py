@@ -39,8 +39,8 @@ def test_a_broken_table_is_one_line_and_the_others_are_reconciled(stack: LocalSt
     assert "Traceback" not in result.stderr, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2, result.stderr  # a line each, its stack trace in the log file only
-    assert (f"customers: not reconciled, the BigQuery table {table_id(config, 'customers')} does not exist: run a "
-            "full cycle (matrix-sync extract --full --table customers, then let it load) to re-create and reload it"
+    assert (f"customers: not reconciled, the BigQuery table {table_id(config, 'customers')} does not exist: the "
+            "next cycle re-creates and reloads it (matrix-sync run --table customers)"
             ) in lines, result.stderr
     unreadable = [line for line in lines if line.startswith("accounts: not reconciled, ")]
     assert len(unreadable) == 1, result.stderr

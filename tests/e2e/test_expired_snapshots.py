@@ -10,10 +10,11 @@ import pytest
 
 from matrix_sync.cycle import extract_all, wait_for_chain
 from matrix_sync.stack import LocalStack
+from shared import bigquery as bq
 from shared.clients import storage_client
 from shared.config import Config
 from tests.e2e.test_cli import matrix_sync
-from tests.support import sample_config
+from tests.support import assert_tables_equal, sample_config
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
@@ -102,3 +103,16 @@ def test_a_delta_whose_base_was_overwritten_is_a_full_snapshot(stack: LocalStack
     assert _cycle(config) == ("full", "applied", "match"), name
     _change(database, "UPDATE customers SET email = 'c@example.com' WHERE customer_id = 3")
     assert _cycle(config) == ("delta", "applied", "match")
+
+
+def test_a_table_dropped_in_bigquery_comes_back_with_the_next_cycle(stack: LocalStack, tmp_path: Path,
+                                                                    unique_name: str) -> None:
+    """Its next snapshot is full: a delta onto the missing table could only be refused, which took a
+    second cycle to mend."""
+    config = sample_config(stack, tmp_path / "config.yaml", seed=6, tables={"customers": ["customer_id"]},
+                           suffix=unique_name)
+    assert _cycle(config) == ("full", "applied", "match")
+    bq.drop_table(f"{config.bigquery.project}.{config.bigquery.dataset}.customers")
+    _change(tmp_path / "matrix.db", "UPDATE customers SET email = 'd@example.com' WHERE customer_id = 4")
+    assert _cycle(config) == ("full", "applied", "match")
+    assert_tables_equal(config)

@@ -47,8 +47,8 @@ def test_a_dropped_table_and_a_change_hidden_behind_a_late_delivery_need_attenti
     result = CliRunner().invoke(status, args)
 
     assert result.exit_code == 1 and "needs attention: customers, payments" in result.output, result.output
-    assert ("payments: missing in BigQuery: run a full cycle (matrix-sync extract --full --table payments, then let "
-            "it load) to re-create and reload it") in result.output, result.output
+    assert ("payments: missing in BigQuery: the next cycle re-creates and reloads it "
+            "(matrix-sync run --table payments)") in result.output, result.output
     shown = {name: row for name, row in status_rows(config, dt.datetime.now(dt.UTC))[0]}
     assert shown["payments"][3].startswith("missing in BigQuery"), shown["payments"]
     assert shown["customers"][5].startswith("stale ("), shown["customers"]  # shown, but it decides nothing
