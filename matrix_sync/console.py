@@ -8,8 +8,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
+from matrix_sync.cycle import PENDING, TableReport, not_extracted_report, wait_for_chain
 from matrix_sync.cycle import Progress as CycleProgress
-from matrix_sync.cycle import TableReport, not_extracted_report, wait_for_chain
 from shared import ledger
 from shared.config import Config
 from shared.extractor.run import FailedTable, extract
@@ -112,4 +112,14 @@ def run_and_report(config: Config, tables: list[str], timeout_s: int, title: str
     for report in failed:
         errors.print(styled("not verified:", "bold red", f" {report.table} ({report.problems})"), highlight=False,
                      soft_wrap=True)
+    print_pending_loads_hint(reports)
     return not failed
+
+
+def print_pending_loads_hint(reports: list[TableReport]) -> None:
+    """What to look at when snapshots were written but never loaded within the wait."""
+    if any(r.run_id and r.load_status == PENDING for r in reports):
+        errors.print(styled("loads still pending:", "bold yellow",
+                            " check that the loader runs (`matrix-sync stack status` on the local stack, the loader "
+                            "function's logs in the cloud) and what `matrix-sync dead-letters` lists; `matrix-sync "
+                            "run` again takes the tables again"), highlight=False, soft_wrap=True)

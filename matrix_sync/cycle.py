@@ -13,6 +13,8 @@ from shared.extractor.run import ExtractProgress, extract_tables
 from shared.extractor.snapshot import ExtractResult
 from shared.topology import LEDGER_TABLE, RECONCILIATION_TABLE, VALIDATION_TABLE
 
+PENDING = "pending"
+
 
 @dataclass
 class TableReport:
@@ -25,12 +27,12 @@ class TableReport:
     source_rows: int = 0  # rows read from the source, the quarantined ones included
     shipped_rows: int = 0
     quarantined: int = 0
-    load_status: str = "pending"
+    load_status: str = PENDING
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_deleted: int = 0
-    reconciliation: str = "pending"
-    validation: str = "pending"
+    reconciliation: str = PENDING
+    validation: str = PENDING
     failed_checks: list[str] = field(default_factory=list)
     message: str = ""  # why the loader refused or skipped the snapshot
 
