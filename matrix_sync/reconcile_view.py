@@ -52,7 +52,6 @@ def _why_not_reconciled(table_id: str, error: Exception) -> str:
     if timed_out is not None:
         return timed_out
     if isinstance(error, NotFound) and bq.get_table(table_id) is None:  # not some other object gone meanwhile
-        # a delta would be refused: the loader finds none of the rows it builds on
         return f"the BigQuery table {table_id} does not exist: {recreate_hint(table_id)}"
     if isinstance(error, ManifestError):
         return (f"the manifest of its last applied snapshot {_last_manifest_uri(table_id)} cannot be read ({error}): "
