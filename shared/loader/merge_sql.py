@@ -192,8 +192,8 @@ def ledger_insert(ledger: str) -> str:
         "rows_inserted, rows_updated, rows_deleted, source_rows, bytes, extracted_at, recorded_at, message, "
         "key_columns, published_at, hashed_columns)\n"
         f"SELECT v_table_id, v_source_table, v_run_id, v_sequence, v_mode, '{APPLIED}', v_manifest_uri, "
-        "opening.inserted, opening.updated, opening.deleted, v_source_rows, v_bytes, v_extracted_at, CURRENT_TIMESTAMP(), v_message, "
-        "v_key_columns, NULL, v_hashed_columns"
+        "opening.inserted, opening.updated, opening.deleted, v_source_rows, v_bytes, v_extracted_at, "
+        "CURRENT_TIMESTAMP(), v_message, v_key_columns, NULL, v_hashed_columns"
     )
 
 
@@ -237,8 +237,9 @@ def load_script(schema: TableSchema, target: str, staging: str, ledger: str, val
     """A script whose last statement returns the counts (what an `applied` load writes) and the
     outcome (one of OUTCOMES).
 
-    One query reads all the script needs before writing (`opening_query`). Guard, ledger row and writes share one transaction, so a crash leaves all or nothing and a second
-    delivery finds the ledger row. The table must end with exactly the manifest's row count, or
+    One query reads all the script needs before writing (`opening_query`). Guard, ledger row and
+    writes share one transaction, so a crash leaves all or nothing and a second delivery finds the
+    ledger row. The table must end with exactly the manifest's row count, or
     everything is rolled back (`diverged`): a delta applied to a table that is not its base's
     result must not commit. A full snapshot first replaces the rows of keys the table holds twice. Staged rows holding a key twice write nothing (`duplicate_keys`).
     `fault` (tests only) fails the script after the first write. A keyless table is applied by
