@@ -71,6 +71,7 @@ def test_create_tables_apply_runs_each_statement_in_bigquery(config_path: Path, 
     monkeypatch.setattr(generate.bq, "ensure_dataset", lambda *args: datasets.append(args))
     monkeypatch.setattr(generate.bq, "query", lambda project, sql: queries.append((project, sql)) or [])
     monkeypatch.setattr(generate.bq, "get_table", lambda table_id: None)  # none of them exists yet
+    monkeypatch.setattr(generate, "emulated", lambda: False)  # BigQuery itself: the DDL is what runs
     result = run("create-tables", "--config", str(config_path), "--out", str(tmp_path / "ddl"), "--apply")
     assert result.exit_code == 0, result.output
     assert datasets == [("proj-gen", "ds_gen", "US")]
