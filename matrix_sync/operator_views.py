@@ -250,13 +250,17 @@ def _age(moment: object, now: dt.datetime) -> str:
 INFORMATIONAL = (ledger.STALE, ledger.DUPLICATE)  # deliveries the loader skipped: they change no table
 
 
-def _last_entries(project: str, dataset: str, *, informational: bool) -> dict[str, dict[str, object]]:
-    """Each table's newest ledger row; without the `informational` ones, the newest that says
-    something about the table's content (cf. ledger.latest_event)."""
-    skipped = "" if informational else f"WHERE status NOT IN ({', '.join(f"'{s}'" for s in INFORMATIONAL)}) "
-    rows = bq.query(project, f"SELECT * FROM {q(project, dataset, LEDGER_TABLE)} {skipped}"
-                             "QUALIFY ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY recorded_at DESC) = 1")
-    return {str(r["table_id"]): dict(r.items()) for r in rows}
+def _last_entries(project: str, dataset: str) -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]]]:
+    """Each table's newest ledger row, and its newest that says something about the table's content
+    (not an `INFORMATIONAL` one, cf. ledger.latest_event), in one query."""
+    informational = f"status IN ({', '.join(f"'{s}'" for s in INFORMATIONAL)})"
+    rows = bq.query(project, f"SELECT *, ROW_NUMBER() OVER (PARTITION BY table_id ORDER BY recorded_at DESC) = 1 "
+                             f"AS newest FROM {q(project, dataset, LEDGER_TABLE)} QUALIFY newest OR ROW_NUMBER() "
+                             f"OVER (PARTITION BY table_id, {informational} ORDER BY recorded_at DESC) = 1 "
+                             f"AND NOT {informational}")
+    last = {str(r["table_id"]): dict(r.items()) for r in rows if r["newest"]}
+    events = {str(r["table_id"]): dict(r.items()) for r in rows if r["status"] not in INFORMATIONAL}
+    return last, events
 
 
 def _tables_of(project: str, dataset: str) -> set[str]:
@@ -298,8 +302,7 @@ def status_rows(config: Config, now: dt.datetime) -> StatusView:
     Stale and duplicate ledger rows are shown, but decide nothing: they changed no table."""
     project, dataset = config.bigquery.project, config.bigquery.dataset
     known = bq.get_table(f"{project}.{dataset}.{LEDGER_TABLE}") is not None
-    last = _last_entries(project, dataset, informational=True) if known else {}
-    events = _last_entries(project, dataset, informational=False) if known else {}
+    last, events = _last_entries(project, dataset) if known else ({}, {})
     table_ids = {table.name: f"{project}.{dataset}.{table.target_table}" for table in config.tables}
     newest = {t: ledger.latest_applied(project, dataset, t) for t in table_ids.values()} if last else {}
     existing = _tables_of(project, dataset) if any(newest.values()) else set()

@@ -105,24 +105,25 @@ def record_once(project: str, dataset: str, row: dict[str, object], *, same_mess
     return True
 
 
-def truncated_at(ledger: str, table_id: str) -> str:
-    """When an operator last truncated the table (the start of time if never): the snapshots applied
-    before no longer order the next ones, so a truncate and a full snapshot get a table past an
-    applied row of impossible sequence (a forged manifest's, a hand-edited ledger's)."""
-    return (f"IFNULL((SELECT MAX(recorded_at) FROM {ledger} WHERE table_id = {table_id} "
-            f"AND status = '{OPERATOR_TRUNCATE}'), TIMESTAMP '0001-01-01 00:00:00+00')")
+def applied_since_truncate(ledger: str, table_id: str) -> str:
+    """A condition on ledger rows: the table's applied snapshots since an operator last truncated it
+    (`table_id` a SQL expression). What was applied before no longer orders the next snapshots, so a
+    truncate and a full snapshot get a table past an applied row of impossible sequence (a forged
+    manifest's, a hand-edited ledger's)."""
+    truncated = (f"IFNULL((SELECT MAX(recorded_at) FROM {ledger} WHERE table_id = {table_id} "
+                 f"AND status = '{OPERATOR_TRUNCATE}'), TIMESTAMP '0001-01-01 00:00:00+00')")
+    return f"table_id = {table_id} AND status = '{APPLIED}' AND recorded_at > {truncated}"
 
 
 def history(project: str, dataset: str, table_id: str, run_id: str, base_run_id: str | None = None) -> History:
     """The rows of the run and its base, and the newest applied row since the table's last truncate
-    (`truncated_at`), in one query. A ledger dropped
+    (`applied_since_truncate`), in one query. A ledger dropped
     since this process ensured it is created again (as `ensure` would have) and read once more."""
     columns = "run_id, sequence, status, published_at, key_columns, hashed_columns, manifest_uri"
     table = quoted(project, dataset)
     sql = (f"SELECT FALSE AS latest, {columns} FROM {table} WHERE table_id = @table_id AND run_id IN UNNEST(@run_ids)\n"
-           f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} WHERE table_id = @table_id "
-           f"AND status = '{APPLIED}' AND recorded_at > {truncated_at(table, '@table_id')} "
-           "ORDER BY sequence DESC, recorded_at DESC LIMIT 1)")
+           f"UNION ALL\n(SELECT TRUE AS latest, {columns} FROM {table} "
+           f"WHERE {applied_since_truncate(table, '@table_id')} ORDER BY sequence DESC, recorded_at DESC LIMIT 1)")
     params = [bigquery.ScalarQueryParameter("table_id", "STRING", table_id),
               bigquery.ArrayQueryParameter("run_ids", "STRING", [r for r in (run_id, base_run_id) if r])]
     try:
@@ -163,12 +164,13 @@ def applied_run(project: str, dataset: str, table_id: str, run_id: str) -> dict[
 def latest_applied(project: str, dataset: str, table_id: str, *,
                    since_truncate: bool = False) -> dict[str, object] | None:
     """The newest applied row: of all (what `status` shows the verdicts of, marked outdated after a
-    truncate), or `since_truncate` (what orders snapshots, see `truncated_at`)."""
-    since = f"AND recorded_at > {truncated_at(quoted(project, dataset), '@table_id')} " if since_truncate else ""
+    truncate), or `since_truncate` (what orders snapshots, see `applied_since_truncate`)."""
+    table = quoted(project, dataset)
+    applied = (applied_since_truncate(table, "@table_id") if since_truncate
+               else f"table_id = @table_id AND status = '{APPLIED}'")
     rows = bq.query(
         project,
-        f"SELECT * FROM {quoted(project, dataset)} WHERE table_id = @table_id AND status = '{APPLIED}' "
-        f"{since}ORDER BY sequence DESC LIMIT 1",
+        f"SELECT * FROM {table} WHERE {applied} ORDER BY sequence DESC LIMIT 1",
         _params(table_id=("STRING", table_id)),
     )
     return dict(rows[0].items()) if rows else None

@@ -34,8 +34,8 @@ def latest_applied_column(target: Target) -> tuple[str, list[bigquery.ScalarQuer
     it. Added to a stage's main query, the ledger and the table are read in one statement, at one
     snapshot, instead of one job for each. The query must use no parameter named `ledger_table_id`."""
     table = ledger.quoted(target.project, target.dataset)
-    sql = (f"(SELECT AS STRUCT run_id, recorded_at FROM {table} WHERE table_id = @ledger_table_id "
-           f"AND status = '{ledger.APPLIED}' AND recorded_at > {ledger.truncated_at(table, '@ledger_table_id')} "
+    sql = (f"(SELECT AS STRUCT run_id, recorded_at FROM {table} "
+           f"WHERE {ledger.applied_since_truncate(table, '@ledger_table_id')} "
            f"ORDER BY sequence DESC LIMIT 1) AS {LATEST_APPLIED}")
     return sql, [bigquery.ScalarQueryParameter("ledger_table_id", "STRING", target.table_id)]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from shared import sql_literals as lit
 from shared.identifiers import quote_bigquery as q
-from shared.ledger import APPLIED, DUPLICATE, STALE, truncated_at
+from shared.ledger import APPLIED, DUPLICATE, STALE, applied_since_truncate
 from shared.loader import keyless_sql
 from shared.schema import HASH_COLUMNS, KEY_HASH_COLUMN, ROW_HASH_COLUMN, TableSchema
 
@@ -121,9 +121,9 @@ def _unused_name(name: str, taken: list[str]) -> str:
 
 def guard_query(ledger: str, *, delta: bool) -> str:
     """The snapshot's fate, decided inside the transaction from the ledger alone; what was applied
-    before the table's last truncate orders nothing (`ledger.truncated_at`)."""
+    before the table's last truncate orders nothing (`ledger.applied_since_truncate`)."""
     applied = f"FROM {ledger} WHERE table_id = v_table_id AND status = '{APPLIED}'"
-    current = f"{applied} AND recorded_at > {truncated_at(ledger, 'v_table_id')}"
+    current = f"FROM {ledger} WHERE {applied_since_truncate(ledger, 'v_table_id')}"
     base_rule = ""
     if delta:
         latest_run = f"(SELECT run_id {current} ORDER BY sequence DESC LIMIT 1)"

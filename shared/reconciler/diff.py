@@ -248,8 +248,7 @@ def repair_script(manifest: Manifest, diff: Diff, *, deep: bool) -> str:
     return f"""
 {lit.declare("v_run_id", "STRING", lit.string(manifest.run_id))}
 DECLARE v_latest STRING DEFAULT (SELECT run_id FROM {ledger_table}
-  WHERE table_id = {lit.string(target.table_id)} AND status = '{ledger.APPLIED}'
-  AND recorded_at > {ledger.truncated_at(ledger_table, lit.string(target.table_id))} ORDER BY sequence DESC LIMIT 1);
+  WHERE {ledger.applied_since_truncate(ledger_table, lit.string(target.table_id))} ORDER BY sequence DESC LIMIT 1);
 DECLARE v_deleted INT64 DEFAULT 0;
 DECLARE v_restamped INT64 DEFAULT 0;
 IF v_latest = v_run_id THEN
